@@ -1,0 +1,1 @@
+"""The rules of the ameli login, as plain Python: no grpc, no SQL, no Redis."""

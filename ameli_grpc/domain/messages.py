@@ -1,0 +1,109 @@
+"""Every French text the insured person or the advisor sees, side by side with the guide.
+
+Times are Europe/Paris local time with French names (Babel/CLDR), rounded
+**up** to the minute so that the time shown is never before the lock ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+
+PARIS = ZoneInfo("Europe/Paris")
+_LONG_DATE = "EEEE d MMMM y HH:mm"  # "mercredi 4 janvier 2023 15:47" (case 6)
+_SHORT_DATE = "dd/MM/yyyy - HH'h'mm"  # "05/01/2023 - 15h05" (cases 3 and 5)
+
+
+def ceil_to_minute(moment: datetime) -> datetime:
+    floored = moment.replace(second=0, microsecond=0)
+    return floored if floored == moment else floored + timedelta(minutes=1)
+
+
+def paris_time(moment: datetime, pattern: str) -> str:
+    return format_datetime(ceil_to_minute(moment), pattern, tzinfo=PARIS, locale="fr_FR")
+
+
+def minutes(duration: timedelta) -> str:
+    """A duration as the guide writes it: "15 minutes" (whole minutes, rounded up)."""
+    count = max(1, -(-int(duration.total_seconds()) // 60))
+    return f"{count} minute{'s' if count > 1 else ''}"
+
+
+class Messages:
+    """The texts of SPEC §3; the ones with a placeholder are methods."""
+
+    INVALID_NIR = (
+        "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie."
+    )
+    CODE_NOT_REQUESTED = (
+        "Aucun code de sécurité n'a été demandé. "
+        "Cliquez sur « Recevoir un code de sécurité »."
+    )
+    EMAIL_NOT_VALIDATED = (
+        "Désormais, un code de sécurité envoyé par mail est nécessaire pour vous connecter. "
+        "Or, vous n'avez pas d'adresse mail renseignée dans votre compte. "
+        "Validez-la dans l'application Compte ameli ou contactez votre caisse d'assurance maladie."
+    )
+    NOT_COVERED = (
+        "D'après nos informations vous ne dépendez pas du régime général ou de l'un des "
+        "régimes partenaires de l'Assurance Maladie. "
+        "Veuillez consulter les services de votre régime d'affiliation."
+    )
+    AFFILIATION_PENDING = (
+        "Votre rattachement à votre caisse d'assurance maladie est en cours, "
+        "vous pourrez bientôt bénéficier de votre compte ameli."
+    )
+    LOGIN_NOT_FOUND = "Votre session de connexion a expiré. Merci de vous reconnecter."
+    ACCOUNT_NOT_FOUND = "Aucun compte ameli pour ce numéro de sécurité sociale."
+    CALLER_NOT_ALLOWED = "L'application appelante n'est pas autorisée à utiliser ce service."
+    SERVICE_UNAVAILABLE = (
+        "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
+    )
+    INVALID_REQUEST = "La demande est incomplète ou invalide."
+    INTERNAL = "Une erreur technique est survenue. Merci de réessayer dans quelques instants."
+
+    @staticmethod
+    def wrong_entry(max_failures: int) -> str:
+        """Case 4, for a wrong password or a wrong code."""
+        return (
+            "Les informations saisies sont erronées. Merci de vérifier votre saisie. "
+            f"Attention : {max_failures} essais infructueux bloquent l'accès au service."
+        )
+
+    @staticmethod
+    def password_attempts_locked(until: datetime) -> str:
+        """Case 6."""
+        return (
+            "Pour des raisons de sécurité, l'accès à votre compte ameli est bloqué jusqu'au "
+            f"{paris_time(until, _LONG_DATE)} (heure de Paris). "
+            "Si vous n'êtes pas sûr de votre mot de passe, cliquez sur le lien "
+            "« Mot de passe oublié ? » ci-dessous."
+        )
+
+    @staticmethod
+    def code_attempts_locked(until: datetime) -> str:
+        """Case 5."""
+        return (
+            "Les informations saisies sont erronées. L'accès au service est bloqué jusqu'au "
+            f"{paris_time(until, _SHORT_DATE)} (heure de Paris)."
+        )
+
+    @staticmethod
+    def code_quota_exceeded(until: datetime) -> str:
+        """Case 3."""
+        return (
+            "Le nombre maximum de demandes de code a été atteint. "
+            f"L'accès au service est bloqué jusqu'au {paris_time(until, _SHORT_DATE)} "
+            "(heure de Paris). À la fin du blocage, pensez à vérifier le dossier Spam ou "
+            "Indésirable de votre boîte mail."
+        )
+
+    @staticmethod
+    def code_expired(code_ttl: timedelta) -> str:
+        """Case 2."""
+        return (
+            f"Le code de sécurité n'a pas été saisi dans les {minutes(code_ttl)}. "
+            "Merci d'en demander un nouveau."
+        )

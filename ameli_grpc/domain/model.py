@@ -1,0 +1,150 @@
+"""Value objects and records of the login: accounts, devices, locks, logins."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Channel(enum.Enum):
+    """Where the insured person logs in from."""
+
+    WEB = "web"
+    MOBILE_APP = "mobile_app"
+    FRANCECONNECT = "franceconnect"
+
+
+class AuthMethod(enum.Enum):
+    """How the insured person proved who they are."""
+
+    PASSWORD = "password"
+    EMAIL_CODE = "email_code"
+    TRUSTED_DEVICE = "trusted_device"
+    PROVISIONAL_CODE = "provisional_code"
+
+
+class Affiliation(enum.Enum):
+    """What the identity registry (RFI) says of a NIR (guide, cases 7 and 8)."""
+
+    AFFILIATED = "affiliated"
+    PENDING = "pending"
+    NOT_COVERED = "not_covered"
+
+
+class AttemptKind(enum.Enum):
+    """The two secrets whose wrong entries are counted separately."""
+
+    PASSWORD = "password"
+    CODE = "code"
+
+
+class LockKind(enum.Enum):
+    """The three locks of the guide; the value is the store's name for it."""
+
+    PASSWORD_ATTEMPTS = "password"
+    CODE_ATTEMPTS = "code"
+    CODE_QUOTA = "quota"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An ameli account as the login sees it. ``nir`` is the 13-character form."""
+
+    account_id: str
+    nir: str
+    password_hash: str
+    email: str | None
+    email_validated: bool
+    mobile_phone: str | None
+
+
+@dataclass(frozen=True)
+class TrustedDevice:
+    """A browser the insured person declared personal; only the token's hash is kept."""
+
+    token_hash: str
+    account_id: str
+    created_time: datetime
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class ProvisionalCode:
+    """A single-use code sent by SMS after an advisor reset, hashed like a password."""
+
+    nir: str
+    code_hash: str
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit trail. ``nir_ref`` is the keyed hash of the NIR, never the NIR."""
+
+    kind: str
+    nir_ref: str
+    occurred_time: datetime
+    account_id: str | None = None
+    actor: str | None = None
+    detail: str | None = None
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    """An active lock of a NIR, until ``expire_time``."""
+
+    kind: LockKind
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login between the password step and the code step.
+
+    ``code_digest`` is the keyed hash of the latest code sent for it (None
+    until RequestCode); ``nir_ref`` identifies the NIR in the store.
+    """
+
+    login_id: str
+    nir_ref: str
+    account_id: str
+    masked_email: str
+    expire_time: datetime
+    code_digest: str | None = None
+    code_expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AttemptClaim:
+    """The store's answer to "may this password or code be evaluated?".
+
+    Either ``locks`` (refused, nothing counted) or a ``ticket`` counted as a
+    failure in advance, with ``failures`` the count including it and
+    ``lock`` the lock already set if this attempt reaches the limit.
+    """
+
+    ticket: str | None
+    failures: int
+    locks: tuple[Lock, ...] = ()
+    lock: Lock | None = None
+
+
+@dataclass(frozen=True)
+class CodeReservation:
+    """The store's answer to "may a code be sent?": a quota ``ticket`` or the ``locks``."""
+
+    ticket: str | None
+    codes_sent: int
+    locks: tuple[Lock, ...] = ()
+
+
+@dataclass(frozen=True)
+class NirStatus:
+    """Everything the store knows about one NIR right now."""
+
+    locks: tuple[Lock, ...]
+    password_failures: int
+    code_failures: int
+    codes_sent_in_window: int

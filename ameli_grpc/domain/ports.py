@@ -1,0 +1,157 @@
+"""The ports: what the rules need from the outside world, as ``typing.Protocol`` nouns.
+
+Adapters (``ameli_grpc.adapters``) implement them; unit tests use fakes. Any
+adapter whose backing service cannot be reached raises
+``DependencyUnavailable`` (never its driver's exception) so that the service
+fails closed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from ameli_grpc.domain.model import (
+    Account,
+    Affiliation,
+    AttemptClaim,
+    AttemptKind,
+    AuditEvent,
+    CodeReservation,
+    Lock,
+    Login,
+    NirStatus,
+    ProvisionalCode,
+    TrustedDevice,
+)
+from ameli_grpc.domain.policy import FailureRule, QuotaRule
+
+
+class AccountRepository(Protocol):
+    async def get_by_nir(self, nir: str) -> Account | None: ...
+
+    async def get(self, account_id: str) -> Account | None: ...
+
+    async def add(self, account: Account) -> None:
+        """Insert, or replace the account of the same NIR (import)."""
+
+    async def update_password_hash(self, account_id: str, password_hash: str) -> None: ...
+
+    async def delete(self, account_id: str) -> bool:
+        """Delete the account **and its trusted devices** in one transaction."""
+
+
+class TrustedDeviceRepository(Protocol):
+    async def add(self, device: TrustedDevice) -> None: ...
+
+    async def find(self, token_hash: str) -> TrustedDevice | None: ...
+
+
+class ProvisionalCodeRepository(Protocol):
+    async def put(self, code: ProvisionalCode) -> None:
+        """Store the provisional code of a NIR, replacing any earlier one."""
+
+    async def get(self, nir: str) -> ProvisionalCode | None: ...
+
+    async def consume(self, nir: str, code_hash: str) -> bool:
+        """Delete that exact code; True for the one caller that deleted it (single use)."""
+
+
+class AuditLog(Protocol):
+    async def record(self, event: AuditEvent) -> None: ...
+
+
+class IdentityRegistry(Protocol):
+    """The RFI: is this NIR covered by the Régime Général or a partner scheme?"""
+
+    async def affiliation(self, nir: str) -> Affiliation: ...
+
+
+class Mailer(Protocol):
+    async def send_security_code(self, to: str, code: str, valid_minutes: int) -> None:
+        """Send the email of step 2; raise ``DependencyUnavailable`` if it was not accepted."""
+
+
+class SmsSender(Protocol):
+    async def send_provisional_code(self, phone: str, code: str, valid_minutes: int) -> None:
+        """Send the advisor's provisional code; raise ``DependencyUnavailable`` on failure."""
+
+
+class PasswordHasher(Protocol):
+    """Slow password hashing; implementations must not block the event loop."""
+
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the time of a real verify, for a NIR that has no account."""
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class ChallengeStore(Protocol):
+    """Short-lived state of each NIR: logins, codes, failure counters, quota, locks.
+
+    Each method is one atomic step: parallel calls, and calls from other
+    replicas, can never interleave inside it. ``nir_ref`` is the keyed hash of
+    the NIR (``Keyring.nir_ref``), never the NIR itself.
+    """
+
+    async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]: ...
+
+    async def claim_attempt(
+        self, nir_ref: str, kind: AttemptKind, rule: FailureRule, now: datetime
+    ) -> AttemptClaim:
+        """Before evaluating a password or a code: count it as a failure in advance.
+
+        If any lock is active: return it, count nothing. Otherwise forget the
+        failures of ``kind`` older than ``rule.window``, add this attempt under
+        a new ticket, and if the count reaches ``rule.limit`` set the lock
+        ``rule.lock_kind`` until ``now + rule.lock_for`` (owned by the ticket).
+        So no more than ``limit`` attempts are ever evaluated in a window.
+        """
+
+    async def settle_success(
+        self, nir_ref: str, kind: AttemptKind, ticket: str, *, login_complete: bool
+    ) -> None:
+        """The attempt was right: clear the failures of ``kind`` and the lock this ticket set.
+
+        With ``login_complete`` (the person is logged in) also clear the other
+        failure counter and the code quota.
+        """
+
+    async def create_login(self, login: Login, ttl_seconds: int) -> str:
+        """Store a new login (its ``login_id`` is ignored) and return its new opaque id."""
+
+    async def get_login(self, login_id: str, now: datetime) -> Login | None:
+        """The login, or None if unknown, malformed or expired."""
+
+    async def reserve_code(self, nir_ref: str, rule: QuotaRule, now: datetime) -> CodeReservation:
+        """Count one code request in the sliding-window quota.
+
+        If any lock is active: return it. Otherwise forget requests older than
+        ``rule.window``; if ``rule.limit`` are left, set the quota lock until
+        ``now + rule.lock_for`` and return it; else add this one under a ticket.
+        """
+
+    async def set_code(
+        self, login_id: str, code_digest: str, code_expire_time: datetime
+    ) -> bool:
+        """Make this code the only valid one of the login; False if the login is gone."""
+
+    async def release_code(
+        self, nir_ref: str, ticket: str, login_id: str, code_digest: str
+    ) -> None:
+        """Undo a reservation whose email could not be sent: uncount it, drop that code."""
+
+    async def consume_login(self, login_id: str, code_digest: str) -> bool:
+        """Delete the login if its current code is still ``code_digest``; True if deleted."""
+
+    async def status(self, nir_ref: str, now: datetime) -> NirStatus: ...
+
+    async def reset(self, nir_ref: str) -> None:
+        """Forget the locks, failure counters and quota of the NIR (advisor reset)."""
+
+    async def ping(self) -> None:
+        """Raise ``DependencyUnavailable`` if the store cannot be reached (health)."""
