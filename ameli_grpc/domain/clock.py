@@ -17,7 +17,10 @@ class SystemClock:
 
 
 def add_calendar_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus whole calendar months, the day clamped to the month's end (31 Aug + 6 → 28/29 Feb)."""
+    """``moment`` plus whole calendar months, the day clamped to the month's end.
+
+    31 August + 6 months is 28 (or 29) February: "6 mois" of the guide.
+    """
     month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])

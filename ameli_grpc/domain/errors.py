@@ -69,4 +69,3 @@ class DependencyUnavailable(Exception):
     Adapters raise it (or a subclass) instead of their driver's exceptions so
     that the service fails closed with ``SERVICE_UNAVAILABLE``.
     """
-

@@ -34,12 +34,9 @@ def minutes(duration: timedelta) -> str:
 class Messages:
     """The texts of SPEC §3; the ones with a placeholder are methods."""
 
-    INVALID_NIR = (
-        "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie."
-    )
+    INVALID_NIR = "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie."
     CODE_NOT_REQUESTED = (
-        "Aucun code de sécurité n'a été demandé. "
-        "Cliquez sur « Recevoir un code de sécurité »."
+        "Aucun code de sécurité n'a été demandé. Cliquez sur « Recevoir un code de sécurité »."
     )
     EMAIL_NOT_VALIDATED = (
         "Désormais, un code de sécurité envoyé par mail est nécessaire pour vous connecter. "

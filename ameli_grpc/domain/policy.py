@@ -45,7 +45,9 @@ class Policy:
     def failure_rule(self, kind: AttemptKind) -> FailureRule:
         if kind is AttemptKind.PASSWORD:
             return FailureRule(
-                self.max_password_failures, self.failure_window, self.failure_lock,
+                self.max_password_failures,
+                self.failure_window,
+                self.failure_lock,
                 LockKind.PASSWORD_ATTEMPTS,
             )
         return FailureRule(

@@ -8,7 +8,7 @@ fails closed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from ameli_grpc.domain.model import (
@@ -135,9 +135,7 @@ class ChallengeStore(Protocol):
         ``now + rule.lock_for`` and return it; else add this one under a ticket.
         """
 
-    async def set_code(
-        self, login_id: str, code_digest: str, code_expire_time: datetime
-    ) -> bool:
+    async def set_code(self, login_id: str, code_digest: str, code_expire_time: datetime) -> bool:
         """Make this code the only valid one of the login; False if the login is gone."""
 
     async def release_code(
@@ -148,7 +146,10 @@ class ChallengeStore(Protocol):
     async def consume_login(self, login_id: str, code_digest: str) -> bool:
         """Delete the login if its current code is still ``code_digest``; True if deleted."""
 
-    async def status(self, nir_ref: str, now: datetime) -> NirStatus: ...
+    async def status(
+        self, nir_ref: str, now: datetime, failure_window: timedelta, quota_window: timedelta
+    ) -> NirStatus:
+        """Active locks, and the failures and code requests still inside their windows."""
 
     async def reset(self, nir_ref: str) -> None:
         """Forget the locks, failure counters and quota of the NIR (advisor reset)."""

@@ -1,0 +1,99 @@
+"""Loading accounts: the CSV import of the CLI and the demo set share this path."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.domain.errors import AuthError
+from ameli_grpc.domain.model import Account, Affiliation
+from ameli_grpc.domain.nir import Nir
+from ameli_grpc.domain.ports import PasswordHasher
+
+COLUMNS = ("nir", "password", "email", "email_validated", "mobile_phone", "affiliation")
+_TRUE = {"1", "true", "yes", "oui", "y", "o"}
+_FALSE = {"0", "false", "no", "non", "n", ""}
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """One account to load; ``nir`` as typed (13 or 15 characters)."""
+
+    nir: str
+    password: str
+    email: str | None
+    email_validated: bool
+    mobile_phone: str | None
+    affiliation: Affiliation
+
+
+class ImportRowError(ValueError):
+    """A CSV line that cannot be loaded; the message names the line, never its content."""
+
+
+def read_csv(path: Path) -> Iterator[AccountRow]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ImportRowError(f"missing columns: {', '.join(sorted(missing))}")
+        for line, record in enumerate(reader, start=2):
+            yield _row(line, record)
+
+
+def _row(line: int, record: dict[str, str]) -> AccountRow:
+    def cell(name: str) -> str:
+        return (record.get(name) or "").strip()
+
+    validated = cell("email_validated").lower()
+    if validated not in _TRUE | _FALSE:
+        raise ImportRowError(f"line {line}: email_validated must be true or false")
+    try:
+        affiliation = Affiliation(cell("affiliation").lower() or "affiliated")
+    except ValueError:
+        raise ImportRowError(
+            f"line {line}: affiliation must be affiliated, pending or not_covered"
+        ) from None
+    if not cell("password"):
+        raise ImportRowError(f"line {line}: password is empty")
+    return AccountRow(
+        nir=cell("nir"),
+        password=cell("password"),
+        email=cell("email") or None,
+        email_validated=validated in _TRUE,
+        mobile_phone=cell("mobile_phone") or None,
+        affiliation=affiliation,
+    )
+
+
+async def load_accounts(
+    rows: Iterable[AccountRow],
+    accounts: SqlAccountRepository,
+    registry: SqlIdentityRegistry,
+    hasher: PasswordHasher,
+) -> int:
+    """Hash each password (argon2id), upsert the account and its RFI affiliation."""
+    count = 0
+    for number, row in enumerate(rows, start=1):
+        try:
+            nir = Nir.parse(row.nir).value
+        except AuthError:
+            raise ImportRowError(f"account {number}: invalid NIR") from None
+        existing = await accounts.get_by_nir(nir)
+        await accounts.add(
+            Account(
+                account_id=existing.account_id if existing else uuid.uuid4().hex,
+                nir=nir,
+                password_hash=await hasher.hash(row.password),
+                email=row.email,
+                email_validated=row.email_validated and bool(row.email),
+                mobile_phone=row.mobile_phone,
+            )
+        )
+        await registry.set_affiliation(nir, row.affiliation)
+        count += 1
+    return count

@@ -1,0 +1,149 @@
+"""The composition root: settings in, a wired ``AuthService`` out. No I/O at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
+from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
+from ameli_grpc.adapters.outbox import OutboxMailer, OutboxSmsSender
+from ameli_grpc.adapters.smtp_mailer import SmtpMailer
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_migrations import upgrade
+from ameli_grpc.adapters.sql_repositories import (
+    SqlAccountRepository,
+    SqlAuditLog,
+    SqlIdentityRegistry,
+    SqlProvisionalCodeRepository,
+    SqlTrustedDeviceRepository,
+)
+from ameli_grpc.config import Settings
+from ameli_grpc.domain.clock import Clock, SystemClock
+from ameli_grpc.domain.ports import ChallengeStore, Mailer
+from ameli_grpc.domain.service import AuthService, Ports
+from ameli_grpc.domain.tokens import Keyring
+from ameli_grpc.server.interceptors import CallerKeys, Role
+
+log = structlog.get_logger("ameli_grpc.bootstrap")
+
+Closer = Callable[[], Awaitable[None]]
+Check = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Container:
+    """Everything a server process needs, and what to close when it stops."""
+
+    service: AuthService
+    ports: Ports
+    database: Database
+    clock: Clock
+    caller_keys: CallerKeys
+    health_checks: list[Check] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+
+
+async def build_container(
+    settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+) -> Container:
+    clock = clock or SystemClock()
+    database = Database.from_settings(settings)
+    if migrate:
+        await upgrade(settings.database_url)
+    store, store_closer = build_store(settings)
+    hasher = Argon2PasswordHasher(workers=settings.hash_workers)
+    ports = Ports(
+        accounts=SqlAccountRepository(database, clock),
+        devices=SqlTrustedDeviceRepository(database),
+        provisional_codes=SqlProvisionalCodeRepository(database),
+        audit=SqlAuditLog(database),
+        registry=SqlIdentityRegistry(database, clock),
+        store=store,
+        mailer=build_mailer(settings),
+        sms=OutboxSmsSender(settings.outbox_dir),
+        hasher=hasher,
+        keyring=Keyring(load_secret_key(settings)),
+        clock=clock,
+    )
+
+    async def close_hasher() -> None:
+        hasher.close()
+
+    return Container(
+        service=AuthService(ports, settings.policy()),
+        ports=ports,
+        database=database,
+        clock=clock,
+        caller_keys=CallerKeys(
+            {
+                Role.PORTAL: Settings.keys(settings.portal_api_keys),
+                Role.ADVISOR: Settings.keys(settings.advisor_api_keys),
+            }
+        ),
+        health_checks=[database.ping, store.ping],
+        closers=[database.dispose, close_hasher, *([store_closer] if store_closer else [])],
+    )
+
+
+def build_store(settings: Settings) -> tuple[ChallengeStore, Closer | None]:
+    if not settings.redis_url:
+        return MemoryChallengeStore(), None
+    # imported only when Redis is configured
+    from ameli_grpc.adapters.redis_challenge_store import (
+        RedisChallengeStore,
+        redis_client_from_url,
+    )
+
+    client = redis_client_from_url(settings.redis_url, settings.redis_timeout)
+    return RedisChallengeStore(client, settings.redis_prefix), client.aclose
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    if not settings.smtp_host:
+        return OutboxMailer(settings.outbox_dir, settings.mail_from)
+    return SmtpMailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_from,
+        starttls=settings.smtp_starttls,
+        use_tls=settings.smtp_tls,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password.get_secret_value() or None,
+        timeout=settings.smtp_timeout,
+    )
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """``AMELI_SECRET_KEY``, or in its absence a key generated once into ``secret_key_file``.
+
+    The key must outlive restarts: codes, store keys and trusted-device tokens
+    are HMACs under it.
+    """
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        return configured.encode()
+    path: Path = settings.secret_key_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another worker process made it first
+            return path.read_text().strip().encode()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        log.warning(
+            "secret_key_generated",
+            path=str(path),
+            detail="development only: set AMELI_SECRET_KEY in production",
+        )
+    return path.read_text().strip().encode()

@@ -1,0 +1,52 @@
+"""Locks as the insured person meets them: which one applies, and its refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ameli_grpc.domain.errors import AuthError, ErrorReason
+from ameli_grpc.domain.messages import Messages
+from ameli_grpc.domain.model import Lock, LockKind
+from ameli_grpc.domain.outcomes import LockView
+
+_REASONS = {
+    LockKind.PASSWORD_ATTEMPTS: ErrorReason.PASSWORD_ATTEMPTS_LOCKED,
+    LockKind.CODE_ATTEMPTS: ErrorReason.CODE_ATTEMPTS_LOCKED,
+    LockKind.CODE_QUOTA: ErrorReason.CODE_QUOTA_EXCEEDED,
+}
+_TEXTS = {
+    LockKind.PASSWORD_ATTEMPTS: Messages.password_attempts_locked,
+    LockKind.CODE_ATTEMPTS: Messages.code_attempts_locked,
+    LockKind.CODE_QUOTA: Messages.code_quota_exceeded,
+}
+# On equal end times, the more specific cause wins: the quota, then codes, then passwords.
+_TIE_ORDER = {LockKind.PASSWORD_ATTEMPTS: 0, LockKind.CODE_ATTEMPTS: 1, LockKind.CODE_QUOTA: 2}
+
+
+def governing_lock(locks: Iterable[Lock]) -> Lock | None:
+    """Lock precedence: of several active locks, the one that ends last is the one shown.
+
+    It is the one that really decides when the person can come back, so its
+    date is the only truthful one to display.
+    """
+    return max(locks, key=lambda lock: (lock.expire_time, _TIE_ORDER[lock.kind]), default=None)
+
+
+def lock_view(lock: Lock) -> LockView:
+    return LockView(_REASONS[lock.kind], lock.expire_time, _TEXTS[lock.kind](lock.expire_time))
+
+
+def lock_error(lock: Lock, quota_limit: int) -> AuthError:
+    view = lock_view(lock)
+    return AuthError(
+        view.reason,
+        view.message,
+        lock_expire_time=lock.expire_time,
+        quota_limit=quota_limit if lock.kind is LockKind.CODE_QUOTA else None,
+    )
+
+
+def raise_if_locked(locks: Iterable[Lock], quota_limit: int) -> None:
+    lock = governing_lock(locks)
+    if lock is not None:
+        raise lock_error(lock, quota_limit)

@@ -1,0 +1,82 @@
+"""What the use cases return on success (refusals are ``AuthError``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ameli_grpc.domain.errors import ErrorReason
+from ameli_grpc.domain.model import AuthMethod, Channel
+
+
+@dataclass(frozen=True)
+class CredentialsInput:
+    nir: str
+    password: str
+    channel: Channel = Channel.WEB
+    device_token: str = ""
+    client_ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class CodeRequired:
+    login_id: str
+    masked_email: str
+    login_expire_time: datetime
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    account_id: str
+    methods: tuple[AuthMethod, ...]
+    authenticate_time: datetime
+
+
+@dataclass(frozen=True)
+class AccountSetupRequired:
+    setup_token: str
+
+
+CredentialsOutcome = CodeRequired | Authenticated | AccountSetupRequired
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    masked_email: str
+    code_expire_time: datetime
+    codes_remaining: int
+
+
+@dataclass(frozen=True)
+class CodeVerified:
+    authenticated: Authenticated
+    device_token: str | None = None
+    device_trust_expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LockView:
+    reason: ErrorReason
+    expire_time: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    locks: tuple[LockView, ...]
+    password_failures: int
+    code_failures: int
+    codes_sent_in_window: int
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.locks)
+
+
+@dataclass(frozen=True)
+class AccountReset:
+    reset_time: datetime
+    provisional_code_sent: bool
+    masked_phone: str = ""
+    provisional_code_expire_time: datetime | None = None

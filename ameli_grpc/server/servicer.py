@@ -1,0 +1,140 @@
+"""``AuthServicer``: proto ↔ domain translation only; every rule lives in the domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ameli_grpc.domain.model import AuthMethod, Channel
+from ameli_grpc.domain.outcomes import (
+    AccountSetupRequired,
+    Authenticated,
+    CodeRequired,
+    CredentialsInput,
+)
+from ameli_grpc.domain.service import AuthService
+
+_CHANNELS = {
+    auth_pb2.CHANNEL_WEB: Channel.WEB,
+    auth_pb2.CHANNEL_MOBILE_APP: Channel.MOBILE_APP,
+    auth_pb2.CHANNEL_FRANCECONNECT: Channel.FRANCECONNECT,
+}
+_METHODS = {
+    AuthMethod.PASSWORD: auth_pb2.AUTH_METHOD_PASSWORD,
+    AuthMethod.EMAIL_CODE: auth_pb2.AUTH_METHOD_EMAIL_CODE,
+    AuthMethod.TRUSTED_DEVICE: auth_pb2.AUTH_METHOD_TRUSTED_DEVICE,
+    AuthMethod.PROVISIONAL_CODE: auth_pb2.AUTH_METHOD_PROVISIONAL_CODE,
+}
+_CLIENT_FIELD_LIMIT = 512
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, service: AuthService) -> None:
+        self._service = service
+
+    async def CheckCredentials(  # noqa: N802 - generated interface
+        self, request: auth_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CheckCredentialsResponse:
+        outcome = await self._service.check_credentials(
+            CredentialsInput(
+                nir=request.nir,
+                password=request.password,
+                # unspecified or unknown channels get the strictest rules, the web's
+                channel=_CHANNELS.get(request.channel, Channel.WEB),
+                device_token=request.device_token,
+                client_ip=request.client.ip[:_CLIENT_FIELD_LIMIT],
+                user_agent=request.client.user_agent[:_CLIENT_FIELD_LIMIT],
+            )
+        )
+        if isinstance(outcome, CodeRequired):
+            return auth_pb2.CheckCredentialsResponse(
+                code_required=auth_pb2.CodeRequired(
+                    login_id=outcome.login_id,
+                    masked_email=outcome.masked_email,
+                    login_expire_time=_timestamp(outcome.login_expire_time),
+                )
+            )
+        if isinstance(outcome, AccountSetupRequired):
+            return auth_pb2.CheckCredentialsResponse(
+                account_setup_required=auth_pb2.AccountSetupRequired(
+                    setup_token=outcome.setup_token
+                )
+            )
+        return auth_pb2.CheckCredentialsResponse(authenticated=_authenticated(outcome))
+
+    async def RequestCode(  # noqa: N802 - generated interface
+        self, request: auth_pb2.RequestCodeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RequestCodeResponse:
+        sent = await self._service.request_code(request.login_id)
+        return auth_pb2.RequestCodeResponse(
+            masked_email=sent.masked_email,
+            code_expire_time=_timestamp(sent.code_expire_time),
+            codes_remaining=sent.codes_remaining,
+        )
+
+    async def VerifyCode(  # noqa: N802 - generated interface
+        self, request: auth_pb2.VerifyCodeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.VerifyCodeResponse:
+        verified = await self._service.verify_code(
+            request.login_id, request.code, request.trust_device
+        )
+        response = auth_pb2.VerifyCodeResponse(authenticated=_authenticated(verified.authenticated))
+        if verified.device_token and verified.device_trust_expire_time:
+            response.device_token = verified.device_token
+            response.device_trust_expire_time.CopyFrom(
+                _timestamp(verified.device_trust_expire_time)
+            )
+        return response
+
+    async def GetLockStatus(  # noqa: N802 - generated interface
+        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetLockStatusResponse:
+        status = await self._service.get_lock_status(request.nir)
+        return auth_pb2.GetLockStatusResponse(
+            locked=status.locked,
+            locks=[
+                auth_pb2.Lock(
+                    reason=auth_pb2.ErrorReason.Value(f"ERROR_REASON_{view.reason.value}"),
+                    expire_time=_timestamp(view.expire_time),
+                    message=view.message,
+                )
+                for view in status.locks
+            ],
+            password_failures=status.password_failures,
+            code_failures=status.code_failures,
+            codes_sent_in_window=status.codes_sent_in_window,
+        )
+
+    async def ResetAccount(  # noqa: N802 - generated interface
+        self, request: auth_pb2.ResetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ResetAccountResponse:
+        reset = await self._service.reset_account(
+            request.nir, request.advisor_id, request.reason, request.send_provisional_code
+        )
+        response = auth_pb2.ResetAccountResponse(
+            reset_time=_timestamp(reset.reset_time),
+            provisional_code_sent=reset.provisional_code_sent,
+            masked_phone=reset.masked_phone,
+        )
+        if reset.provisional_code_expire_time is not None:
+            response.provisional_code_expire_time.CopyFrom(
+                _timestamp(reset.provisional_code_expire_time)
+            )
+        return response
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _authenticated(outcome: Authenticated) -> auth_pb2.Authenticated:
+    return auth_pb2.Authenticated(
+        account_id=outcome.account_id,
+        methods=[_METHODS[method] for method in outcome.methods],
+        authenticate_time=_timestamp(outcome.authenticate_time),
+    )
