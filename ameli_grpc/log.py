@@ -44,7 +44,7 @@ def redact_exception(
     if exc_info:
         info = exc_info if isinstance(exc_info, tuple) else sys.exc_info()
         if info[0] is not None:
-            event["exception"] = describe_exception(info)  # type: ignore[arg-type]
+            event["exception"] = describe_exception(info)
     return event
 
 

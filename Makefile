@@ -1,0 +1,58 @@
+# ameli-grpc — `make run` serves the demo on the embedded defaults, `make test` runs everything.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+BASELINE := protos/baseline/ameli-auth-v1.binpb
+
+.PHONY: install run test lint typecheck stubs check-stubs buf baseline bench clean
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: migrate, load the demo accounts, serve on 127.0.0.1:50051
+run: install
+	$(BIN)/ameli-grpc migrate
+	$(BIN)/ameli-grpc demo-data
+	$(BIN)/ameli-grpc serve
+
+## test: generated code, contract, lint, types, then the whole pytest suite
+test: install check-stubs buf lint typecheck
+	$(PY) -m pytest
+
+check-stubs: install
+	$(PY) scripts/gen_protos.py --check
+
+buf: install
+	$(BIN)/buf lint
+	$(BIN)/buf breaking --against $(BASELINE)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+	cd clients/python && ../../$(BIN)/mypy
+
+## stubs: regenerate the Python stubs after a change of protos/
+stubs: install
+	$(PY) scripts/gen_protos.py
+
+## baseline: record the released contract that `buf breaking` compares against
+baseline: install
+	$(BIN)/buf build protos -o $(BASELINE)
+
+## bench: throughput and latency of the main calls against a local server
+bench: install
+	$(PY) scripts/benchmark.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,164 @@
+"""The SQL engine, its sessions, and the one place where driver errors are translated.
+
+The same code runs on SQLite (aiosqlite, one replica) and PostgreSQL (asyncpg,
+many replicas). No I/O happens before the first session is opened. The errors
+of an unreachable database become ``DependencyUnavailable`` here, and only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ameli_grpc.domain.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from ameli_grpc.config import Settings
+
+# PostgreSQL SQLSTATE classes that mean "the server cannot serve us now", not "the query is wrong":
+# connection exception, invalid authorization, invalid catalog (database), insufficient
+# resources, operator intervention (statement timeout, shutdown), system error.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "28", "3D", "53", "57", "58"})
+
+
+def is_unavailable_error(error: BaseException) -> bool:
+    """True for the errors of an unreachable, overloaded or timed-out database.
+
+    Integrity and programming errors are bugs and stay what they are.
+    """
+    if isinstance(error, DependencyUnavailable):
+        return False
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        # Pool exhausted; lost or refused connection; SQLite "database is locked".
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        return error.connection_invalidated or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    # Raised as they are by the drivers while connecting: refused, unreachable, DNS, timeouts.
+    return isinstance(error, OSError | TimeoutError)
+
+
+@contextmanager
+def unavailable_as_dependency_error() -> Iterator[None]:
+    """Re-raise the errors of an unreachable database as ``DependencyUnavailable``."""
+    try:
+        yield
+    except Exception as error:
+        if is_unavailable_error(error):
+            raise DependencyUnavailable(f"database unavailable ({type(error).__name__})") from error
+        raise
+
+
+def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[[Any, Any], None]:
+    """Per-connection SQLite settings: enforced foreign keys, waiting on locks, WAL."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+
+
+def _engine_options(url: URL, pool_size: int, max_overflow: int, timeout: float) -> dict[str, Any]:
+    if url.drivername not in SUPPORTED_DRIVERS:
+        supported = " or ".join(sorted(f"{name}://" for name in SUPPORTED_DRIVERS))
+        raise ValueError(f"unsupported database URL scheme {url.drivername}://: use {supported}")
+    if url.get_backend_name() == "sqlite":
+        return {}  # the dialect picks its pool; SQLite has no server to size it for
+    return {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": timeout,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "timeout": timeout,
+            # The server cancels a slow statement first (SQLSTATE 57014, connection kept);
+            # the client-side limit only fires when the network itself stalls.
+            "command_timeout": timeout + 1.0,
+            "server_settings": {"statement_timeout": str(int(timeout * 1000))},
+        },
+    }
+
+
+class Database:
+    """An async engine and its session factory, for one database URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = make_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, **_engine_options(self.url, pool_size, max_overflow, timeout)
+        )
+        if self.dialect_name == "sqlite":
+            in_memory = self.url.database in (None, "", ":memory:")
+            listener = _sqlite_on_connect(int(timeout * 1000), in_memory)
+            event.listen(self.engine.sync_engine, "connect", listener)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            timeout=settings.database_timeout,
+        )
+
+    @property
+    def dialect_name(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed on exit, rolled back on error.
+
+        Any error of an unreachable database, raised inside or on exit, comes
+        out as ``DependencyUnavailable``.
+        """
+        with unavailable_as_dependency_error():
+            async with self._sessions.begin() as session:
+                yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection (no transaction begun), with the same error translation."""
+        with unavailable_as_dependency_error():
+            async with self.engine.connect() as connection:
+                yield connection
+
+    async def ping(self) -> None:
+        """Raise ``DependencyUnavailable`` if the database cannot run a query (health)."""
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (graceful shutdown)."""
+        await self.engine.dispose()

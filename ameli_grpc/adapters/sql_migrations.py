@@ -1,0 +1,69 @@
+"""Alembic, driven from code: no alembic.ini, the scripts ship inside the package.
+
+``upgrade`` may be awaited from a running event loop (the server migrates on
+start): Alembic runs synchronously on an async connection through ``run_sync``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+
+from ameli_grpc.adapters.sql_database import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Bounds connecting and each statement: longer than a request's, as migrations can be slow.
+MIGRATION_TIMEOUT = 60.0
+
+# Any constant: replicas starting together take this lock in turn, so that one migrates
+# and the others then find the schema at head.
+_POSTGRES_MIGRATION_LOCK = 0x616D656C69
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic configuration for that database, built in code."""
+    config = Config(attributes={"database_url": database_url})
+    # ConfigParser interpolates "%": escape it (URL-encoded passwords, unusual paths).
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def ensure_sqlite_directory(database_url: str) -> None:
+    """Create the directory of an SQLite database file if it is missing (``./var``)."""
+    url = make_url(database_url)
+    path = url.database or ""
+    # In memory, or an SQLite URI ("file:..."), whose path is not a plain file name.
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def upgrade(database_url: str) -> None:
+    """Migrate the database to the latest revision; a no-op when it is already there.
+
+    Raises ``DependencyUnavailable`` if the database cannot be reached.
+    """
+    ensure_sqlite_directory(database_url)
+    database = Database(database_url, pool_size=1, max_overflow=0, timeout=MIGRATION_TIMEOUT)
+    config = alembic_config(database_url)
+    try:
+        async with database.connection() as connection, connection.begin():
+            await connection.run_sync(_upgrade_to_head, config)
+    finally:
+        await database.dispose()
+
+
+def _upgrade_to_head(connection: Connection, config: Config) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends; PostgreSQL DDL is transactional.
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_MIGRATION_LOCK}
+        )
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,262 @@
+"""SQL implementations of the account, device, provisional code, audit and RFI ports.
+
+One session (one transaction) per call, through ``Database.session()`` which
+turns an unreachable database into ``DependencyUnavailable``. Rows come back as
+the domain's frozen dataclasses; expired rows are returned as they are, the
+domain decides what an expiry means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Delete, Insert
+
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_schema import (
+    accounts,
+    audit_events,
+    provisional_codes,
+    rfi_affiliations,
+    trusted_devices,
+)
+from ameli_grpc.domain.clock import Clock, SystemClock
+from ameli_grpc.domain.model import (
+    Account,
+    Affiliation,
+    AuditEvent,
+    ProvisionalCode,
+    TrustedDevice,
+)
+
+
+def upsert(
+    dialect_name: str,
+    table: Table,
+    values: Mapping[str, Any],
+    *,
+    key: str,
+    update_columns: tuple[str, ...],
+) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE``: one atomic statement on both backends."""
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect_name == "postgresql":
+        statement = postgresql.insert(table).values(**values)
+    elif dialect_name == "sqlite":
+        statement = sqlite.insert(table).values(**values)
+    else:
+        raise ValueError(f"no upsert for the {dialect_name} dialect")
+    return statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: statement.excluded[name] for name in update_columns},
+    )
+
+
+async def _rowcount(session: AsyncSession, statement: Delete) -> int:
+    """The number of rows the statement deleted."""
+    result = cast("CursorResult[Any]", await session.execute(statement))
+    return result.rowcount
+
+
+_ACCOUNT_COLUMNS = (
+    accounts.c.account_id,
+    accounts.c.nir,
+    accounts.c.password_hash,
+    accounts.c.email,
+    accounts.c.email_validated,
+    accounts.c.mobile_phone,
+)
+_ACCOUNT_UPDATED_ON_IMPORT = (
+    "password_hash",
+    "email",
+    "email_validated",
+    "mobile_phone",
+    "updated_time",
+)
+
+
+class SqlAccountRepository:
+    """The ``AccountRepository`` port on the ``accounts`` table."""
+
+    def __init__(self, database: Database, clock: Clock | None = None) -> None:
+        self._database = database
+        self._clock = clock or SystemClock()
+
+    async def get_by_nir(self, nir: str) -> Account | None:
+        return await self._one(accounts.c.nir == nir)
+
+    async def get(self, account_id: str) -> Account | None:
+        return await self._one(accounts.c.account_id == account_id)
+
+    async def add(self, account: Account) -> None:
+        """Insert, or replace the account of the same NIR, keeping that account's id."""
+        now = self._clock.now()
+        values = {
+            "account_id": account.account_id,
+            "nir": account.nir,
+            "password_hash": account.password_hash,
+            "email": account.email,
+            "email_validated": account.email_validated,
+            "mobile_phone": account.mobile_phone,
+            "created_time": now,
+            "updated_time": now,
+        }
+        statement = upsert(
+            self._database.dialect_name,
+            accounts,
+            values,
+            key="nir",
+            update_columns=_ACCOUNT_UPDATED_ON_IMPORT,
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+    async def update_password_hash(self, account_id: str, password_hash: str) -> None:
+        statement = (
+            update(accounts)
+            .where(accounts.c.account_id == account_id)
+            .values(password_hash=password_hash, updated_time=self._clock.now())
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+    async def delete(self, account_id: str) -> bool:
+        """Delete the account and its trusted devices in one transaction; False if unknown.
+
+        The devices are deleted explicitly: the foreign key's cascade is a
+        safety net, not something to rely on (SQLite only enforces it per connection).
+        """
+        async with self._database.session() as session:
+            await session.execute(
+                delete(trusted_devices).where(trusted_devices.c.account_id == account_id)
+            )
+            deleted = await _rowcount(
+                session, delete(accounts).where(accounts.c.account_id == account_id)
+            )
+        return deleted == 1
+
+    async def _one(self, condition: Any) -> Account | None:
+        async with self._database.session() as session:
+            row = (await session.execute(select(*_ACCOUNT_COLUMNS).where(condition))).first()
+        return None if row is None else Account(**row._asdict())
+
+
+class SqlTrustedDeviceRepository:
+    """The ``TrustedDeviceRepository`` port on the ``trusted_devices`` table."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def add(self, device: TrustedDevice) -> None:
+        statement = insert(trusted_devices).values(
+            token_hash=device.token_hash,
+            account_id=device.account_id,
+            created_time=device.created_time,
+            expire_time=device.expire_time,
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+    async def find(self, token_hash: str) -> TrustedDevice | None:
+        """The device of that token hash, expired or not."""
+        statement = select(
+            trusted_devices.c.token_hash,
+            trusted_devices.c.account_id,
+            trusted_devices.c.created_time,
+            trusted_devices.c.expire_time,
+        ).where(trusted_devices.c.token_hash == token_hash)
+        async with self._database.session() as session:
+            row = (await session.execute(statement)).first()
+        return None if row is None else TrustedDevice(**row._asdict())
+
+
+class SqlProvisionalCodeRepository:
+    """The ``ProvisionalCodeRepository`` port on the ``provisional_codes`` table."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def put(self, code: ProvisionalCode) -> None:
+        """Store the code of the NIR, replacing any earlier one."""
+        statement = upsert(
+            self._database.dialect_name,
+            provisional_codes,
+            {"nir": code.nir, "code_hash": code.code_hash, "expire_time": code.expire_time},
+            key="nir",
+            update_columns=("code_hash", "expire_time"),
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+    async def get(self, nir: str) -> ProvisionalCode | None:
+        statement = select(
+            provisional_codes.c.nir,
+            provisional_codes.c.code_hash,
+            provisional_codes.c.expire_time,
+        ).where(provisional_codes.c.nir == nir)
+        async with self._database.session() as session:
+            row = (await session.execute(statement)).first()
+        return None if row is None else ProvisionalCode(**row._asdict())
+
+    async def consume(self, nir: str, code_hash: str) -> bool:
+        """Delete that exact code; the database lets only one concurrent caller delete the row."""
+        statement = delete(provisional_codes).where(
+            provisional_codes.c.nir == nir, provisional_codes.c.code_hash == code_hash
+        )
+        async with self._database.session() as session:
+            deleted = await _rowcount(session, statement)
+        return deleted == 1
+
+
+class SqlAuditLog:
+    """The ``AuditLog`` port: one ``audit_events`` row per event."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def record(self, event: AuditEvent) -> None:
+        statement = insert(audit_events).values(
+            kind=event.kind,
+            nir_ref=event.nir_ref,
+            account_id=event.account_id,
+            actor=event.actor,
+            detail=event.detail,
+            client_ip=event.client_ip,
+            occurred_time=event.occurred_time,
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+
+class SqlIdentityRegistry:
+    """The ``IdentityRegistry`` port on the ``rfi_affiliations`` reference table.
+
+    A NIR absent from the table has no caisse in the RFI: ``NOT_COVERED``
+    (guide, case 7).
+    """
+
+    def __init__(self, database: Database, clock: Clock | None = None) -> None:
+        self._database = database
+        self._clock = clock or SystemClock()
+
+    async def affiliation(self, nir: str) -> Affiliation:
+        statement = select(rfi_affiliations.c.status).where(rfi_affiliations.c.nir == nir)
+        async with self._database.session() as session:
+            status = (await session.execute(statement)).scalar_one_or_none()
+        return Affiliation.NOT_COVERED if status is None else Affiliation(status)
+
+    async def set_affiliation(self, nir: str, affiliation: Affiliation) -> None:
+        """Record what the RFI says of a NIR (CSV import, demo data)."""
+        statement = upsert(
+            self._database.dialect_name,
+            rfi_affiliations,
+            {"nir": nir, "status": affiliation.value, "updated_time": self._clock.now()},
+            key="nir",
+            update_columns=("status", "updated_time"),
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)

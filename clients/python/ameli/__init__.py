@@ -1,0 +1,1 @@
+"""Python client of the ameli authentication service (namespace of the ameli contracts)."""

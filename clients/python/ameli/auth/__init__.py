@@ -1,0 +1,1 @@
+"""Client of ameli.auth: the generated stubs (``ameli.auth.v1``) and ``AuthClient``."""

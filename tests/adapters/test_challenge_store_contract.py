@@ -1,0 +1,567 @@
+"""The contract of the ``ChallengeStore`` port, on the memory store and on Redis.
+
+Times are explicit ``now`` values (microseconds included, to catch rounding)
+rather than sleeps; only the tests of Redis TTLs sleep. The Redis cases need
+``AMELI_TEST_REDIS_URL`` (default: the local server) and skip without it, or
+fail under ``CI=true``; the outage tests also need ``redis-server`` on PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
+from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore, redis_client_from_url
+from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, Login, NirStatus
+from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.ports import ChallengeStore
+from ameli_grpc.domain.tokens import Keyring
+from tests.support.redis import (
+    SENTINEL_SERVICE,
+    ThrowawayRedisServer,
+    keys_of,
+    new_test_prefix,
+    redis_store,
+    redis_test_url,
+    throwaway_redis_server,
+)
+
+KEYRING = Keyring(b"contract-test-key-0123456789abcdef")
+NIR = "1850775123456"
+NIR_REF = KEYRING.nir_ref(NIR)
+OTHER_REF = KEYRING.nir_ref("2690299876543")
+T0 = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+PASSWORD, CODE = AttemptKind.PASSWORD, AttemptKind.CODE
+WINDOW = timedelta(seconds=10)
+PASSWORD_RULE = FailureRule(3, WINDOW, timedelta(seconds=30), LockKind.PASSWORD_ATTEMPTS)
+CODE_RULE = FailureRule(3, WINDOW, timedelta(seconds=30), LockKind.CODE_ATTEMPTS)
+QUOTA = QuotaRule(limit=5, window=timedelta(seconds=60), lock_for=timedelta(seconds=60))
+LOGIN = Login("", NIR_REF, "account-1", "t***@t***.com", T0 + timedelta(hours=1))
+LOGIN_TTL = 3600
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def ci_requires_everything() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def unreachable(message: str) -> None:
+    if ci_requires_everything():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[ChallengeStore]:
+    if request.param == "memory":
+        yield MemoryChallengeStore()
+        return
+    async with AsyncExitStack() as stack:
+        try:
+            redis_backed = await stack.enter_async_context(redis_store())
+        except DependencyUnavailable as error:
+            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__!r})")
+        yield redis_backed
+
+
+async def status(store: ChallengeStore, nir_ref: str, now: datetime) -> NirStatus:
+    return await store.status(nir_ref, now, WINDOW, QUOTA.window)
+
+
+async def lock_passwords(store: ChallengeStore, nir_ref: str = NIR_REF) -> Lock:
+    """Three wrong passwords at T0, T0+1s, T0+2s; the lock of the third."""
+    for second in range(3):
+        claim = await store.claim_attempt(nir_ref, PASSWORD, PASSWORD_RULE, at(second))
+    assert claim.lock is not None
+    return claim.lock
+
+
+# -- failure counters and their locks ------------------------------------------------
+
+
+async def test_claims_count_and_the_limit_locks_owned_by_its_ticket(store: ChallengeStore) -> None:
+    """Each claim counts; the third sets the lock, which only its own ticket can settle."""
+    claims = [await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(s)) for s in range(3)]
+
+    assert [claim.failures for claim in claims] == [1, 2, 3]
+    assert len({claim.ticket for claim in claims} - {None}) == 3
+    assert [claim.lock for claim in claims[:2]] == [None, None]
+    lock = Lock(LockKind.PASSWORD_ATTEMPTS, at(2) + PASSWORD_RULE.lock_for)
+    assert claims[2].lock == lock
+    assert await store.active_locks(NIR_REF, at(3)) == (lock,)
+    assert claims[2].ticket is not None
+    await store.settle_success(NIR_REF, PASSWORD, claims[2].ticket, login_complete=False)
+    assert await store.active_locks(NIR_REF, at(3)) == ()
+
+
+async def test_a_locked_nir_refuses_claims_without_counting(store: ChallengeStore) -> None:
+    """While locked, claims of either kind get the lock and count nothing, until it ends."""
+    lock = await lock_passwords(store)
+
+    for kind, rule in ((PASSWORD, PASSWORD_RULE), (CODE, CODE_RULE)):
+        refused = await store.claim_attempt(NIR_REF, kind, rule, at(5))
+        assert (refused.ticket, refused.failures, refused.locks) == (None, 0, (lock,))
+    assert await status(store, NIR_REF, at(5)) == NirStatus((lock,), 3, 0, 0)
+    assert await store.active_locks(NIR_REF, lock.expire_time) == ()
+    after = await store.claim_attempt(NIR_REF, CODE, CODE_RULE, lock.expire_time)
+    assert (after.failures, after.locks) == (1, ())
+
+
+async def test_failures_older_than_the_window_stop_counting(store: ChallengeStore) -> None:
+    """A failure at or before ``now - window`` is forgotten, so the count slides."""
+    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
+    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(5))
+
+    third = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(10))
+    fourth = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(15.5))
+
+    assert (third.failures, third.lock) == (2, None)
+    assert (fourth.failures, fourth.lock) == (2, None)
+
+
+async def test_settle_success_clears_its_kind_and_leaves_other_locks(store: ChallengeStore) -> None:
+    """Success clears the failures of its kind, not the other kind, the quota, or others' locks."""
+    await store.reserve_code(NIR_REF, QUOTA, at(0))
+    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
+    first = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
+    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(1))
+    lock = (await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(2))).lock
+    assert first.ticket is not None
+    assert lock is not None
+
+    await store.settle_success(NIR_REF, PASSWORD, first.ticket, login_complete=False)
+
+    assert await status(store, NIR_REF, at(3)) == NirStatus((lock,), 0, 1, 1)
+
+
+async def test_settle_success_of_a_complete_login_clears_counters_and_quota(
+    store: ChallengeStore,
+) -> None:
+    """With ``login_complete`` both failure counters and the code quota are cleared too."""
+    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
+    await store.reserve_code(NIR_REF, QUOTA, at(1))
+    await store.reserve_code(NIR_REF, QUOTA, at(2))
+    claim = await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(3))
+    assert claim.ticket is not None
+
+    await store.settle_success(NIR_REF, CODE, claim.ticket, login_complete=True)
+
+    assert await status(store, NIR_REF, at(4)) == NirStatus((), 0, 0, 0)
+
+
+# -- code quota ----------------------------------------------------------------------
+
+
+async def test_reserve_code_counts_to_the_limit_then_the_next_request_locks(
+    store: ChallengeStore,
+) -> None:
+    """Five requests get tickets; the sixth sets the quota lock, and later ones get that lock."""
+    reservations = [await store.reserve_code(NIR_REF, QUOTA, at(s)) for s in range(5)]
+    sixth = await store.reserve_code(NIR_REF, QUOTA, at(5))
+    seventh = await store.reserve_code(NIR_REF, QUOTA, at(6))
+
+    assert [r.codes_sent for r in reservations] == [1, 2, 3, 4, 5]
+    assert None not in {r.ticket for r in reservations}
+    lock = Lock(LockKind.CODE_QUOTA, at(5) + QUOTA.lock_for)
+    assert (sixth.ticket, sixth.codes_sent, sixth.locks) == (None, 5, (lock,))
+    assert (seventh.ticket, seventh.locks) == (None, (lock,))
+    assert await status(store, NIR_REF, at(6)) == NirStatus((lock,), 0, 0, 5)
+    claim = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(6))
+    assert claim.locks == (lock,)
+
+
+async def test_code_requests_older_than_the_window_stop_counting(store: ChallengeStore) -> None:
+    """The quota window slides: a request at or before ``now - window`` frees its place."""
+    for second in range(5):
+        await store.reserve_code(NIR_REF, QUOTA, at(second))
+
+    freed = await store.reserve_code(NIR_REF, QUOTA, at(60))
+    full = await store.reserve_code(NIR_REF, QUOTA, at(60.5))
+
+    assert (freed.ticket is not None, freed.codes_sent) == (True, 5)
+    assert (full.ticket, full.codes_sent) == (None, 5)
+
+
+async def test_reserve_code_refuses_during_a_failure_lock(store: ChallengeStore) -> None:
+    """A password lock also refuses code requests, without counting them."""
+    lock = await lock_passwords(store)
+
+    refused = await store.reserve_code(NIR_REF, QUOTA, at(3))
+
+    assert (refused.ticket, refused.codes_sent, refused.locks) == (None, 0, (lock,))
+
+
+async def test_a_refused_request_reports_only_requests_inside_the_window(
+    store: ChallengeStore, request: pytest.FixtureRequest
+) -> None:
+    """While the quota lock lasts longer than the window, ``codes_sent`` still slides."""
+    if isinstance(store, MemoryChallengeStore):
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="memory store reports len(quota), unpruned")
+        )
+    rule = replace(QUOTA, lock_for=timedelta(seconds=120))
+    for second in range(6):
+        await store.reserve_code(NIR_REF, rule, at(second))
+
+    refused = await store.reserve_code(NIR_REF, rule, at(62.5))
+
+    assert (await status(store, NIR_REF, at(62.5))).codes_sent_in_window == 2
+    assert (refused.ticket, refused.codes_sent) == (None, 2)
+
+
+# -- logins and codes ----------------------------------------------------------------
+
+
+async def test_only_the_latest_code_consumes_the_login_once(store: ChallengeStore) -> None:
+    """set_code replaces the code; consume_login needs the current digest and works once."""
+    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    assert await store.get_login(login_id, at(0)) == replace(LOGIN, login_id=login_id)
+
+    assert await store.set_code(login_id, "digest-1", at(900))
+    assert await store.set_code(login_id, "digest-2", at(901))
+    stored = await store.get_login(login_id, at(1))
+    assert stored is not None
+    assert (stored.code_digest, stored.code_expire_time) == ("digest-2", at(901))
+
+    assert not await store.consume_login(login_id, "digest-1")
+    assert await store.consume_login(login_id, "digest-2")
+    assert not await store.consume_login(login_id, "digest-2")
+    assert await store.get_login(login_id, at(2)) is None
+    assert not await store.set_code(login_id, "digest-3", at(902))
+
+
+async def test_release_code_uncounts_and_drops_only_that_code(store: ChallengeStore) -> None:
+    """A failed send gives back its quota place and its code, never a newer code."""
+    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    first = await store.reserve_code(NIR_REF, QUOTA, at(0))
+    second = await store.reserve_code(NIR_REF, QUOTA, at(1))
+    assert first.ticket is not None
+    assert second.ticket is not None
+    await store.set_code(login_id, "digest-2", at(901))
+
+    await store.release_code(NIR_REF, second.ticket, login_id, "digest-2")
+    dropped = await store.get_login(login_id, at(2))
+    await store.set_code(login_id, "digest-3", at(903))
+    await store.release_code(NIR_REF, first.ticket, login_id, "digest-1")
+    kept = await store.get_login(login_id, at(3))
+
+    assert dropped is not None
+    assert (dropped.code_digest, dropped.code_expire_time) == (None, None)
+    assert kept is not None
+    assert kept.code_digest == "digest-3"
+    assert (await status(store, NIR_REF, at(3))).codes_sent_in_window == 0
+
+
+async def test_a_login_ends_at_its_expire_time(store: ChallengeStore) -> None:
+    """get_login answers until just before ``expire_time``, then None."""
+    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    just_before = LOGIN.expire_time - timedelta(microseconds=1)
+
+    assert await store.get_login(login_id, just_before) is not None
+    assert await store.get_login(login_id, LOGIN.expire_time) is None
+
+
+async def test_malformed_or_unknown_login_ids_are_refused_quietly(store: ChallengeStore) -> None:
+    """Wrong shape, too long, non-ASCII, forged or unknown login ids: None or False, no error."""
+    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    token = login_id.rpartition(".")[2]
+    candidates = [
+        "",
+        ".",
+        "x" * 100_000,
+        "é" * 40,
+        "\x00" * 40,
+        f"{NIR_REF}.{'é' * 32}",
+        f"{NIR_REF}.{token[:-1]}",
+        f"{NIR_REF}.{token}x",
+        f"{{{NIR_REF}}}.{token}",
+        f"{NIR_REF}.{token}\n",
+        f"{OTHER_REF}.{token}",
+        f"{NIR_REF}.{'A' * 32}",
+        NIR,
+    ]
+    for bad in candidates:
+        assert await store.get_login(bad, at(0)) is None, bad
+        assert await store.set_code(bad, "digest", at(900)) is False, bad
+        assert await store.consume_login(bad, "digest") is False, bad
+        await store.release_code(NIR_REF, "no-such-ticket", bad, "digest")
+    assert await store.get_login(login_id, at(0)) is not None
+
+
+# -- status and reset ----------------------------------------------------------------
+
+
+async def test_status_counts_what_is_inside_the_windows(store: ChallengeStore) -> None:
+    """status counts failures and requests strictly after ``now - window``, and lists locks."""
+    for second in (0, 1):
+        await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(second))
+    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(2))
+    for second in (0, 3, 4):
+        await store.reserve_code(NIR_REF, QUOTA, at(second))
+
+    assert await status(store, NIR_REF, at(5)) == NirStatus((), 2, 1, 3)
+    assert await status(store, NIR_REF, at(10.5)) == NirStatus((), 1, 1, 3)
+    narrow = await store.status(NIR_REF, at(5), WINDOW, timedelta(seconds=2))
+    assert narrow.codes_sent_in_window == 1
+    assert await status(store, OTHER_REF, at(5)) == NirStatus((), 0, 0, 0)
+
+
+async def test_reset_forgets_the_nir_and_nothing_else(store: ChallengeStore) -> None:
+    """An advisor reset clears the NIR's locks, counters and quota; other NIRs keep theirs."""
+    await store.reserve_code(NIR_REF, QUOTA, at(0))
+    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
+    await lock_passwords(store)
+    await store.claim_attempt(OTHER_REF, PASSWORD, PASSWORD_RULE, at(0))
+    await store.reserve_code(OTHER_REF, QUOTA, at(0))
+
+    await store.reset(NIR_REF)
+
+    assert await status(store, NIR_REF, at(3)) == NirStatus((), 0, 0, 0)
+    assert (await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(3))).failures == 1
+    assert await status(store, OTHER_REF, at(3)) == NirStatus((), 1, 0, 1)
+
+
+# -- parallel requests ---------------------------------------------------------------
+
+
+async def test_parallel_claims_evaluate_at_most_the_limit(store: ChallengeStore) -> None:
+    """50 concurrent wrong codes: exactly three tickets, the other 47 see the lock."""
+    claims = await asyncio.gather(
+        *(store.claim_attempt(NIR_REF, CODE, CODE_RULE, T0) for _ in range(50))
+    )
+
+    counted = [claim for claim in claims if claim.ticket is not None]
+    locks = {claim.lock for claim in counted} - {None}
+    assert sorted(claim.failures for claim in counted) == [1, 2, 3]
+    assert locks == {Lock(LockKind.CODE_ATTEMPTS, T0 + CODE_RULE.lock_for)}
+    assert all(claim.locks == tuple(locks) for claim in claims if claim.ticket is None)
+
+
+async def test_parallel_code_requests_get_at_most_the_quota(store: ChallengeStore) -> None:
+    """50 concurrent code requests: exactly five tickets, the others get the quota lock."""
+    reservations = await asyncio.gather(
+        *(store.reserve_code(NIR_REF, QUOTA, T0) for _ in range(50))
+    )
+
+    tickets = [r.ticket for r in reservations if r.ticket is not None]
+    lock = Lock(LockKind.CODE_QUOTA, T0 + QUOTA.lock_for)
+    assert len(set(tickets)) == 5
+    assert all(r.locks == (lock,) for r in reservations if r.ticket is None)
+
+
+# -- Redis only: key layout, TTLs, client factory, outages -----------------------------
+
+
+@pytest.fixture
+async def redis_keys() -> AsyncIterator[tuple[RedisChallengeStore, Callable[[], Awaitable[Any]]]]:
+    """A Redis store, and a function listing its keys with their PTTL."""
+    prefix = new_test_prefix()
+    async with AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(redis_store(prefix=prefix))
+        except DependencyUnavailable as error:
+            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__!r})")
+        client = Redis.from_url(redis_test_url(), decode_responses=True)
+        stack.push_async_callback(client.aclose)
+
+        async def listing() -> dict[str, int]:
+            return {key: await client.pttl(key) for key in await keys_of(client, prefix)}
+
+        yield store, listing
+
+
+async def fill(store: ChallengeStore) -> str:
+    """One of every key of NIR_REF (both counters, quota, a lock, a login with a code)."""
+    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
+    await store.reserve_code(NIR_REF, QUOTA, at(0))
+    await lock_passwords(store)
+    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    await store.set_code(login_id, "d" * 64, at(900))
+    return login_id
+
+
+@pytest.mark.redis
+async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: Any) -> None:
+    """No NIR, 13-digit run, login id or digest in a key; each key's TTL fits its rule."""
+    store, listing = redis_keys
+    login_id = await fill(store)
+
+    ttls: dict[str, int] = await listing()
+
+    assert len(ttls) == 5
+    for key, ttl in ttls.items():
+        assert not re.search(r"\d{13}", key), key
+        assert login_id.rpartition(".")[2] not in key
+        assert "d" * 64 not in key
+        limit = {"failures": WINDOW, "quota": QUOTA.window, "lock": timedelta(seconds=30)}
+        kind = key.split(":")[2]
+        longest = limit.get(kind, timedelta(seconds=LOGIN_TTL))
+        assert 0 < ttl <= longest // timedelta(milliseconds=1), (key, ttl)
+
+
+def key_slot(key: str) -> int:
+    """Redis Cluster's slot of a key: CRC16 (XMODEM) of its hash tag, modulo 16384."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start != -1 and end > start + 1:
+        key = key[start + 1 : end]
+    crc = 0
+    for byte in key.encode():
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+@pytest.mark.redis
+async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: Any) -> None:
+    """Every key of a NIR carries the same hash tag, so each script stays on one slot."""
+    store, listing = redis_keys
+    await fill(store)
+    await store.claim_attempt(OTHER_REF, PASSWORD, PASSWORD_RULE, at(0))
+
+    keys = list(await listing())
+
+    tags = {re.findall(r"\{[^}]*\}", key)[0] for key in keys}
+    assert tags == {f"{{{NIR_REF}}}", f"{{{OTHER_REF}}}"}
+    slots = {key_slot(key) for key in keys if NIR_REF in key}
+    assert slots == {key_slot(f"{{{NIR_REF}}}")}
+    assert key_slot("123456789") == 12739  # the reference check value of CRC16/XMODEM
+
+
+@pytest.mark.redis
+async def test_redis_login_key_disappears_after_its_ttl(redis_keys: Any) -> None:
+    """The login key carries ``ttl_seconds``: Redis drops it even if nobody reads it."""
+    store, listing = redis_keys
+    login_id = await store.create_login(LOGIN, ttl_seconds=1)
+    assert len(await listing()) == 1
+
+    await asyncio.sleep(1.2)
+
+    assert await listing() == {}
+    assert await store.get_login(login_id, at(0)) is None
+
+
+def test_client_from_url_reads_sentinel_urls() -> None:
+    """The Sentinel URL gives the sentinels, the service, the master's password and the db."""
+    url = "redis+sentinel://s%40cret@10.0.0.1:26380,[::1],sentinel-3:26379/main-service/2"
+
+    client = redis_client_from_url(url, 0.5)
+
+    pool: Any = client.connection_pool
+    sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+    assert [(s["host"], s["port"]) for s in sentinels] == [
+        ("10.0.0.1", 26380),
+        ("::1", 26379),
+        ("sentinel-3", 26379),
+    ]
+    assert pool.service_name == "main-service"
+    assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("s@cret", 2)
+    assert sentinels[0]["password"] is None  # the password is the master's
+    assert pool.connection_kwargs["socket_timeout"] == 0.5
+
+
+@pytest.mark.parametrize("url", ["redis://h:1/3", "rediss://h:1/0", "unix:///run/redis.sock"])
+def test_client_from_url_answers_outages_fast(url: str) -> None:
+    """Every URL scheme gets the timeout, a health check and no retry."""
+    client = redis_client_from_url(url, 0.5)
+
+    options = client.connection_pool.connection_kwargs
+    assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.5
+    assert options["health_check_interval"] > 0
+    assert options["retry"].get_retries() == 0
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[ThrowawayRedisServer]:
+    if shutil.which("redis-server") is None:
+        unreachable("redis-server is not on PATH")
+    async with throwaway_redis_server() as server:
+        yield server
+
+
+def every_method(store: ChallengeStore, login_id: str) -> list[Callable[[], Awaitable[object]]]:
+    return [
+        lambda: store.active_locks(NIR_REF, T0),
+        lambda: store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, T0),
+        lambda: store.settle_success(NIR_REF, PASSWORD, "ticket", login_complete=True),
+        lambda: store.create_login(LOGIN, LOGIN_TTL),
+        lambda: store.get_login(login_id, T0),
+        lambda: store.reserve_code(NIR_REF, QUOTA, T0),
+        lambda: store.set_code(login_id, "digest", at(900)),
+        lambda: store.release_code(NIR_REF, "ticket", login_id, "digest"),
+        lambda: store.consume_login(login_id, "digest"),
+        lambda: status(store, NIR_REF, T0),
+        lambda: store.reset(NIR_REF),
+        store.ping,
+    ]
+
+
+async def assert_all_unavailable(store: ChallengeStore, login_id: str, seconds: float) -> None:
+    """Every method raises DependencyUnavailable, each within twice ``seconds``."""
+    for call in every_method(store, login_id):
+        started = time.monotonic()
+        with pytest.raises(DependencyUnavailable):
+            await call()
+        assert time.monotonic() - started < 2 * seconds
+
+
+@pytest.mark.redis
+async def test_a_crashed_redis_fails_closed_then_recovers(
+    redis_server: ThrowawayRedisServer,
+) -> None:
+    """Killed: each method raises DependencyUnavailable at once; restarted: the same store works."""
+    async with redis_store(redis_server.url, client_timeout=0.5) as store:
+        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        await redis_server.stop()
+
+        await assert_all_unavailable(store, login_id, 0.5)
+        await redis_server.start()
+
+        await store.ping()
+        assert (await store.claim_attempt(NIR_REF, CODE, CODE_RULE, T0)).failures == 1
+        assert await store.get_login(login_id, T0) is None  # no persistence: the login is gone
+
+
+@pytest.mark.redis
+async def test_a_frozen_redis_fails_closed_within_the_timeout(
+    redis_server: ThrowawayRedisServer,
+) -> None:
+    """Frozen (no answer at all): every method gives up after the socket timeout."""
+    async with redis_store(redis_server.url, client_timeout=0.5) as store:
+        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        redis_server.pause()
+        try:
+            await assert_all_unavailable(store, login_id, 0.5)
+        finally:
+            redis_server.resume()
+
+        assert await store.get_login(login_id, T0) is not None
+
+
+@pytest.mark.redis
+async def test_a_sentinel_url_reaches_the_master(redis_server: ThrowawayRedisServer) -> None:
+    """Through a real Sentinel, the store finds the master it names and works."""
+    async with throwaway_redis_server(monitor=redis_server) as sentinel:
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{SENTINEL_SERVICE}/0"
+        async with redis_store(url) as store:
+            lock = await lock_passwords(store)
+
+            assert await store.active_locks(NIR_REF, at(3)) == (lock,)

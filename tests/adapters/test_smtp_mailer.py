@@ -1,0 +1,175 @@
+"""The SMTP mailer against an in-process aiosmtpd server, and every way a send can fail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ameli_grpc.adapters.smtp_mailer import SmtpMailer
+from ameli_grpc.domain.errors import DependencyUnavailable
+from tests.support.mail import (
+    SmtpTestServer,
+    TlsContexts,
+    extract_code,
+    free_port,
+    self_signed_tls,
+    silent_server,
+    smtp_server,
+    text_part,
+)
+
+SENDER = "Votre Assurance Maladie <ne-pas-repondre@app.assurance-maladie.fr>"
+TO = "toto@test.com"
+CODE = "654321"
+CREDENTIALS = ("relay-user", "relay-secret")
+
+
+def mailer(port: int, **overrides: Any) -> SmtpMailer:
+    options: dict[str, Any] = {
+        "starttls": False,
+        "use_tls": False,
+        "username": None,
+        "password": None,
+        "timeout": 5.0,
+    }
+    options.update(overrides)
+    return SmtpMailer("127.0.0.1", port, SENDER, **options)
+
+
+@contextmanager
+def fails_within(seconds: float) -> Iterator[pytest.ExceptionInfo[DependencyUnavailable]]:
+    started = time.monotonic()
+    with pytest.raises(DependencyUnavailable) as raised:
+        yield raised
+    assert time.monotonic() - started < seconds
+    assert raised.value.__cause__ is not None
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsContexts:
+    return self_signed_tls(tmp_path)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SmtpTestServer]:
+    async with smtp_server() as running:
+        yield running
+
+
+async def test_delivers_the_email_to_the_relay(server: SmtpTestServer) -> None:
+    """The SMTP mailer hands the step-2 email to the relay, from the bare sender address."""
+    await mailer(server.port).send_security_code(TO, CODE, 15)
+
+    (message,) = await server.wait_for_messages(1)
+    delivery = server.deliveries[0]
+    assert delivery.mail_from == "ne-pas-repondre@app.assurance-maladie.fr"
+    assert delivery.rcpt_tos == (TO,)
+    assert message["Subject"] == "Votre code de sécurité pour votre compte ameli"
+    assert message.get_content_type() == "multipart/alternative"
+    assert extract_code(message) == CODE
+    assert "valable seulement 15 minutes" in text_part(message)
+
+
+async def test_logs_the_masked_address_only(server: SmtpTestServer) -> None:
+    """A sent email is logged with the masked address, never the code or the address."""
+    with capture_logs() as logs:
+        await mailer(server.port).send_security_code(TO, CODE, 15)
+
+    assert [entry["to"] for entry in logs] == ["t***@t***.com"]
+    assert CODE not in repr(logs)
+    assert TO not in repr(logs)
+
+
+@pytest.mark.parametrize("refuse_at", ["RCPT", "DATA"])
+async def test_refusal_is_unavailable(refuse_at: Any) -> None:
+    """A relay answering 554 to the recipient or 451 to the data makes the mailer unavailable."""
+    async with smtp_server(refuse=True, refuse_at=refuse_at) as refusing:
+        with capture_logs() as logs, fails_within(5):
+            await mailer(refusing.port).send_security_code(TO, CODE, 15)
+        assert refusing.deliveries == []
+    assert [entry["to"] for entry in logs] == ["t***@t***.com"]
+    assert TO not in repr(logs)
+
+
+async def test_closed_port_is_unavailable_at_once() -> None:
+    """A relay that refuses the connection makes the mailer unavailable at once."""
+    with fails_within(2):
+        await mailer(free_port()).send_security_code(TO, CODE, 15)
+
+
+async def test_silent_server_is_unavailable_after_the_timeout() -> None:
+    """A relay that accepts the connection but never greets fails once the timeout is spent."""
+    async with silent_server() as port:
+        with fails_within(2):
+            await mailer(port, timeout=0.3).send_security_code(TO, CODE, 15)
+
+
+async def test_starttls_with_credentials_delivers(tls: TlsContexts) -> None:
+    """With STARTTLS and credentials the email goes through an encrypted, authenticated session."""
+    async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
+        relay = mailer(
+            secure.port,
+            starttls=True,
+            username=CREDENTIALS[0],
+            password=CREDENTIALS[1],
+            tls_context=tls.client,
+        )
+        await relay.send_security_code(TO, CODE, 15)
+
+        await secure.wait_for_messages(1)
+    assert secure.deliveries[0].tls
+    assert secure.deliveries[0].login == CREDENTIALS[0]
+    assert extract_code(secure.messages[0]) == CODE
+
+
+async def test_wrong_password_is_unavailable(tls: TlsContexts) -> None:
+    """Credentials the relay rejects make the mailer unavailable."""
+    async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
+        relay = mailer(
+            secure.port,
+            starttls=True,
+            username=CREDENTIALS[0],
+            password="wrong",
+            tls_context=tls.client,
+        )
+        with fails_within(5):
+            await relay.send_security_code(TO, CODE, 15)
+        assert secure.deliveries == []
+
+
+async def test_untrusted_certificate_is_unavailable(tls: TlsContexts) -> None:
+    """A relay whose certificate the system does not trust is never sent the email."""
+    async with smtp_server(starttls=tls) as secure:
+        with fails_within(5):
+            await mailer(secure.port, starttls=True).send_security_code(TO, CODE, 15)
+        assert secure.deliveries == []
+
+
+async def test_relay_requiring_starttls_refuses_plain_text(tls: TlsContexts) -> None:
+    """A mailer not configured for STARTTLS is refused by a relay that requires it."""
+    async with smtp_server(starttls=tls) as secure:
+        with fails_within(5):
+            await mailer(secure.port).send_security_code(TO, CODE, 15)
+        assert secure.deliveries == []
+
+
+async def test_implicit_tls_delivers(tls: TlsContexts) -> None:
+    """With implicit TLS (port 465 style) the email is delivered over TLS from the first byte."""
+    async with smtp_server(implicit_tls=tls) as secure:
+        await mailer(secure.port, use_tls=True, tls_context=tls.client).send_security_code(
+            TO, CODE, 15
+        )
+        await secure.wait_for_messages(1)
+    assert secure.deliveries[0].tls
+
+
+def test_starttls_and_implicit_tls_together_are_refused() -> None:
+    """STARTTLS and implicit TLS cannot both be configured."""
+    with pytest.raises(ValueError, match="not both"):
+        mailer(25, starttls=True, use_tls=True)

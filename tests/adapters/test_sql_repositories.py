@@ -1,0 +1,341 @@
+"""Contract of the SQL adapters, the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_migrations import upgrade
+from ameli_grpc.adapters.sql_repositories import (
+    SqlAccountRepository,
+    SqlAuditLog,
+    SqlIdentityRegistry,
+    SqlProvisionalCodeRepository,
+    SqlTrustedDeviceRepository,
+)
+from ameli_grpc.adapters.sql_schema import audit_events, metadata
+from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.domain.model import (
+    Account,
+    Affiliation,
+    AuditEvent,
+    ProvisionalCode,
+    TrustedDevice,
+)
+
+NIR = "1850775123456"
+OTHER_NIR = "2900475123789"
+NOW = datetime(2024, 3, 10, 14, 30, 15, 123456, tzinfo=UTC)
+
+
+def make_account(nir: str = NIR, **changes: Any) -> Account:
+    """A new account (new id) of that NIR, with ``changes`` applied."""
+    account = Account(
+        account_id=uuid.uuid4().hex,
+        nir=nir,
+        password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+        email="toto@test.com",
+        email_validated=True,
+        mobile_phone="+33612345678",
+    )
+    return replace(account, **changes)
+
+
+def make_device(account_id: str, token_hash: str = "d" * 64, **changes: Any) -> TrustedDevice:
+    """A device of that account trusted at ``NOW`` for six months, with ``changes`` applied."""
+    device = TrustedDevice(token_hash, account_id, NOW, NOW + timedelta(days=183))
+    return replace(device, **changes)
+
+
+async def test_added_account_is_found_by_id_and_by_nir(accounts: SqlAccountRepository) -> None:
+    """An added account comes back equal, by its id and by its NIR."""
+    account = make_account(email=None, email_validated=False, mobile_phone=None)
+    await accounts.add(account)
+
+    assert await accounts.get(account.account_id) == account
+    assert await accounts.get_by_nir(NIR) == account
+    assert await accounts.get_by_nir(OTHER_NIR) is None
+    assert await accounts.get("0" * 32) is None
+
+
+async def test_adding_an_account_of_a_known_nir_replaces_it_and_keeps_its_id(
+    accounts: SqlAccountRepository,
+) -> None:
+    """Importing a NIR again replaces its account's fields but keeps the first account id."""
+    first = make_account()
+    await accounts.add(first)
+    second = make_account(password_hash="new-hash", email="titi@test.com", email_validated=False)
+    await accounts.add(second)
+
+    stored = await accounts.get_by_nir(NIR)
+    assert stored == Account(
+        account_id=first.account_id,
+        nir=NIR,
+        password_hash="new-hash",
+        email="titi@test.com",
+        email_validated=False,
+        mobile_phone=second.mobile_phone,
+    )
+    assert await accounts.get(second.account_id) is None
+
+
+async def test_update_password_hash_changes_only_that_account(
+    accounts: SqlAccountRepository,
+) -> None:
+    """A rehash changes the password hash of that account and of no other."""
+    account, other = make_account(), make_account(OTHER_NIR)
+    await accounts.add(account)
+    await accounts.add(other)
+
+    await accounts.update_password_hash(account.account_id, "rehashed")
+
+    stored = await accounts.get(account.account_id)
+    assert stored is not None
+    assert stored.password_hash == "rehashed"
+    assert await accounts.get(other.account_id) == other
+
+
+async def test_delete_removes_the_account_and_its_trusted_devices(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """Deleting an account deletes its trusted devices and leaves other accounts' devices."""
+    account, other = make_account(), make_account(OTHER_NIR)
+    await accounts.add(account)
+    await accounts.add(other)
+    await devices.add(make_device(account.account_id, "a" * 64))
+    await devices.add(make_device(account.account_id, "b" * 64))
+    await devices.add(make_device(other.account_id, "c" * 64))
+
+    assert await accounts.delete(account.account_id) is True
+
+    assert await accounts.get(account.account_id) is None
+    assert await devices.find("a" * 64) is None
+    assert await devices.find("b" * 64) is None
+    assert await devices.find("c" * 64) is not None
+    assert await accounts.delete(account.account_id) is False
+
+
+async def test_trusted_device_is_found_by_token_hash_with_aware_utc_times(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """A device comes back equal, its times aware UTC even when given in another zone."""
+    account = make_account()
+    await accounts.add(account)
+    paris = timezone(timedelta(hours=1))
+    device = make_device(
+        account.account_id, expire_time=datetime(2024, 9, 10, 15, 30, tzinfo=paris)
+    )
+    await devices.add(device)
+
+    found = await devices.find(device.token_hash)
+
+    assert found == device
+    assert found is not None
+    assert found.expire_time.utcoffset() == timedelta(0)
+    assert found.expire_time == datetime(2024, 9, 10, 14, 30, tzinfo=UTC)
+    assert await devices.find("e" * 64) is None
+
+
+async def test_expired_trusted_device_is_returned_as_it_is(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """An expired device is still returned: the domain, not the adapter, judges expiry."""
+    account = make_account()
+    await accounts.add(account)
+    expired = make_device(
+        account.account_id,
+        created_time=NOW - timedelta(days=400),
+        expire_time=NOW - timedelta(days=1),
+    )
+    await devices.add(expired)
+
+    assert await devices.find(expired.token_hash) == expired
+
+
+async def test_device_of_an_unknown_account_is_an_integrity_error(
+    devices: SqlTrustedDeviceRepository,
+) -> None:
+    """A device of an unknown account is a bug: the foreign key refuses it on both backends."""
+    with pytest.raises(IntegrityError):
+        await devices.add(make_device("f" * 32))
+
+
+async def test_naive_datetime_is_refused(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """A naive datetime is a bug and is refused rather than stored in an unknown zone."""
+    account = make_account()
+    await accounts.add(account)
+
+    with pytest.raises(StatementError, match="naive datetime"):
+        await devices.add(make_device(account.account_id, expire_time=datetime(2024, 9, 10)))
+
+
+async def test_provisional_code_put_replaces_the_earlier_one(
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> None:
+    """A new provisional code of a NIR replaces the earlier one."""
+    await provisional_codes.put(ProvisionalCode(NIR, "first-hash", NOW + timedelta(hours=1)))
+    latest = ProvisionalCode(NIR, "second-hash", NOW + timedelta(hours=2))
+    await provisional_codes.put(latest)
+
+    assert await provisional_codes.get(NIR) == latest
+    assert await provisional_codes.get(OTHER_NIR) is None
+    assert await provisional_codes.consume(NIR, "first-hash") is False
+    assert await provisional_codes.get(NIR) == latest
+
+
+async def test_provisional_code_is_consumed_once_under_concurrency(
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> None:
+    """Of twenty concurrent consumers of one provisional code, exactly one succeeds."""
+    await provisional_codes.put(ProvisionalCode(NIR, "code-hash", NOW + timedelta(hours=1)))
+
+    results = await asyncio.gather(
+        *(provisional_codes.consume(NIR, "code-hash") for _ in range(20))
+    )
+
+    assert results.count(True) == 1
+    assert await provisional_codes.get(NIR) is None
+
+
+async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -> None:
+    """Each audit event becomes one row with all its fields."""
+    event = AuditEvent(
+        kind="advisor_reset",
+        nir_ref="ref-123",
+        occurred_time=NOW,
+        account_id="a" * 32,
+        actor="advisor-42",
+        detail="appel 3646",
+        client_ip="192.0.2.10",
+    )
+    await audit.record(event)
+    await audit.record(AuditEvent(kind="login_failed", nir_ref="ref-123", occurred_time=NOW))
+
+    async with database.session() as session:
+        rows = (await session.execute(select(audit_events).order_by(audit_events.c.id))).all()
+    assert len(rows) == 2
+    first = rows[0]._asdict()
+    del first["id"]
+    assert AuditEvent(**first) == event
+    assert rows[1].actor is None
+
+
+@pytest.mark.parametrize("affiliation", list(Affiliation))
+async def test_identity_registry_returns_the_recorded_affiliation(
+    registry: SqlIdentityRegistry, affiliation: Affiliation
+) -> None:
+    """The registry answers what was last recorded for the NIR."""
+    await registry.set_affiliation(NIR, Affiliation.AFFILIATED)
+    await registry.set_affiliation(NIR, affiliation)
+
+    assert await registry.affiliation(NIR) is affiliation
+
+
+async def test_identity_registry_says_not_covered_for_an_absent_nir(
+    registry: SqlIdentityRegistry,
+) -> None:
+    """A NIR missing from the RFI table has no caisse: it is not covered (case 7)."""
+    await registry.set_affiliation(OTHER_NIR, Affiliation.AFFILIATED)
+
+    assert await registry.affiliation(NIR) is Affiliation.NOT_COVERED
+
+
+async def test_upgrade_twice_changes_nothing(
+    database_url: str, accounts: SqlAccountRepository
+) -> None:
+    """Migrating an up-to-date database again is a no-op that keeps the data."""
+    account = make_account()
+    await accounts.add(account)
+
+    await upgrade(database_url)
+
+    assert await accounts.get(account.account_id) == account
+
+
+async def test_migrated_schema_is_the_declared_one(database: Database) -> None:
+    """The hand-written migrations create exactly the tables the adapters declare."""
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with database.connection() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_ping_succeeds_on_a_reachable_database(database: Database) -> None:
+    """A reachable database answers the health ping."""
+    await database.ping()
+
+
+@pytest.mark.parametrize(
+    "unreachable_url",
+    ["sqlite", "postgres-closed-port", "postgres-silent-server"],
+    indirect=True,
+)
+async def test_unreachable_database_is_dependency_unavailable(unreachable_url: str) -> None:
+    """An unreachable or silent database raises DependencyUnavailable within its timeout."""
+    database = Database(unreachable_url, timeout=0.5)
+    accounts = SqlAccountRepository(database)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await database.ping()
+        with pytest.raises(DependencyUnavailable):
+            await accounts.get_by_nir(NIR)
+    finally:
+        await database.dispose()
+        # aiosqlite stops the thread of a connection that failed to open by posting to the
+        # loop; let it do so before the test's loop closes (omnilib/aiosqlite#389).
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started < 3
+
+
+async def test_sqlite_locked_past_the_busy_timeout_is_dependency_unavailable(
+    sqlite_url: str,
+) -> None:
+    """A write kept waiting by another SQLite writer past the timeout is DependencyUnavailable."""
+    path = make_url(sqlite_url).database
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    database = Database(sqlite_url, timeout=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await SqlIdentityRegistry(database).set_affiliation(NIR, Affiliation.AFFILIATED)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await database.dispose()
+    assert 0.2 < time.monotonic() - started < 3
+
+
+@pytest.mark.postgres
+async def test_slow_statement_is_cancelled_as_dependency_unavailable(postgres_url: str) -> None:
+    """A statement slower than the timeout is cancelled and reported as DependencyUnavailable."""
+    database = Database(postgres_url, timeout=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DependencyUnavailable):
+            async with database.session() as session:
+                await session.execute(text("SELECT pg_sleep(5)"))
+        await database.ping()  # the connection survived the cancelled statement
+    finally:
+        await database.dispose()
+    assert time.monotonic() - started < 3

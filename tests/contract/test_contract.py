@@ -1,0 +1,353 @@
+"""The contract tooling (stubs, buf lint, buf breaking) and the client's typed errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import pytest
+from ameli.auth import client as auth
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUF = Path(sys.executable).parent / "buf"
+BASELINE = REPO_ROOT / "protos" / "baseline" / "ameli-auth-v1.binpb"
+PROTO = Path("protos") / "ameli" / "auth" / "v1" / "auth.proto"
+
+_Response = TypeVar("_Response", bound=Message)
+
+WRONG_ENTRY_TEXT = (
+    "Les informations saisies sont erronées. Merci de vérifier votre saisie. "
+    "Attention : 3 essais infructueux bloquent l'accès au service."
+)
+CODE_LOCK_TEXT = (
+    "Les informations saisies sont erronées. L'accès au service est bloqué "
+    "jusqu'au 05/01/2023 - 15h05 (heure de Paris)."
+)
+
+# The client-side family of every ErrorReason, with the gRPC code the service uses.
+FAMILIES: dict[str, tuple[grpc.StatusCode, type[auth.AuthServiceError]]] = {
+    "INVALID_NIR": (grpc.StatusCode.INVALID_ARGUMENT, auth.InvalidInput),
+    "INVALID_REQUEST": (grpc.StatusCode.INVALID_ARGUMENT, auth.InvalidInput),
+    "INVALID_CREDENTIALS": (grpc.StatusCode.UNAUTHENTICATED, auth.WrongEntry),
+    "INVALID_CODE": (grpc.StatusCode.UNAUTHENTICATED, auth.WrongEntry),
+    "PASSWORD_ATTEMPTS_LOCKED": (grpc.StatusCode.FAILED_PRECONDITION, auth.Locked),
+    "CODE_ATTEMPTS_LOCKED": (grpc.StatusCode.FAILED_PRECONDITION, auth.Locked),
+    "CODE_QUOTA_EXCEEDED": (grpc.StatusCode.RESOURCE_EXHAUSTED, auth.Locked),
+    "CODE_EXPIRED": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
+    "CODE_NOT_REQUESTED": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
+    "EMAIL_NOT_VALIDATED": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
+    "NOT_COVERED": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
+    "AFFILIATION_PENDING": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
+    "LOGIN_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.NotFound),
+    "ACCOUNT_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.NotFound),
+    "CALLER_NOT_ALLOWED": (grpc.StatusCode.PERMISSION_DENIED, auth.CallerNotAllowed),
+    "SERVICE_UNAVAILABLE": (grpc.StatusCode.UNAVAILABLE, auth.ServiceUnavailable),
+}
+
+
+def run(*command: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed tool invocations, no shell
+        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+# --- contract tooling --------------------------------------------------------
+
+
+def test_regenerating_the_stubs_gives_exactly_the_committed_files() -> None:
+    """Regenerating the Python stubs from the proto reproduces the committed files byte for byte."""
+    result = run(sys.executable, REPO_ROOT / "scripts" / "gen_protos.py", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_lint_passes() -> None:
+    """The contract passes buf lint with the STANDARD rules."""
+    result = run(BUF, "lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_against_the_released_image_passes() -> None:
+    """The contract makes no breaking change against the committed image of the release."""
+    result = run(BUF, "breaking", "--against", BASELINE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_refuses_a_renamed_field(tmp_path: Path) -> None:
+    """Renaming a released field is reported as breaking against the committed image."""
+    shutil.copy(REPO_ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    shutil.copytree(REPO_ROOT / "protos", tmp_path / "protos")
+    proto = tmp_path / PROTO
+    proto.write_text(proto.read_text().replace("string masked_phone = 3;", "string phone = 3;"))
+
+    result = run(BUF, "breaking", "--against", BASELINE, cwd=tmp_path)
+
+    assert result.returncode != 0
+    assert "masked_phone" in result.stdout
+
+
+def test_every_error_reason_of_the_contract_has_a_client_family() -> None:
+    """Each ErrorReason of the proto is covered by the client's exception families."""
+    reasons = {
+        value.name.removeprefix("ERROR_REASON_")
+        for value in auth_pb2.ErrorReason.DESCRIPTOR.values
+        if value.number != auth_pb2.ERROR_REASON_UNSPECIFIED
+    }
+    assert reasons == set(FAMILIES)
+
+
+# --- AuthClient against a scripted in-process server ------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What the scripted servicer aborts with (the fields of a ``grpc.Status``)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+
+
+def refusal(
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    retry_delay: timedelta | None = None,
+) -> Refusal:
+    """A rich status as AuthService sends it (ErrorInfo, LocalizedMessage, RetryInfo)."""
+    details: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=auth.ERROR_DOMAIN, metadata=metadata),
+        error_details_pb2.LocalizedMessage(locale="fr-FR", message=message),
+    ]
+    if retry_delay is not None:
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(retry_delay)
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=code.value[0], message=f"refused: {reason}")
+    for detail in details:
+        status.details.add().Pack(detail)
+    sent = rpc_status.to_status(status)
+    return Refusal(sent.code, sent.details, tuple(sent.trailing_metadata))
+
+
+class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
+    """Answers every RPC with ``refusal`` if set, else a fixed response; records metadata."""
+
+    def __init__(self) -> None:
+        self.target = ""
+        self.refusal: Refusal | None = None
+        self.metadata: list[dict[str, str | bytes]] = []
+
+    async def _answer(self, context: grpc.aio.ServicerContext, response: _Response) -> _Response:
+        self.metadata.append(dict(context.invocation_metadata() or ()))
+        if self.refusal is not None:
+            await context.abort(
+                self.refusal.code, self.refusal.details, self.refusal.trailing_metadata
+            )
+        return response
+
+    async def CheckCredentials(  # noqa: N802 - generated servicer method names
+        self, request: auth_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CheckCredentialsResponse:
+        result = auth_pb2.CodeRequired(login_id="login-1", masked_email="t***@t***.com")
+        return await self._answer(context, auth_pb2.CheckCredentialsResponse(code_required=result))
+
+    async def RequestCode(  # noqa: N802
+        self, request: auth_pb2.RequestCodeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RequestCodeResponse:
+        return await self._answer(context, auth_pb2.RequestCodeResponse(codes_remaining=4))
+
+    async def VerifyCode(  # noqa: N802
+        self, request: auth_pb2.VerifyCodeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.VerifyCodeResponse:
+        authenticated = auth_pb2.Authenticated(account_id=f"account-of-{request.login_id}")
+        response = auth_pb2.VerifyCodeResponse(authenticated=authenticated)
+        return await self._answer(context, response)
+
+    async def GetLockStatus(  # noqa: N802
+        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetLockStatusResponse:
+        return await self._answer(context, auth_pb2.GetLockStatusResponse(locked=True))
+
+    async def ResetAccount(  # noqa: N802
+        self, request: auth_pb2.ResetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ResetAccountResponse:
+        sent = request.send_provisional_code
+        return await self._answer(
+            context, auth_pb2.ResetAccountResponse(provisional_code_sent=sent)
+        )
+
+
+@pytest.fixture
+async def servicer() -> AsyncIterator[ScriptedServicer]:
+    servicer = ScriptedServicer()
+    server = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+    servicer.target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    yield servicer
+    await server.stop(grace=None)
+
+
+@pytest.fixture
+async def channel(servicer: ScriptedServicer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(servicer.target) as channel:
+        yield channel
+
+
+@pytest.fixture
+def client(channel: grpc.aio.Channel) -> auth.AuthClient:
+    return auth.AuthClient(channel, api_key="portal-key", timeout=5.0)
+
+
+async def test_each_rpc_returns_its_response_and_sends_the_bearer_key(
+    client: auth.AuthClient, servicer: ScriptedServicer
+) -> None:
+    """Every client method returns the RPC's response message and sends the API key as a bearer."""
+    checked = await client.check_credentials(nir="184127512345678", password="pw")
+    sent = await client.request_code(login_id="login-1")
+    verified = await client.verify_code(login_id="login-1", code="123456", trust_device=True)
+    status = await client.get_lock_status(nir="184127512345678")
+    reset = await client.reset_account(
+        nir="184127512345678", advisor_id="adv-1", reason="appel", send_provisional_code=True
+    )
+
+    assert checked.code_required.login_id == "login-1"
+    assert sent.codes_remaining == 4
+    assert verified.authenticated.account_id == "account-of-login-1"
+    assert status.locked
+    assert reset.provisional_code_sent
+    assert [m.get("authorization") for m in servicer.metadata] == ["Bearer portal-key"] * 5
+
+
+async def test_no_api_key_sends_no_authorization(
+    channel: grpc.aio.Channel, servicer: ScriptedServicer
+) -> None:
+    """A client built without an API key sends no authorization metadata."""
+    await auth.AuthClient(channel).request_code(login_id="login-1")
+
+    assert "authorization" not in servicer.metadata[0]
+
+
+async def test_wrong_code_raises_wrong_entry_with_attempts_remaining(
+    client: auth.AuthClient, servicer: ScriptedServicer
+) -> None:
+    """A wrong code raises WrongEntry with its reason, French message and attempts left."""
+    servicer.refusal = refusal(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CODE",
+        WRONG_ENTRY_TEXT,
+        metadata={"attemptsRemaining": "2"},
+    )
+
+    with pytest.raises(auth.WrongEntry) as raised:
+        await client.verify_code(login_id="login-1", code="000000")
+
+    error = raised.value
+    assert error.code == grpc.StatusCode.UNAUTHENTICATED
+    assert error.reason == "INVALID_CODE"
+    assert error.message == WRONG_ENTRY_TEXT
+    assert str(error) == WRONG_ENTRY_TEXT
+    assert error.attempts_remaining == 2
+    assert error.lock_expire_time is None
+    assert error.retry_delay is None
+    assert isinstance(error.__cause__, grpc.aio.AioRpcError)
+
+
+async def test_code_lock_raises_locked_with_lock_time_and_retry_delay(
+    client: auth.AuthClient, servicer: ScriptedServicer
+) -> None:
+    """A lock raises Locked with its end as an aware UTC datetime and the RetryInfo delay."""
+    servicer.refusal = refusal(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CODE_ATTEMPTS_LOCKED",
+        CODE_LOCK_TEXT,
+        metadata={"lockExpireTime": "2023-01-05T14:05:00Z"},
+        retry_delay=timedelta(minutes=15),
+    )
+
+    with pytest.raises(auth.Locked) as raised:
+        await client.verify_code(login_id="login-1", code="000000")
+
+    error = raised.value
+    assert error.reason == "CODE_ATTEMPTS_LOCKED"
+    assert error.message == CODE_LOCK_TEXT
+    assert error.lock_expire_time == datetime(2023, 1, 5, 14, 5, tzinfo=UTC)
+    assert error.lock_expire_time.tzinfo is UTC
+    assert error.retry_delay == timedelta(minutes=15)
+    assert error.attempts_remaining is None
+    assert error.status is not None
+    assert error.status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+
+
+@pytest.mark.parametrize(("reason", "family"), [(r, f) for r, (_, f) in FAMILIES.items()])
+async def test_each_reason_raises_its_family(
+    client: auth.AuthClient,
+    servicer: ScriptedServicer,
+    reason: str,
+    family: type[auth.AuthServiceError],
+) -> None:
+    """Each ErrorReason sent by the service raises the exception family the client documents."""
+    code = FAMILIES[reason][0]
+    servicer.refusal = refusal(code, reason, f"texte de {reason}")
+
+    with pytest.raises(auth.AuthServiceError) as raised:
+        await client.request_code(login_id="login-1")
+
+    assert type(raised.value) is family
+    assert (raised.value.code, raised.value.reason) == (code, reason)
+    assert raised.value.message == f"texte de {reason}"
+
+
+@pytest.mark.parametrize(
+    ("code", "family"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, auth.ServiceUnavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, auth.ServiceUnavailable),
+        (grpc.StatusCode.PERMISSION_DENIED, auth.CallerNotAllowed),
+        (grpc.StatusCode.UNAUTHENTICATED, auth.CallerNotAllowed),
+        (grpc.StatusCode.INTERNAL, auth.AuthServiceError),
+    ],
+)
+async def test_a_status_without_rich_details_is_classified_by_code(
+    client: auth.AuthClient,
+    servicer: ScriptedServicer,
+    code: grpc.StatusCode,
+    family: type[auth.AuthServiceError],
+) -> None:
+    """A plain status (from a proxy or the transport) is classified by its gRPC code alone."""
+    servicer.refusal = Refusal(code, "plain")
+
+    with pytest.raises(auth.AuthServiceError) as raised:
+        await client.get_lock_status(nir="184127512345678")
+
+    assert type(raised.value) is family
+    assert raised.value.reason == ""
+    assert raised.value.attempts_remaining is None
+
+
+async def test_an_unreachable_service_raises_service_unavailable_in_french() -> None:
+    """A service nobody listens to raises ServiceUnavailable with the French default message."""
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")  # take a free port, then release it
+    await server.start()
+    await server.stop(grace=None)
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(auth.ServiceUnavailable) as raised:
+            await auth.AuthClient(channel, timeout=5.0).request_code(login_id="login-1")
+
+    assert raised.value.message == auth.UNAVAILABLE_MESSAGE

@@ -1,0 +1,186 @@
+"""A real AuthService on 127.0.0.1:0, talked to only through the shipped stubs.
+
+``ServiceUnderTest`` owns the server, its settings and an aiosmtpd server that
+receives the security codes; ``restart()`` builds a new process state on the
+same database and store, as a deployment would.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ameli_grpc.accounts_import import AccountRow, load_accounts
+from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.bootstrap import Container, build_container
+from ameli_grpc.config import Settings
+from ameli_grpc.domain.model import Affiliation
+from ameli_grpc.server.app import RunningServer, ServerOptions, start_server
+from tests.support.mail import SmtpTestServer, extract_code
+
+PORTAL_KEY = "portal-test-key"
+ADVISOR_KEY = "advisor-test-key"
+PASSWORD = "Bon-Mot-de-Passe-1"
+EMAIL = "toto@test.com"
+
+
+@dataclass
+class Refusal:
+    """A refusal as a client reads it with ``rpc_status.from_call``."""
+
+    code: grpc.StatusCode
+    status: status_pb2.Status
+
+    def detail(self, kind: type[Any]) -> Any:
+        for packed in self.status.details:
+            if packed.Is(kind.DESCRIPTOR):
+                value = kind()
+                packed.Unpack(value)
+                return value
+        return None
+
+    @property
+    def reason(self) -> str:
+        return str(self.detail(error_details_pb2.ErrorInfo).reason)
+
+    @property
+    def message(self) -> str:
+        localized = self.detail(error_details_pb2.LocalizedMessage)
+        assert localized.locale == "fr-FR"
+        return str(localized.message)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.detail(error_details_pb2.ErrorInfo).metadata)
+
+
+async def refused(call: Any) -> Refusal:
+    """Await a call that must fail; return its rich status."""
+    try:
+        response = await call
+    except grpc.aio.AioRpcError as error:
+        status = rpc_status.from_call(error)
+        if status is None:
+            message = f"{error.code()} without rich status: {error.details()}"
+            raise AssertionError(message) from error
+        return Refusal(error.code(), status)
+    raise AssertionError(f"expected a refusal, got {response}")
+
+
+@dataclass
+class ServiceUnderTest:
+    settings: Settings
+    smtp: SmtpTestServer
+    container: Container | None = None
+    running: RunningServer | None = None
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    portal: auth_pb2_grpc.AuthServiceStub = field(init=False)
+    advisor: auth_pb2_grpc.AuthServiceStub = field(init=False)
+
+    @property
+    def address(self) -> str:
+        assert self.running is not None
+        return f"127.0.0.1:{self.running.port}"
+
+    async def start(self) -> None:
+        self.container = await build_container(self.settings, migrate=False)
+        self.running = await start_server(
+            self.container,
+            ServerOptions(listen="127.0.0.1:0", health_interval=0.5, shutdown_grace=1.0),
+        )
+        self.portal = self.stub(PORTAL_KEY)
+        self.advisor = self.stub(ADVISOR_KEY)
+
+    async def stop(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        self.channels.clear()
+        if self.running:
+            await self.running.stop()
+        if self.container:
+            await self.container.aclose()
+        self.running = self.container = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def stub(self, key: str | None) -> auth_pb2_grpc.AuthServiceStub:
+        """A stub whose calls carry ``authorization: Bearer <key>`` (none if ``key`` is None)."""
+        interceptors = [_BearerKey(key)] if key else []
+        channel = grpc.aio.insecure_channel(self.address, interceptors=interceptors)
+        self.channels.append(channel)
+        return auth_pb2_grpc.AuthServiceStub(channel)
+
+    def channel(self) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(self.address)
+        self.channels.append(channel)
+        return channel
+
+    async def add_account(
+        self,
+        nir: str,
+        *,
+        password: str = PASSWORD,
+        email: str | None = EMAIL,
+        email_validated: bool = True,
+        mobile_phone: str | None = None,
+        affiliation: Affiliation = Affiliation.AFFILIATED,
+    ) -> None:
+        assert self.container is not None
+        row = AccountRow(nir, password, email, email_validated, mobile_phone, affiliation)
+        database = self.container.database
+        await load_accounts(
+            [row],
+            SqlAccountRepository(database),
+            SqlIdentityRegistry(database),
+            self.container.ports.hasher,
+        )
+
+    async def login(self, nir: str, password: str = PASSWORD, **fields: Any) -> Message:
+        return await self.portal.CheckCredentials(
+            auth_pb2.CheckCredentialsRequest(nir=nir, password=password, **fields)
+        )
+
+    async def request_code(self, login_id: str) -> str:
+        """RequestCode, then the code read from the email that arrived."""
+        before = len(self.smtp.deliveries)
+        await self.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+        messages = await self.smtp.wait_for_messages(before + 1)
+        return extract_code(messages[-1])
+
+
+class _BearerKey(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, key: str) -> None:
+        self._metadata = (("authorization", f"Bearer {key}"),)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        details = details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+        return await continuation(details, request)
+
+
+def settings_for_tests(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "secret_key": secrets.token_hex(32),
+        "portal_api_keys": PORTAL_KEY,
+        "advisor_api_keys": ADVISOR_KEY,
+        "hash_workers": 2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def nir(serial: int, *, with_key: bool = True) -> str:
+    """A valid NIR (man born January 1980 in Paris), different for each ``serial``."""
+    from stdnum.fr import nir as stdnum_nir
+
+    body = f"18001751{serial:05d}"
+    return body + stdnum_nir.calc_check_digits(body) if with_key else body

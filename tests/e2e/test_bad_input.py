@@ -1,0 +1,90 @@
+"""Bad input gets a clear status with its reason and French message; the server keeps serving."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from ameli.auth.v1 import auth_pb2
+from google.rpc import error_details_pb2
+
+from tests.e2e.harness import ServiceUnderTest, nir, refused
+
+MEGABYTE = "9" * 1_000_000
+BAD_NIRS = [
+    "",
+    "1",
+    "180017511200168",
+    "18001751120016900",
+    "1800175112001AB",
+    MEGABYTE,
+    "１８００１７５１１２００１",
+    "\x00" * 13,
+    "253072C07300443",
+]
+
+
+@pytest.mark.parametrize("bad_nir", BAD_NIRS, ids=range(len(BAD_NIRS)))
+async def test_bad_nirs_are_invalid_nir(service: ServiceUnderTest, bad_nir: str) -> None:
+    """Malformed NIRs, wrong keys and huge strings are INVALID_NIR with a BadRequest detail."""
+    refusal = await refused(service.login(bad_nir, password="x"))
+    assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refusal.reason == "INVALID_NIR"
+    assert refusal.message == (
+        "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie."
+    )
+    assert refusal.detail(error_details_pb2.BadRequest).field_violations[0].field == "nir"
+
+
+async def test_empty_password_is_an_invalid_request(service: ServiceUnderTest) -> None:
+    """An empty password is refused as a malformed request, not counted as a failure."""
+    refusal = await refused(service.login(nir(61), password=""))
+    assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refusal.reason == "INVALID_REQUEST"
+
+
+async def test_huge_fields_do_not_break_the_server(service: ServiceUnderTest) -> None:
+    """1 MB passwords, codes, tokens and login ids are refused cleanly, then service goes on."""
+    await service.add_account(nir(62))
+    assert (await refused(service.login(nir(62), password=MEGABYTE))).reason == (
+        "INVALID_CREDENTIALS"
+    )
+    huge_token = await service.login(nir(62), device_token=MEGABYTE)
+    assert huge_token.WhichOneof("result") == "code_required"
+    for login_id in ("", MEGABYTE, "inconnu", "a.b", "{x}.y", "é" * 50):
+        refusal = await refused(
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code="1"))
+        )
+        assert refusal.code == grpc.StatusCode.NOT_FOUND
+        assert refusal.reason == "LOGIN_NOT_FOUND"
+        assert refusal.message == "Votre session de connexion a expiré. Merci de vous reconnecter."
+        assert (
+            await refused(
+                service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+            )
+        ).reason == "LOGIN_NOT_FOUND"
+    login_id = huge_token.code_required.login_id
+    await service.request_code(login_id)
+    wrong = await refused(
+        service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=MEGABYTE))
+    )
+    assert wrong.reason == "INVALID_CODE"
+    assert (await service.login(nir(62))).WhichOneof("result") == "code_required"
+
+
+async def test_oversized_messages_are_refused_by_the_transport(service: ServiceUnderTest) -> None:
+    """A request over the message size limit is refused without reaching the service."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.login(nir(63), password="x" * (3 * 1024 * 1024))
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(63)))
+    assert status.password_failures == 0
+
+
+async def test_advisor_fields_are_required(service: ServiceUnderTest) -> None:
+    """ResetAccount without an advisor id or a reason is an invalid request."""
+    await service.add_account(nir(64))
+    refusal = await refused(
+        service.advisor.ResetAccount(auth_pb2.ResetAccountRequest(nir=nir(64), reason="r"))
+    )
+    assert refusal.reason == "INVALID_REQUEST"
+    assert refusal.detail(error_details_pb2.BadRequest).field_violations[0].field == "advisor_id"

@@ -1,0 +1,61 @@
+"""Calling applications: bearer keys, roles, health and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from ameli.auth.v1 import auth_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.e2e.harness import ServiceUnderTest, nir, refused
+
+
+async def test_no_key_or_unknown_key_is_unauthenticated(service: ServiceUnderTest) -> None:
+    """Without a key, or with an unknown one, every AuthService call is refused."""
+    for stub in (service.stub(None), service.stub("not-a-key")):
+        refusal = await refused(stub.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(41))))
+        assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+        assert refusal.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_portal_may_not_reset_accounts(service: ServiceUnderTest) -> None:
+    """A portal key calling ResetAccount gets PERMISSION_DENIED, distinct from any user outcome."""
+    refusal = await refused(
+        service.portal.ResetAccount(
+            auth_pb2.ResetAccountRequest(nir=nir(42), advisor_id="A1", reason="test")
+        )
+    )
+    assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
+    assert refusal.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_advisor_may_not_log_people_in(service: ServiceUnderTest) -> None:
+    """An advisor key may read lock status but not call the login methods."""
+    await service.add_account(nir(43))
+    refusal = await refused(
+        service.advisor.CheckCredentials(
+            auth_pb2.CheckCredentialsRequest(nir=nir(43), password="x")
+        )
+    )
+    assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
+    status = await service.advisor.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(43)))
+    assert not status.locked
+
+
+async def test_health_and_reflection_need_no_key(service: ServiceUnderTest) -> None:
+    """Health says SERVING and reflection lists the AuthService, without any key."""
+    channel = service.channel()
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "ameli.auth.v1.AuthService"):
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = [
+        service.name
+        async for response in responses
+        for service in response.list_services_response.service
+    ]
+    assert "ameli.auth.v1.AuthService" in names

@@ -1,0 +1,165 @@
+"""Locks that end by themselves, and limits that parallel requests cannot get around."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from ameli.auth.v1 import auth_pb2
+
+from tests.e2e.conftest import ServiceFactory
+from tests.e2e.harness import ServiceUnderTest, nir, refused
+
+SHORT = {"failure_lock": 1, "failure_window": 60, "code_quota_lock": 1}
+
+
+async def test_password_lock_ends_after_its_duration(make_service: ServiceFactory) -> None:
+    """A password lock (1 s by configuration) ends by itself; the right password then works."""
+    service = await make_service(**SHORT)
+    await service.add_account(nir(31))
+    for _ in range(3):
+        await refused(service.login(nir(31), password="faux"))
+    assert (await refused(service.login(nir(31)))).reason == "PASSWORD_ATTEMPTS_LOCKED"
+    await asyncio.sleep(1.1)
+    response = await service.login(nir(31))
+    assert response.WhichOneof("result") == "code_required"
+
+
+async def test_code_lock_ends_after_its_duration(make_service: ServiceFactory) -> None:
+    """A code lock ends by itself; a new code can then be requested and used."""
+    service = await make_service(**SHORT)
+    await service.add_account(nir(32))
+    login_id = (await service.login(nir(32))).code_required.login_id
+    code = await service.request_code(login_id)
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(3):
+        await refused(
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=wrong))
+        )
+    await asyncio.sleep(1.1)
+    fresh = await service.request_code(login_id)
+    verified = await service.portal.VerifyCode(
+        auth_pb2.VerifyCodeRequest(login_id=login_id, code=fresh)
+    )
+    assert verified.authenticated.account_id
+
+
+async def test_failures_outside_the_window_no_longer_count(make_service: ServiceFactory) -> None:
+    """Two failures, then a pause longer than the failure window: the countdown starts again."""
+    service = await make_service(failure_window=1)
+    await service.add_account(nir(33))
+    for _ in range(2):
+        await refused(service.login(nir(33), password="faux"))
+    await asyncio.sleep(1.1)
+    refusal = await refused(service.login(nir(33), password="faux"))
+    assert refusal.metadata["attemptsRemaining"] == "2"
+
+
+async def test_quota_lock_ends_and_the_window_slides(make_service: ServiceFactory) -> None:
+    """After the quota lock and the window both end, codes can be requested again."""
+    service = await make_service(code_quota=2, code_quota_window=1, code_quota_lock=1)
+    await service.add_account(nir(34))
+    login_id = (await service.login(nir(34))).code_required.login_id
+    for _ in range(2):
+        await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    refusal = await refused(
+        service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    )
+    assert refusal.reason == "CODE_QUOTA_EXCEEDED"
+    await asyncio.sleep(1.1)
+    sent = await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    assert sent.codes_remaining == 1
+
+
+async def test_success_resets_the_counters(service: ServiceUnderTest) -> None:
+    """A successful login clears the failure counters and the code quota of the NIR."""
+    await service.add_account(nir(35))
+    await refused(service.login(nir(35), password="faux"))
+    login_id = (await service.login(nir(35))).code_required.login_id
+    for _ in range(3):
+        await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    code = await service.request_code(login_id)
+    await service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(35)))
+    assert (status.password_failures, status.code_failures, status.codes_sent_in_window) == (
+        0,
+        0,
+        0,
+    )
+
+
+async def test_forty_parallel_wrong_codes_evaluate_at_most_three(
+    service: ServiceUnderTest,
+) -> None:
+    """40 wrong codes at once: at most 3 are evaluated, every other one meets the lock."""
+    await service.add_account(nir(36))
+    login_id = (await service.login(nir(36))).code_required.login_id
+    code = await service.request_code(login_id)
+    wrong = "000000" if code != "000000" else "111111"
+    calls = [
+        refused(
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=wrong))
+        )
+        for _ in range(40)
+    ]
+    reasons = [refusal.reason for refusal in await asyncio.gather(*calls)]
+    assert reasons.count("INVALID_CODE") <= 2
+    assert reasons.count("INVALID_CODE") + 1 <= 3
+    assert set(reasons) <= {"INVALID_CODE", "CODE_ATTEMPTS_LOCKED"}
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(36)))
+    assert status.code_failures == 3
+    assert status.locked
+
+
+async def test_a_right_code_hidden_among_parallel_wrong_ones_cannot_get_in_late(
+    service: ServiceUnderTest,
+) -> None:
+    """Once three attempts are under way, even the right code is refused until the lock ends."""
+    await service.add_account(nir(37))
+    login_id = (await service.login(nir(37))).code_required.login_id
+    code = await service.request_code(login_id)
+    wrong = "000000" if code != "000000" else "111111"
+    await asyncio.gather(
+        *(
+            refused(
+                service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=wrong))
+            )
+            for _ in range(10)
+        )
+    )
+    late = await refused(
+        service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
+    )
+    assert late.reason == "CODE_ATTEMPTS_LOCKED"
+
+
+async def test_thirty_parallel_code_requests_send_exactly_five_emails(
+    service: ServiceUnderTest,
+) -> None:
+    """30 RequestCode at once: exactly 5 emails leave, the others meet the quota."""
+    await service.add_account(nir(38))
+    login_id = (await service.login(nir(38))).code_required.login_id
+
+    async def request() -> grpc.StatusCode:
+        try:
+            await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    codes = await asyncio.gather(*(request() for _ in range(30)))
+    assert codes.count(grpc.StatusCode.OK) == 5
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 25
+    await asyncio.sleep(0.2)
+    assert len(service.smtp.deliveries) == 5
+
+
+async def test_parallel_wrong_passwords_lock_at_three(service: ServiceUnderTest) -> None:
+    """20 wrong passwords at once: 3 are counted, the rest meet the password lock."""
+    await service.add_account(nir(39))
+    refusals = await asyncio.gather(
+        *(refused(service.login(nir(39), password=f"faux-{i}")) for i in range(20))
+    )
+    reasons = [refusal.reason for refusal in refusals]
+    assert reasons.count("INVALID_CREDENTIALS") == 2
+    assert reasons.count("PASSWORD_ATTEMPTS_LOCKED") == 18

@@ -1,0 +1,80 @@
+"""Throw-away migrated databases for the tests: an SQLite file, or a PostgreSQL database.
+
+Plain async context managers (no pytest here), so that adapter tests and
+end-to-end tests build their databases the same way. Each yields the URL of a
+database migrated to head.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import delete, text
+from sqlalchemy.engine import make_url
+
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_migrations import upgrade
+from ameli_grpc.adapters.sql_schema import metadata
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_base_url() -> str:
+    """The server to create test databases on: ``AMELI_TEST_POSTGRES_URL`` or the local one."""
+    return os.environ.get("AMELI_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def fail_if_unreachable() -> bool:
+    """True where a missing PostgreSQL must fail the run rather than skip (CI)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@asynccontextmanager
+async def migrated_sqlite_database(directory: Path, name: str = "ameli.db") -> AsyncIterator[str]:
+    """A new SQLite file in ``directory``, migrated; the caller owns the directory."""
+    url = f"sqlite+aiosqlite:///{directory / name}"
+    await upgrade(url)
+    yield url
+
+
+@asynccontextmanager
+async def temporary_postgres_database(
+    base_url: str | None = None, *, migrate: bool = True
+) -> AsyncIterator[str]:
+    """A new database ``ameli_test_<random hex>`` on the server of ``base_url``, dropped on exit.
+
+    Created and dropped through an AUTOCOMMIT connection to ``base_url``'s
+    database. Raises ``DependencyUnavailable`` if the server cannot be reached.
+    """
+    base = make_url(base_url or postgres_base_url())
+    name = f"ameli_test_{secrets.token_hex(6)}"
+    admin = Database(base.render_as_string(hide_password=False), pool_size=1, timeout=5.0)
+    try:
+        await _execute_autocommit(admin, f'CREATE DATABASE "{name}"')
+        try:
+            url = base.set(database=name).render_as_string(hide_password=False)
+            if migrate:
+                await upgrade(url)
+            yield url
+        finally:
+            await _execute_autocommit(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.dispose()
+
+
+async def clear_tables(database: Database) -> None:
+    """Delete every row of the application's tables (children first), keeping the schema."""
+    async with database.session() as session:
+        for table in reversed(metadata.sorted_tables):
+            await session.execute(delete(table))
+
+
+async def _execute_autocommit(database: Database, statement: str) -> None:
+    # CREATE and DROP DATABASE cannot run inside a transaction.
+    async with database.connection() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(statement))
