@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     hash_workers: int = Field(default=0, ge=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    health_interval: float = Field(default=5.0, gt=0)
 
     def policy(self) -> Policy:
         return Policy(

@@ -119,7 +119,7 @@ class RedisChallengeStore:
         lock = Lock(rule.lock_kind, now + rule.lock_for)
         keys = self._nir_keys(nir_ref)
         keys = [*keys[:3], keys[_FAILURES[kind]], keys[_LOCK_KINDS.index(lock.kind)]]
-        args = _count_args(now, rule.window, ticket, rule.limit, lock, rule.lock_for)
+        args = _count_args(now, rule.window, ticket, rule.limit, lock)
         allowed, failures, detail = await self._run("CLAIM_ATTEMPT", keys, *args)
         if not allowed:
             return AttemptClaim(ticket=None, failures=0, locks=_locks(detail))
@@ -142,7 +142,9 @@ class RedisChallengeStore:
             "masked_email": login.masked_email,
             "expire": _micros(login.expire_time),
             "code_digest": login.code_digest,
-            "code_expire": _micros(login.code_expire_time) if login.code_expire_time else None,
+            "code_expire": _micros(login.code_expire_time)
+            if login.code_expire_time is not None
+            else None,
         }
         pairs = [
             item for name, value in fields.items() if value is not None for item in (name, value)
@@ -176,7 +178,7 @@ class RedisChallengeStore:
         lock = Lock(LockKind.CODE_QUOTA, now + rule.lock_for)
         keys = self._nir_keys(nir_ref)
         keys = [*keys[:3], keys[5]]
-        args = _count_args(now, rule.window, ticket, rule.limit, lock, rule.lock_for)
+        args = _count_args(now, rule.window, ticket, rule.limit, lock)
         outcome, sent, *locks = await self._run("RESERVE_CODE", keys, *args)
         if outcome == 0:
             return CodeReservation(ticket=None, codes_sent=int(sent), locks=_locks(locks[0]))
@@ -197,7 +199,7 @@ class RedisChallengeStore:
     ) -> None:
         quota = [self._nir_keys(nir_ref)[5]] if ticket else []
         login = [self._login_key(login_id)] if _valid_login_id(login_id) else []
-        if login and quota and _login_ref(login_id) != nir_ref:
+        if login and quota and login_id.partition(".")[0] != nir_ref:
             # Two slots: uncount, then drop the code (never happens with ids we minted).
             await self._run("RELEASE_CODE", quota, ticket, code_digest)
             quota, ticket = [], ""
@@ -254,7 +256,7 @@ class RedisChallengeStore:
         digest = hashlib.sha256(login_id.encode()).digest()
         # base64, not hex: hex digits could look like a NIR to a leak scanner
         name = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        return f"{self._base(_login_ref(login_id))}:login:{name}"
+        return f"{self._base(login_id.partition('.')[0])}:login:{name}"
 
 
 def redis_client_from_url(url: str, timeout: float) -> Redis:
@@ -276,7 +278,7 @@ def _sentinel_client(location: str, options: dict[str, Any]) -> Redis:
     service, _, db = location.partition("/")[2].partition("/")
     if not service or not hosts:
         raise ValueError("expected redis+sentinel://[password@]host:port[,...]/service[/db]")
-    username, _, password = userinfo.rpartition(":")
+    username, _, password = userinfo.partition(":") if ":" in userinfo else ("", "", userinfo)
     sentinels = []
     for host in hosts.split(","):
         name, colon, port = host.rpartition(":")
@@ -308,13 +310,8 @@ def _valid_login_id(login_id: object) -> bool:
     return isinstance(login_id, str) and _LOGIN_ID_SHAPE.fullmatch(login_id) is not None
 
 
-def _login_ref(login_id: str) -> str:
-    return login_id.partition(".")[0]
-
-
 def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:  # naive times are taken as UTC
-        moment = moment.replace(tzinfo=UTC)
+    """Microseconds since the epoch; like the domain's clock, ``moment`` is timezone-aware."""
     return (moment - _EPOCH) // _MICRO
 
 
@@ -328,17 +325,18 @@ def _millis(duration: timedelta) -> int:
 
 
 def _count_args(
-    now: datetime, window: timedelta, ticket: str, limit: int, lock: Lock, lock_for: timedelta
+    now: datetime, window: timedelta, ticket: str, limit: int, lock: Lock
 ) -> tuple[str | int, ...]:
     """ARGV of CLAIM_ATTEMPT and RESERVE_CODE; entries at or before ``now - window`` are gone."""
+    since, expire = _micros(now - window), lock.expire_time
     return (
         _micros(now),
-        _micros(now - window),
+        since,
         ticket,
         limit,
         _millis(window),
-        _micros(lock.expire_time),
-        _millis(lock_for),
+        _micros(expire),
+        _millis(expire - now),
     )
 
 

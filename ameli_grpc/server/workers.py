@@ -1,12 +1,28 @@
-"""Running the server process(es) from the CLI."""
+"""Running the server from the CLI: one process, or N processes on one port.
+
+With ``--workers N`` the parent migrates the database once, then starts N
+processes that each bind the same address with ``SO_REUSEPORT`` (the kernel
+spreads connections between them). SIGTERM or SIGINT to the parent is passed
+on; each worker drains its calls under way before it exits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
+from types import FrameType
 
+import structlog
+
+from ameli_grpc.adapters.sql_migrations import upgrade
 from ameli_grpc.bootstrap import build_container
 from ameli_grpc.config import Settings
+from ameli_grpc.log import configure_logging
 from ameli_grpc.server.app import ConfigurationError, ServerOptions, serve_until_signalled
+
+log = structlog.get_logger("ameli_grpc.workers")
 
 
 def options_from(settings: Settings, reuse_port: bool = False) -> ServerOptions:
@@ -14,21 +30,66 @@ def options_from(settings: Settings, reuse_port: bool = False) -> ServerOptions:
         listen=settings.listen,
         max_message_bytes=settings.max_message_bytes,
         shutdown_grace=settings.shutdown_grace,
+        health_interval=settings.health_interval,
         reuse_port=reuse_port,
     )
 
 
-async def _serve_one(settings: Settings, reuse_port: bool) -> None:
-    container = await build_container(settings)
+def serve(settings: Settings, workers: int = 1) -> int:
+    """Serve until signalled; the exit status is 0 after a clean drain, 2 on bad settings."""
+    try:
+        check_workers(settings, workers)
+        if workers == 1:
+            asyncio.run(_serve_one(settings, reuse_port=False, migrate=True))
+            return 0
+        return _serve_many(settings, workers)
+    except ConfigurationError as error:
+        log.error("refusing_to_start", reason=str(error))
+        return 2
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    if workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if workers > 1 and not settings.redis_url:
+        raise ConfigurationError(
+            "--workers needs AMELI_REDIS_URL: the in-process store cannot be shared "
+            "between processes, so its limits would not hold"
+        )
+    if workers > 1 and settings.listen.endswith(":0"):
+        raise ConfigurationError("--workers needs a fixed port in AMELI_LISTEN, not :0")
+
+
+async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> None:
+    container = await build_container(settings, migrate=migrate)
     await serve_until_signalled(container, options_from(settings, reuse_port))
 
 
-def serve(settings: Settings, workers: int = 1) -> int:
-    if workers != 1:
-        raise ConfigurationError("--workers is not available yet")
-    try:
-        asyncio.run(_serve_one(settings, reuse_port=False))
-    except ConfigurationError as error:
-        print(f"ameli-grpc: {error}")
-        return 2
-    return 0
+def _worker_main(settings: Settings) -> None:
+    configure_logging(settings.log_format)
+    asyncio.run(_serve_one(settings, reuse_port=True, migrate=False))
+
+
+def _serve_many(settings: Settings, workers: int) -> int:
+    asyncio.run(upgrade(settings.database_url))
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    log.info("workers_started", workers=workers, listen=settings.listen)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for process in processes:
+            if process.pid and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
+    codes = [process.exitcode for process in processes]
+    log.info("workers_stopped", exit_codes=codes)
+    return 0 if all(code == 0 for code in codes) else 1

@@ -76,7 +76,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ChallengeStore]
         try:
             redis_backed = await stack.enter_async_context(redis_store())
         except DependencyUnavailable as error:
-            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__!r})")
+            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__})")
         yield redis_backed
 
 
@@ -368,15 +368,18 @@ async def test_parallel_code_requests_get_at_most_the_quota(store: ChallengeStor
 # -- Redis only: key layout, TTLs, client factory, outages -----------------------------
 
 
+RedisWithKeys = tuple[RedisChallengeStore, Callable[[], Awaitable[dict[str, int]]]]
+
+
 @pytest.fixture
-async def redis_keys() -> AsyncIterator[tuple[RedisChallengeStore, Callable[[], Awaitable[Any]]]]:
+async def redis_keys() -> AsyncIterator[RedisWithKeys]:
     """A Redis store, and a function listing its keys with their PTTL."""
     prefix = new_test_prefix()
     async with AsyncExitStack() as stack:
         try:
             store = await stack.enter_async_context(redis_store(prefix=prefix))
         except DependencyUnavailable as error:
-            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__!r})")
+            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__})")
         client = Redis.from_url(redis_test_url(), decode_responses=True)
         stack.push_async_callback(client.aclose)
 
@@ -397,12 +400,12 @@ async def fill(store: ChallengeStore) -> str:
 
 
 @pytest.mark.redis
-async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: Any) -> None:
+async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: RedisWithKeys) -> None:
     """No NIR, 13-digit run, login id or digest in a key; each key's TTL fits its rule."""
     store, listing = redis_keys
     login_id = await fill(store)
 
-    ttls: dict[str, int] = await listing()
+    ttls = await listing()
 
     assert len(ttls) == 5
     for key, ttl in ttls.items():
@@ -431,7 +434,7 @@ def key_slot(key: str) -> int:
 
 
 @pytest.mark.redis
-async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: Any) -> None:
+async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: RedisWithKeys) -> None:
     """Every key of a NIR carries the same hash tag, so each script stays on one slot."""
     store, listing = redis_keys
     await fill(store)
@@ -447,7 +450,7 @@ async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: Any) -> 
 
 
 @pytest.mark.redis
-async def test_redis_login_key_disappears_after_its_ttl(redis_keys: Any) -> None:
+async def test_redis_login_key_disappears_after_its_ttl(redis_keys: RedisWithKeys) -> None:
     """The login key carries ``ttl_seconds``: Redis drops it even if nobody reads it."""
     store, listing = redis_keys
     login_id = await store.create_login(LOGIN, ttl_seconds=1)

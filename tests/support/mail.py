@@ -44,9 +44,13 @@ class Delivery:
 
 @dataclass
 class SmtpTestServer:
+    """What the server received; ``refusing`` and ``delay`` change its behaviour mid-test."""
+
     host: str
     port: int
     deliveries: list[Delivery] = field(default_factory=list)
+    refusing: bool = False
+    delay: float = 0.0
 
     @property
     def messages(self) -> list[EmailMessage]:
@@ -82,6 +86,8 @@ class _Handler:
     ) -> str:
         if self._refuse_at == "RCPT":
             return self._reply
+        if self._target.refusing:
+            return REFUSE_RCPT_REPLY
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -90,6 +96,8 @@ class _Handler:
     ) -> str:
         if self._refuse_at == "DATA":
             return self._reply
+        if self._target.delay:
+            await asyncio.sleep(self._target.delay)
         raw = envelope.original_content or envelope.content
         message = BytesParser(policy=default, _class=EmailMessage).parsebytes(raw)
         login = session.login_data.decode() if session.login_data else None

@@ -8,11 +8,11 @@ import pytest
 from fakes import (
     EMAIL,
     NIR,
-    Fakes,
-    FakePasswordHasher,
     OTHER_NIR,
     PASSWORD,
     UNKNOWN_NIR,
+    FakePasswordHasher,
+    Fakes,
     credentials,
     make_service,
     nir_key,
@@ -75,7 +75,7 @@ VALID_NIRS = {
 
 @pytest.mark.parametrize("raw", INVALID_NIRS.values(), ids=INVALID_NIRS.keys())
 async def test_an_invalid_nir_is_refused_before_anything_is_counted(raw: str) -> None:
-    """A malformed NIR is INVALID_NIR with a BadRequest violation on the nir field, costing nothing."""
+    """A malformed NIR is INVALID_NIR with a violation on the nir field, and costs nothing."""
     service, fakes = make_service()
     fakes.add_account()
 
@@ -391,7 +391,7 @@ async def test_case_1_is_only_told_after_the_right_password() -> None:
 
 
 async def test_the_mobile_app_needs_no_code_and_clears_counters_and_quota() -> None:
-    """On the mobile app the password suffices, and the login clears the NIR's counters and quota."""
+    """On the mobile app the password suffices, and it clears the NIR's counters and quota."""
     service, fakes = make_service()
     fakes.add_account(email=None, email_validated=False)
     other = fakes.add_account(nir=OTHER_NIR)

@@ -1,0 +1,173 @@
+"""``IdentityRegistry`` over HTTP: the remote RFI, with one timeout and a small cache.
+
+Contract of the remote registry:
+
+- ``POST {base_url}/v1/affiliations/lookup`` with the JSON body
+  ``{"nir": "<13 characters>"}`` (a POST, so that the NIR never appears in a
+  URL or an access log) answers ``200`` with the JSON object
+  ``{"status": "affiliated" | "pending" | "not_covered", "scheme": "<optional free text>"}``,
+  or ``404`` when the NIR is unknown to the RFI: it has no caisse de
+  rattachement, which is ``NOT_COVERED`` (guide, case 7).
+- ``GET {base_url}/health`` answers 2xx while the registry is up.
+
+Anything else (no complete answer within ``timeout`` seconds, a connection
+error, a redirect, a 5xx, a 4xx other than 404, a body that is not JSON or
+names an unknown status) raises ``DependencyUnavailable``, never a guessed
+affiliation: an outage of the RFI fails closed.
+
+Only those definitive answers are cached, for ``cache_ttl`` seconds (0: no
+cache), keyed by the SHA-256 of the NIR, at most ``cache_size`` entries (the
+oldest go first). Concurrent lookups of one NIR share the request in flight.
+Logs carry the outcome and the duration, never the NIR nor the RFI's body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import httpx
+import structlog
+
+from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.domain.model import Affiliation
+
+_log = structlog.get_logger(__name__)
+
+_LOOKUP_PATH = "/v1/affiliations/lookup"
+_HEALTH_PATH = "/health"
+_MAX_BODY_BYTES = 64 * 1024  # an answer is a few dozen bytes; more is not the RFI talking
+
+
+class _UnusableAnswer(Exception):
+    """The RFI answered, but not with something this contract can read (the text is ours)."""
+
+
+class HttpIdentityRegistry:
+    """The ``IdentityRegistry`` port on the remote RFI (contract in the module docstring)."""
+
+    _cache: OrderedDict[str, tuple[float, Affiliation]]
+    _in_flight: dict[str, asyncio.Task[Affiliation]]
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        cache_ttl: float,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cache_size: int = 10_000,
+    ) -> None:
+        if timeout <= 0 or cache_ttl < 0 or cache_size < 1:
+            raise ValueError("RFI: timeout and cache size must be > 0, the TTL >= 0")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("the RFI URL must be an absolute http(s) URL")
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._clock = clock
+        self._cache = OrderedDict()
+        self._in_flight = {}
+
+    async def affiliation(self, nir: str) -> Affiliation:
+        key = hashlib.sha256(nir.encode()).hexdigest()
+        cached = self._cached(key)
+        if cached is not None:
+            _log.debug("rfi_lookup", outcome=cached.value, source="cache")
+            return cached
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._lookup(nir, key))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda done: self._settled(key, done))
+        # Shielded: a caller that gives up must not cancel the lookup others wait for.
+        return await asyncio.shield(task)
+
+    async def ping(self) -> None:
+        """Raise ``DependencyUnavailable`` unless ``GET /health`` answers 2xx in time."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.get(self._base_url + _HEALTH_PATH)
+        except (httpx.HTTPError, OSError, TimeoutError) as error:
+            raise DependencyUnavailable("the RFI cannot be reached") from error
+        if not response.is_success:
+            raise DependencyUnavailable(f"the RFI health check answered {response.status_code}")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this registry created it (an injected one is the caller's)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _lookup(self, nir: str, key: str) -> Affiliation:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                status_code, body = await self._post(nir)
+            affiliation = _read_answer(status_code, body)
+        except (httpx.HTTPError, OSError, TimeoutError, _UnusableAnswer) as error:
+            # Only our own texts or the exception's type: the RFI's words might quote the NIR.
+            why = str(error) if isinstance(error, _UnusableAnswer) else type(error).__name__
+            _log.warning("rfi_lookup_failed", error=why, duration_ms=_ms_since(started))
+            raise DependencyUnavailable("the RFI gave no usable answer") from error
+        _log.info("rfi_lookup", outcome=affiliation.value, duration_ms=_ms_since(started))
+        self._remember(key, affiliation)
+        return affiliation
+
+    async def _post(self, nir: str) -> tuple[int, bytes]:
+        url = self._base_url + _LOOKUP_PATH
+        async with self._client.stream("POST", url, json={"nir": nir}) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _MAX_BODY_BYTES:
+                    raise _UnusableAnswer("body_too_large")
+            return response.status_code, bytes(body)
+
+    def _cached(self, key: str) -> Affiliation | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        expire_at, affiliation = entry
+        if self._clock() < expire_at:
+            return affiliation
+        del self._cache[key]
+        return None
+
+    def _remember(self, key: str, affiliation: Affiliation) -> None:
+        if self._cache_ttl == 0:
+            return
+        self._cache[key] = (self._clock() + self._cache_ttl, affiliation)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _settled(self, key: str, task: asyncio.Task[Affiliation]) -> None:
+        self._in_flight.pop(key, None)
+        if not task.cancelled():
+            # Retrieved, so that a lookup all of whose callers gave up warns of nothing.
+            task.exception()
+
+
+def _read_answer(status_code: int, body: bytes) -> Affiliation:
+    if status_code == httpx.codes.NOT_FOUND:
+        return Affiliation.NOT_COVERED
+    if status_code != httpx.codes.OK:
+        raise _UnusableAnswer(f"http_{status_code}")
+    try:
+        return Affiliation(json.loads(body)["status"])
+    # RecursionError: a deeply nested body is no answer either.
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        raise _UnusableAnswer("unreadable_answer") from error
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

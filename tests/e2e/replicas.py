@@ -1,0 +1,92 @@
+"""Server processes started with the real CLI, as a deployment runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.mail import free_port
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    address: str
+    log: IO[bytes]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    async def wait(self) -> int:
+        """The exit status; a server that does not stop within 15 s fails the test."""
+        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), 15.0)
+
+
+def environment(settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMELI_")}
+    env.update({f"AMELI_{key.upper()}": str(value) for key, value in settings.items()})
+    return env
+
+
+async def wait_until_serving(server: ServerProcess) -> None:
+    process = server.process
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(200):
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"the server exited with {process.returncode}: {server.output()[-2000:]}"
+                )
+            try:
+                answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no server answered on {server.address}: {server.output()[-2000:]}")
+
+
+@asynccontextmanager
+async def server_process(
+    settings: dict[str, Any], *, workers: int = 1, port: int | None = None
+) -> AsyncIterator[ServerProcess]:
+    """``ameli-grpc serve`` in a child process; SIGTERM and wait on exit."""
+    address = f"127.0.0.1:{port or free_port()}"
+    command = [sys.executable, "-m", "ameli_grpc.cli", "serve", "--workers", str(workers)]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; a pipe could fill and block
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI; starting it is instant
+        command,
+        env=environment({**settings, "listen": address}),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(process, address, log)
+    try:
+        await wait_until_serving(server)
+        yield server
+    finally:
+        server.terminate()
+        try:
+            await server.wait()
+        except TimeoutError:
+            process.kill()
+            raise
+        finally:
+            log.close()

@@ -1,0 +1,109 @@
+"""Fail closed, recover by itself: a dependency outage never lets anyone in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from ameli.auth.v1 import auth_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.e2e.harness import ServiceUnderTest, nir, refused, settings_for_tests
+from tests.support.databases import migrated_sqlite_database
+from tests.support.mail import SmtpTestServer
+from tests.support.redis import throwaway_redis_server
+
+# Under CI the binary must be there: the test then runs (and fails without it).
+needs_redis_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None and os.environ.get("CI") != "true",
+    reason="redis-server is not installed",
+)
+
+
+async def health_status(service: ServiceUnderTest) -> int:
+    stub = health_pb2_grpc.HealthStub(service.channel())
+    answer = await stub.Check(health_pb2.HealthCheckRequest(service="ameli.auth.v1.AuthService"))
+    return int(answer.status)
+
+
+async def wait_for_health(service: ServiceUnderTest, expected: int, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while await health_status(service) != expected:
+        assert time.monotonic() < deadline, "health did not change in time"
+        await asyncio.sleep(0.1)
+
+
+@needs_redis_server
+async def test_redis_outage_answers_unavailable_then_recovers(
+    smtp: SmtpTestServer, tmp_path: Path
+) -> None:
+    """Redis killed: UNAVAILABLE quickly and NOT_SERVING; restarted: service resumes alone."""
+    async with (
+        throwaway_redis_server() as redis_server,
+        migrated_sqlite_database(tmp_path) as database_url,
+    ):
+        settings = settings_for_tests(
+            database_url=database_url,
+            redis_url=redis_server.url,
+            redis_timeout=0.5,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            outbox_dir=tmp_path / "outbox",
+        )
+        service = ServiceUnderTest(settings, smtp)
+        await service.start()
+        try:
+            await service.add_account(nir(91))
+            login_id = (await service.login(nir(91))).code_required.login_id
+            code = await service.request_code(login_id)
+
+            await redis_server.stop()
+            started = time.monotonic()
+            refusal = await refused(
+                service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
+            )
+            assert refusal.code == grpc.StatusCode.UNAVAILABLE
+            assert refusal.reason == "SERVICE_UNAVAILABLE"
+            assert refusal.message == (
+                "Le service est momentanément indisponible. "
+                "Merci de réessayer dans quelques instants."
+            )
+            assert time.monotonic() - started < 3
+            assert (await refused(service.login(nir(91)))).reason == "SERVICE_UNAVAILABLE"
+            await wait_for_health(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+            await redis_server.start()
+            await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
+            response = await service.login(nir(91))
+            assert response.WhichOneof("result") == "code_required"
+        finally:
+            await service.stop()
+
+
+async def test_smtp_refusal_neither_counts_nor_leaves_a_code(
+    service: ServiceUnderTest,
+) -> None:
+    """A refused email gives UNAVAILABLE, is not counted in the quota and leaves no usable code."""
+    await service.add_account(nir(92))
+    login_id = (await service.login(nir(92))).code_required.login_id
+    service.smtp.refusing = True
+    refusal = await refused(
+        service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    )
+    assert refusal.code == grpc.StatusCode.UNAVAILABLE
+    assert refusal.reason == "SERVICE_UNAVAILABLE"
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(92)))
+    assert status.codes_sent_in_window == 0
+    no_code = await refused(
+        service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code="123456"))
+    )
+    assert no_code.reason == "CODE_NOT_REQUESTED"
+
+    service.smtp.refusing = False
+    sent = await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+    assert sent.codes_remaining == 4

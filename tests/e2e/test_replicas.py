@@ -1,0 +1,168 @@
+"""Several server processes on one Redis and one PostgreSQL: every limit holds across them."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as redis
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from ameli_grpc.accounts_import import AccountRow, load_accounts
+from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.domain.model import Affiliation
+from tests.e2e.harness import EMAIL, PASSWORD, PORTAL_KEY, nir, refused
+from tests.e2e.replicas import server_process
+from tests.support.databases import clear_tables
+from tests.support.mail import SmtpTestServer, extract_code
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+METADATA = (("authorization", f"Bearer {PORTAL_KEY}"),)
+
+
+@pytest.fixture
+async def shared_settings(
+    postgres_url: str, redis_url: str, smtp: SmtpTestServer
+) -> AsyncIterator[dict[str, Any]]:
+    database = Database(postgres_url)
+    await clear_tables(database)
+    hasher = Argon2PasswordHasher()
+    rows = [
+        AccountRow(nir(n), PASSWORD, EMAIL, True, None, Affiliation.AFFILIATED) for n in (1, 2, 3)
+    ]
+    await load_accounts(rows, SqlAccountRepository(database), SqlIdentityRegistry(database), hasher)
+    hasher.close()
+    await database.dispose()
+    prefix = f"ameli-test-{secrets.token_hex(6)}"
+    yield {
+        "database_url": postgres_url,
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "secret_key": secrets.token_hex(32),
+        "portal_api_keys": PORTAL_KEY,
+        "advisor_api_keys": "advisor-key",
+        "log_format": "json",
+    }
+    client = redis.Redis.from_url(redis_url)
+    async for key in client.scan_iter(match=f"{prefix}:*", count=500):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def two_servers(
+    shared_settings: dict[str, Any],
+) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceStub]]:
+    async with server_process(shared_settings) as first, server_process(shared_settings) as second:
+        channels = [grpc.aio.insecure_channel(s.address) for s in (first, second)]
+        yield [auth_pb2_grpc.AuthServiceStub(channel) for channel in channels]
+        for channel in channels:
+            await channel.close()
+
+
+async def start_login(stub: auth_pb2_grpc.AuthServiceStub, nir_value: str) -> str:
+    response = await stub.CheckCredentials(
+        auth_pb2.CheckCredentialsRequest(nir=nir_value, password=PASSWORD), metadata=METADATA
+    )
+    return str(response.code_required.login_id)
+
+
+async def send_code(
+    stub: auth_pb2_grpc.AuthServiceStub, login_id: str, smtp: SmtpTestServer
+) -> str:
+    await stub.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id), metadata=METADATA)
+    return extract_code((await smtp.wait_for_messages(len(smtp.deliveries) or 1))[-1])
+
+
+def verify(stub: auth_pb2_grpc.AuthServiceStub, login_id: str, code: str) -> Any:
+    return stub.VerifyCode(
+        auth_pb2.VerifyCodeRequest(login_id=login_id, code=code), metadata=METADATA
+    )
+
+
+async def test_wrong_codes_alternated_between_servers_lock_at_three(
+    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+) -> None:
+    """Wrong codes sent to one server then the other lock the NIR at exactly the third."""
+    first, second = two_servers
+    login_id = await start_login(first, nir(1))
+    code = await send_code(second, login_id, smtp)
+    wrong = "000000" if code != "000000" else "111111"
+    reasons = [
+        (await refused(verify(stub, login_id, wrong))).reason for stub in (first, second, first)
+    ]
+    assert reasons == ["INVALID_CODE", "INVALID_CODE", "CODE_ATTEMPTS_LOCKED"]
+    assert (await refused(verify(second, login_id, code))).reason == "CODE_ATTEMPTS_LOCKED"
+
+
+async def test_sixty_parallel_wrong_codes_over_two_servers(
+    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+) -> None:
+    """60 wrong codes at once, spread over both servers: at most 3 are evaluated."""
+    login_id = await start_login(two_servers[0], nir(2))
+    code = await send_code(two_servers[0], login_id, smtp)
+    wrong = "000000" if code != "000000" else "111111"
+    refusals = await asyncio.gather(
+        *(refused(verify(two_servers[i % 2], login_id, wrong)) for i in range(60))
+    )
+    reasons = [refusal.reason for refusal in refusals]
+    assert reasons.count("INVALID_CODE") <= 2
+    assert set(reasons) <= {"INVALID_CODE", "CODE_ATTEMPTS_LOCKED"}
+
+
+async def test_sixty_parallel_code_requests_over_two_servers_send_five(
+    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+) -> None:
+    """60 RequestCode at once, spread over both servers: exactly 5 emails are sent."""
+    login_id = await start_login(two_servers[1], nir(3))
+
+    async def request(stub: auth_pb2_grpc.AuthServiceStub) -> grpc.StatusCode:
+        try:
+            await stub.RequestCode(
+                auth_pb2.RequestCodeRequest(login_id=login_id), metadata=METADATA
+            )
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    codes = await asyncio.gather(*(request(two_servers[i % 2]) for i in range(60)))
+    assert codes.count(grpc.StatusCode.OK) == 5
+    await asyncio.sleep(0.3)
+    assert len(smtp.deliveries) == 5
+
+
+async def test_workers_serve_one_port_and_drain_on_sigterm(
+    shared_settings: dict[str, Any], smtp: SmtpTestServer
+) -> None:
+    """`serve --workers 2` answers on one port; SIGTERM lets a call under way finish."""
+    async with (
+        server_process(shared_settings, workers=2) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        login_id = await start_login(stub, nir(1))
+        smtp.delay = 1.0
+        slow = asyncio.ensure_future(
+            stub.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id), metadata=METADATA)
+        )
+        await asyncio.sleep(0.4)
+        server.terminate()
+        sent = await slow
+        assert sent.masked_email == "t***@t***.com"
+        assert await server.wait() == 0
+
+
+async def test_workers_refuse_the_in_process_store(shared_settings: dict[str, Any]) -> None:
+    """`--workers 2` without Redis refuses to start with a clear message."""
+    settings = {**shared_settings, "redis_url": ""}
+    with pytest.raises(AssertionError, match=r"exited with 2.*AMELI_REDIS_URL"):
+        async with server_process(settings, workers=2):
+            pass
