@@ -11,6 +11,7 @@ from pathlib import Path
 import structlog
 
 from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
+from ameli_grpc.adapters.http_identity_registry import HttpIdentityRegistry
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.outbox import OutboxMailer, OutboxSmsSender
 from ameli_grpc.adapters.smtp_mailer import SmtpMailer
@@ -25,7 +26,7 @@ from ameli_grpc.adapters.sql_repositories import (
 )
 from ameli_grpc.config import Settings
 from ameli_grpc.domain.clock import Clock, SystemClock
-from ameli_grpc.domain.ports import ChallengeStore, Mailer
+from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer
 from ameli_grpc.domain.service import AuthService, Ports
 from ameli_grpc.domain.tokens import Keyring
 from ameli_grpc.server.interceptors import CallerKeys, Role
@@ -61,13 +62,14 @@ async def build_container(
     if migrate:
         await upgrade(settings.database_url)
     store, store_closer = build_store(settings)
+    registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     hasher = Argon2PasswordHasher(workers=settings.hash_workers)
     ports = Ports(
         accounts=SqlAccountRepository(database, clock),
         devices=SqlTrustedDeviceRepository(database),
         provisional_codes=SqlProvisionalCodeRepository(database),
         audit=SqlAuditLog(database),
-        registry=SqlIdentityRegistry(database, clock),
+        registry=registry,
         store=store,
         mailer=build_mailer(settings),
         sms=OutboxSmsSender(settings.outbox_dir),
@@ -90,8 +92,13 @@ async def build_container(
                 Role.ADVISOR: Settings.keys(settings.advisor_api_keys),
             }
         ),
-        health_checks=[database.ping, store.ping],
-        closers=[database.dispose, close_hasher, *([store_closer] if store_closer else [])],
+        health_checks=[database.ping, store.ping, *registry_checks],
+        closers=[
+            database.dispose,
+            close_hasher,
+            *([store_closer] if store_closer else []),
+            *registry_closers,
+        ],
     )
 
 
@@ -106,6 +113,18 @@ def build_store(settings: Settings) -> tuple[ChallengeStore, Closer | None]:
 
     client = redis_client_from_url(settings.redis_url, settings.redis_timeout)
     return RedisChallengeStore(client, settings.redis_prefix), client.aclose
+
+
+def build_registry(
+    settings: Settings, database: Database, clock: Clock
+) -> tuple[IdentityRegistry, list[Check], list[Closer]]:
+    """The RFI: over HTTP when ``AMELI_RFI_URL`` is set, else the SQL reference table."""
+    if not settings.rfi_url:
+        return SqlIdentityRegistry(database, clock), [], []
+    registry = HttpIdentityRegistry(
+        settings.rfi_url, timeout=settings.rfi_timeout, cache_ttl=settings.rfi_cache_ttl
+    )
+    return registry, [registry.ping], [registry.aclose]
 
 
 def build_mailer(settings: Settings) -> Mailer:

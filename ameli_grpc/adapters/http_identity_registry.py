@@ -73,7 +73,7 @@ class HttpIdentityRegistry:
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
         self._clock = clock
         self._cache = OrderedDict()
         self._in_flight = {}

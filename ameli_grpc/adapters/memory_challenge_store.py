@@ -108,7 +108,8 @@ class MemoryChallengeStore:
         state = self._state(nir_ref)
         locks = self._live_locks(state, now)
         if locks:
-            return CodeReservation(ticket=None, codes_sent=len(state.quota), locks=locks)
+            sent = _count_after(state.quota, now - rule.window)
+            return CodeReservation(ticket=None, codes_sent=sent, locks=locks)
         self._sweep(now)
         quota = _prune(state.quota, now - rule.window)
         if len(quota) >= rule.limit:

@@ -12,8 +12,10 @@ def mask_email(email: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
-    """``06 12 34 56 78`` → ``06******78``: the first two and last two digits only."""
+    """``06 12 34 56 78`` (or ``+33 6 12 34 56 78``) → ``06******78``: two digits each end."""
     digits = "".join(ch for ch in phone if ch.isdigit())
+    if phone.strip().startswith("+33"):
+        digits = "0" + digits[2:]
     if len(digits) < 6:
         return "*" * len(digits)
     return f"{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"

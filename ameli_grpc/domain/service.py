@@ -216,12 +216,14 @@ class AuthService:
         assert reservation.ticket is not None
         code = new_security_code()
         digest = self._p.keyring.code_digest(login.login_id, code)
-        expire_time = now + self._policy.code_ttl
+        # A code cannot outlive its login: near the login's end it is valid for less time,
+        # and the email says so.
+        expire_time = min(now + self._policy.code_ttl, login.expire_time)
         try:
             if not await self._p.store.set_code(login.login_id, digest, expire_time):
                 raise _login_not_found()
             await self._p.mailer.send_security_code(
-                account.email, code, _whole_minutes(self._policy.code_ttl.total_seconds())
+                account.email, code, _whole_minutes((expire_time - now).total_seconds())
             )
         except Exception:
             await self._p.store.release_code(
@@ -304,42 +306,46 @@ class AuthService:
         if account is None:
             raise AuthError(ErrorReason.ACCOUNT_NOT_FOUND, Messages.ACCOUNT_NOT_FOUND)
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
-        code = new_provisional_code() if send_provisional_code and account.mobile_phone else None
-        code_hash = await self._p.hasher.hash(code) if code else None
+        phone = account.mobile_phone if send_provisional_code else None
+        provisional = await self._store_provisional_code(nir, now) if phone else None
         await self._p.accounts.delete(account.account_id)
-        await self._p.store.reset(nir_ref)
-        sent = None
-        if code and code_hash and account.mobile_phone:
-            sent = await self._send_provisional_code(
-                nir, account.mobile_phone, code, code_hash, now
+        sent = False
+        try:  # the account is gone: whatever happens next, the reset is audited
+            await self._p.store.reset(nir_ref)
+            if provisional and phone:
+                sent = await self._send_provisional_code(phone, *provisional)
+        finally:
+            await self._audit(
+                "account_reset",
+                nir_ref,
+                now,
+                account.account_id,
+                advisor_id,
+                f"{reason[:200]} | provisional_code_sent={sent}",
             )
-        await self._audit(
-            "account_reset",
-            nir_ref,
-            now,
-            account.account_id,
-            advisor_id,
-            f"{reason[:200]} | provisional_code_sent={sent is not None}",
-        )
-        if sent is None:
+        if not (sent and provisional and phone):
             return AccountReset(now, provisional_code_sent=False)
-        return AccountReset(now, True, mask_phone(account.mobile_phone or ""), sent.expire_time)
+        return AccountReset(now, True, mask_phone(phone), provisional[0].expire_time)
+
+    async def _store_provisional_code(self, nir: Nir, now: datetime) -> tuple[ProvisionalCode, str]:
+        """Stored before the account is deleted, so that a failure here deletes nothing."""
+        code = new_provisional_code()
+        ttl = self._policy.provisional_code_ttl
+        provisional = ProvisionalCode(nir.value, await self._p.hasher.hash(code), now + ttl)
+        await self._p.provisional_codes.put(provisional)
+        return provisional, code
 
     async def _send_provisional_code(
-        self, nir: Nir, phone: str, code: str, code_hash: str, now: datetime
-    ) -> ProvisionalCode | None:
-        """Store then send; if the SMS fails the code is withdrawn (None) — the reset stands."""
-        ttl = self._policy.provisional_code_ttl
-        provisional = ProvisionalCode(nir.value, code_hash, now + ttl)
-        await self._p.provisional_codes.put(provisional)
+        self, phone: str, provisional: ProvisionalCode, code: str
+    ) -> bool:
+        """Send the SMS; if it fails the code is withdrawn (the reset itself stands)."""
+        minutes = _whole_minutes(self._policy.provisional_code_ttl.total_seconds())
         try:
-            await self._p.sms.send_provisional_code(
-                phone, code, _whole_minutes(ttl.total_seconds())
-            )
+            await self._p.sms.send_provisional_code(phone, code, minutes)
         except Exception:
-            await self._p.provisional_codes.consume(nir.value, code_hash)
-            return None
-        return provisional
+            await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
+            return False
+        return True
 
     # --- shared steps -----------------------------------------------------------------
 

@@ -42,7 +42,8 @@ class Keyring:
         self._key = secret_key
 
     def _digest(self, label: str, *parts: str) -> str:
-        message = "\x1f".join((label, *parts)).encode()
+        # surrogatepass: even a malformed string hashes instead of crashing the call
+        message = "\x1f".join((label, *parts)).encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def nir_ref(self, nir: str) -> str:

@@ -208,13 +208,9 @@ async def test_reserve_code_refuses_during_a_failure_lock(store: ChallengeStore)
 
 
 async def test_a_refused_request_reports_only_requests_inside_the_window(
-    store: ChallengeStore, request: pytest.FixtureRequest
+    store: ChallengeStore,
 ) -> None:
     """While the quota lock lasts longer than the window, ``codes_sent`` still slides."""
-    if isinstance(store, MemoryChallengeStore):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="memory store reports len(quota), unpruned")
-        )
     rule = replace(QUOTA, lock_for=timedelta(seconds=120))
     for second in range(6):
         await store.reserve_code(NIR_REF, rule, at(second))

@@ -13,10 +13,12 @@ import pytest
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused, settings_for_tests
 from tests.support.databases import migrated_sqlite_database
 from tests.support.mail import SmtpTestServer
 from tests.support.redis import throwaway_redis_server
+from tests.support.rfi import rfi_server
 
 # Under CI the binary must be there: the test then runs (and fails without it).
 needs_redis_server = pytest.mark.skipif(
@@ -107,3 +109,33 @@ async def test_smtp_refusal_neither_counts_nor_leaves_a_code(
     service.smtp.refusing = False
     sent = await service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
     assert sent.codes_remaining == 4
+
+
+async def test_rfi_that_hangs_answers_unavailable_then_recovers(
+    make_service: ServiceFactory,
+) -> None:
+    """An RFI that never answers gives UNAVAILABLE (never a login, never NOT_COVERED)."""
+    async with rfi_server({nir(93, with_key=False): (200, '{"status": "affiliated"}')}) as rfi:
+        service = await make_service(rfi_url=rfi.url, rfi_timeout=0.5, rfi_cache_ttl=0)
+        await service.add_account(nir(93))
+        response = await service.login(nir(93), channel=auth_pb2.CHANNEL_MOBILE_APP)
+        assert response.WhichOneof("result") == "authenticated"
+
+        rfi.hang = True
+        started = time.monotonic()
+        refusal = await refused(service.login(nir(93), channel=auth_pb2.CHANNEL_MOBILE_APP))
+        assert refusal.code == grpc.StatusCode.UNAVAILABLE
+        assert refusal.reason == "SERVICE_UNAVAILABLE"
+        assert time.monotonic() - started < 2
+
+        rfi.hang = False
+        response = await service.login(nir(93), channel=auth_pb2.CHANNEL_MOBILE_APP)
+        assert response.WhichOneof("result") == "authenticated"
+
+
+async def test_rfi_unknown_nir_is_not_covered(make_service: ServiceFactory) -> None:
+    """A NIR the RFI does not know (404) is refused as not covered (case 7)."""
+    async with rfi_server({}) as rfi:
+        service = await make_service(rfi_url=rfi.url, rfi_timeout=0.5)
+        await service.add_account(nir(94))
+        assert (await refused(service.login(nir(94)))).reason == "NOT_COVERED"

@@ -142,9 +142,12 @@ class FakeAccountRepository:
 class FakeProvisionalCodeRepository:
     def __init__(self) -> None:
         self.codes: dict[str, ProvisionalCode] = {}
+        self.failure: Exception | None = None  # raised by ``put``: the database is down
 
     async def put(self, code: ProvisionalCode) -> None:
         await checkpoint()
+        if self.failure is not None:
+            raise self.failure
         self.codes[code.nir] = code
 
     async def get(self, nir: str) -> ProvisionalCode | None:

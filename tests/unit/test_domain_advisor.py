@@ -19,7 +19,7 @@ from fakes import (
     wrong_code,
 )
 
-from ameli_grpc.domain.errors import ErrorReason
+from ameli_grpc.domain.errors import DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, Channel
 from ameli_grpc.domain.outcomes import AccountSetupRequired, CodeVerified, LockStatus
@@ -266,6 +266,18 @@ async def test_a_failing_sms_withdraws_the_provisional_code() -> None:
     (event,) = fakes.audit.of_kind("account_reset")
     assert event.detail is not None
     assert "provisional_code_sent=False" in event.detail
+
+
+async def test_a_reset_that_fails_midway_is_undone_or_audited() -> None:
+    """If the provisional code cannot be stored, the account is kept or its deletion audited."""
+    service, fakes = make_service()
+    fakes.add_account()
+    fakes.provisional_codes.failure = DependencyUnavailable("database down")
+
+    with pytest.raises(DependencyUnavailable):
+        await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+
+    assert fakes.accounts.accounts or fakes.audit.of_kind("account_reset")
 
 
 async def test_the_provisional_code_works_once_in_the_password_field() -> None:

@@ -236,17 +236,21 @@ async def test_a_code_lock_blocks_check_credentials() -> None:
     assert error.lock_expire_time == locked.lock_expire_time
 
 
-async def test_malformed_input_is_refused_before_the_lock_like_an_invalid_nir() -> None:
+@pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locked"])
+async def test_malformed_input_is_refused_before_the_lock_like_an_invalid_nir(locked: bool) -> None:
     """An empty password is INVALID_REQUEST, locked or not, and is not counted."""
     service, fakes = make_service()
     fakes.add_account()
+    if locked:
+        await _wrong_passwords(service, 3)
+    work_before = fakes.hasher.verifications
 
     error = await refusal(service.check_credentials(credentials(password="")))
 
     assert error.reason is ErrorReason.INVALID_REQUEST
     assert [violation.field for violation in error.violations] == ["password"]
-    assert fakes.hasher.verifications == 0
-    assert (await service.get_lock_status(NIR)).password_failures == 0
+    assert fakes.hasher.verifications == work_before
+    assert (await service.get_lock_status(NIR)).password_failures == (3 if locked else 0)
 
 
 async def test_a_huge_password_is_a_wrong_entry_that_is_never_hashed() -> None:
@@ -271,7 +275,7 @@ async def _three_attempts(
         fakes.add_account(nir=nir)
     errors = await _wrong_passwords(service, 3, nir)
     blocked = await refusal(service.check_credentials(credentials(nir, PASSWORD)))
-    seen = [
+    seen: list[tuple[object, ...]] = [
         (e.reason, e.message, e.attempts_remaining, e.lock_expire_time, e.violations)
         for e in [*errors, blocked]
     ]
@@ -510,6 +514,16 @@ async def test_a_garbage_device_token_asks_for_a_code(token: str) -> None:
     fakes.add_account()
 
     outcome = await service.check_credentials(credentials(device_token=token))
+
+    assert isinstance(outcome, CodeRequired)
+
+
+async def test_a_device_token_that_is_not_valid_unicode_asks_for_a_code() -> None:
+    """A device token with a lone surrogate is just an unknown token (SPEC §6: no crash)."""
+    service, fakes = make_service()
+    fakes.add_account()
+
+    outcome = await service.check_credentials(credentials(device_token="tok\ud800en"))
 
     assert isinstance(outcome, CodeRequired)
 

@@ -1,0 +1,26 @@
+"""``scripts/benchmark.py``, run as its users run it: a subprocess of the project's Python."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PHASES = ("check_credentials_mobile", "web_login_full_flow", "lock_status_under_load")
+
+
+def test_benchmark_script_reports_every_phase() -> None:
+    """The benchmark script runs end to end and reports every phase."""
+    arguments = ["--seconds", "1", "--concurrency", "4", "--accounts", "8", "--backend", "embedded"]
+    finished = subprocess.run(  # noqa: S603 (our own script, fixed arguments, no shell)
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    for phase in PHASES:
+        assert phase in finished.stdout, f"{phase} missing from:\n{finished.stdout}"
