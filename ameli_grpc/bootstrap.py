@@ -26,8 +26,8 @@ from ameli_grpc.adapters.sql_repositories import (
 )
 from ameli_grpc.config import Settings
 from ameli_grpc.domain.clock import Clock, SystemClock
-from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer
-from ameli_grpc.domain.service import AuthService, Ports
+from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer, Ports
+from ameli_grpc.domain.service import AuthService
 from ameli_grpc.domain.tokens import Keyring
 from ameli_grpc.server.interceptors import CallerKeys, Role
 

@@ -25,9 +25,14 @@ def paris_time(moment: datetime, pattern: str) -> str:
     return format_datetime(ceil_to_minute(moment), pattern, tzinfo=PARIS, locale="fr_FR")
 
 
+def whole_minutes(duration: timedelta) -> int:
+    """Whole minutes, rounded up (at least one): what a text may promise."""
+    return max(1, -(-int(duration.total_seconds()) // 60))
+
+
 def minutes(duration: timedelta) -> str:
-    """A duration as the guide writes it: "15 minutes" (whole minutes, rounded up)."""
-    count = max(1, -(-int(duration.total_seconds()) // 60))
+    """A duration as the guide writes it: "15 minutes"."""
+    count = whole_minutes(duration)
     return f"{count} minute{'s' if count > 1 else ''}"
 
 

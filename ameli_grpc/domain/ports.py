@@ -8,9 +8,11 @@ fails closed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.model import (
     Account,
     Affiliation,
@@ -25,6 +27,7 @@ from ameli_grpc.domain.model import (
     TrustedDevice,
 )
 from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.tokens import Keyring
 
 
 class AccountRepository(Protocol):
@@ -156,3 +159,20 @@ class ChallengeStore(Protocol):
 
     async def ping(self) -> None:
         """Raise ``DependencyUnavailable`` if the store cannot be reached (health)."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the use cases need, wired by ``ameli_grpc.bootstrap``."""
+
+    accounts: AccountRepository
+    devices: TrustedDeviceRepository
+    provisional_codes: ProvisionalCodeRepository
+    audit: AuditLog
+    registry: IdentityRegistry
+    store: ChallengeStore
+    mailer: Mailer
+    sms: SmsSender
+    hasher: PasswordHasher
+    keyring: Keyring
+    clock: Clock

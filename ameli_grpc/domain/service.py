@@ -5,20 +5,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from ameli_grpc.domain.clock import Clock, add_calendar_months
-from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
-from ameli_grpc.domain.locks import governing_lock, lock_error, lock_view, raise_if_locked
-from ameli_grpc.domain.masking import mask_email, mask_phone
-from ameli_grpc.domain.messages import Messages
+from ameli_grpc.domain.advisor import AdvisorUseCases
+from ameli_grpc.domain.clock import add_calendar_months
+from ameli_grpc.domain.errors import AuthError, ErrorReason
+from ameli_grpc.domain.locks import lock_error, raise_if_locked
+from ameli_grpc.domain.masking import mask_email
+from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import (
     Account,
     Affiliation,
     AttemptClaim,
     AttemptKind,
-    AuditEvent,
     AuthMethod,
     Channel,
     Login,
@@ -27,7 +26,6 @@ from ameli_grpc.domain.model import (
 )
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import (
-    AccountReset,
     AccountSetupRequired,
     Authenticated,
     CodeRequired,
@@ -35,31 +33,13 @@ from ameli_grpc.domain.outcomes import (
     CodeVerified,
     CredentialsInput,
     CredentialsOutcome,
-    LockStatus,
-)
-from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.ports import (
-    AccountRepository,
-    AuditLog,
-    ChallengeStore,
-    IdentityRegistry,
-    Mailer,
-    PasswordHasher,
-    ProvisionalCodeRepository,
-    SmsSender,
-    TrustedDeviceRepository,
 )
 from ameli_grpc.domain.tokens import (
-    Keyring,
     constant_time_equal,
-    new_provisional_code,
     new_security_code,
     new_token,
 )
-
-MAX_SECRET_LENGTH = 1024  # longer passwords or codes are wrong entries, never hashed
-MAX_ID_LENGTH = 256  # login ids, device tokens, advisor ids
-MAX_REASON_LENGTH = 2000
+from ameli_grpc.domain.use_case import MAX_ID_LENGTH, MAX_SECRET_LENGTH, require_text
 
 _AFFILIATION_REFUSALS = {
     Affiliation.NOT_COVERED: AuthError(ErrorReason.NOT_COVERED, Messages.NOT_COVERED),
@@ -67,32 +47,15 @@ _AFFILIATION_REFUSALS = {
 }
 
 
-@dataclass(frozen=True)
-class Ports:
-    accounts: AccountRepository
-    devices: TrustedDeviceRepository
-    provisional_codes: ProvisionalCodeRepository
-    audit: AuditLog
-    registry: IdentityRegistry
-    store: ChallengeStore
-    mailer: Mailer
-    sms: SmsSender
-    hasher: PasswordHasher
-    keyring: Keyring
-    clock: Clock
-
-
-class AuthService:
-    def __init__(self, ports: Ports, policy: Policy) -> None:
-        self._p = ports
-        self._policy = policy
+class AuthService(AdvisorUseCases):
+    """The login of the guide; the advisor's use cases come from ``AdvisorUseCases``."""
 
     # --- CheckCredentials -------------------------------------------------------------
 
     async def check_credentials(self, request: CredentialsInput) -> CredentialsOutcome:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
-        _require_text("password", request.password, MAX_SECRET_LENGTH * 1024)
+        require_text("password", request.password, MAX_SECRET_LENGTH * 1024)
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         raise_if_locked(await self._p.store.active_locks(nir_ref, now), self._quota)  # 2
         proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
@@ -223,7 +186,7 @@ class AuthService:
             if not await self._p.store.set_code(login.login_id, digest, expire_time):
                 raise _login_not_found()
             await self._p.mailer.send_security_code(
-                account.email, code, _whole_minutes((expire_time - now).total_seconds())
+                account.email, code, whole_minutes(expire_time - now)
             )
         except Exception:
             await self._p.store.release_code(
@@ -276,77 +239,6 @@ class AuthService:
             raise _login_not_found()
         return login, account
 
-    # --- advisor ----------------------------------------------------------------------
-
-    async def get_lock_status(self, raw_nir: str) -> LockStatus:
-        nir = Nir.parse(raw_nir)
-        status = await self._p.store.status(
-            self._p.keyring.nir_ref(nir.value),
-            self._p.clock.now(),
-            self._policy.failure_window,
-            self._policy.code_quota_window,
-        )
-        first = governing_lock(status.locks)
-        ordered = sorted(status.locks, key=lambda lock: lock is not first)
-        return LockStatus(
-            locks=tuple(lock_view(lock) for lock in ordered),
-            password_failures=status.password_failures,
-            code_failures=status.code_failures,
-            codes_sent_in_window=status.codes_sent_in_window,
-        )
-
-    async def reset_account(
-        self, raw_nir: str, advisor_id: str, reason: str, send_provisional_code: bool
-    ) -> AccountReset:
-        """The advisor's "réinitialisation": delete the account, its devices, locks, counters."""
-        nir = Nir.parse(raw_nir)
-        _require_text("advisor_id", advisor_id, MAX_ID_LENGTH)
-        _require_text("reason", reason, MAX_REASON_LENGTH)
-        account = await self._p.accounts.get_by_nir(nir.value)
-        if account is None:
-            raise AuthError(ErrorReason.ACCOUNT_NOT_FOUND, Messages.ACCOUNT_NOT_FOUND)
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
-        phone = account.mobile_phone if send_provisional_code else None
-        provisional = await self._store_provisional_code(nir, now) if phone else None
-        await self._p.accounts.delete(account.account_id)
-        sent = False
-        try:  # the account is gone: whatever happens next, the reset is audited
-            await self._p.store.reset(nir_ref)
-            if provisional and phone:
-                sent = await self._send_provisional_code(phone, *provisional)
-        finally:
-            await self._audit(
-                "account_reset",
-                nir_ref,
-                now,
-                account.account_id,
-                advisor_id,
-                f"{reason[:200]} | provisional_code_sent={sent}",
-            )
-        if not (sent and provisional and phone):
-            return AccountReset(now, provisional_code_sent=False)
-        return AccountReset(now, True, mask_phone(phone), provisional[0].expire_time)
-
-    async def _store_provisional_code(self, nir: Nir, now: datetime) -> tuple[ProvisionalCode, str]:
-        """Stored before the account is deleted, so that a failure here deletes nothing."""
-        code = new_provisional_code()
-        ttl = self._policy.provisional_code_ttl
-        provisional = ProvisionalCode(nir.value, await self._p.hasher.hash(code), now + ttl)
-        await self._p.provisional_codes.put(provisional)
-        return provisional, code
-
-    async def _send_provisional_code(
-        self, phone: str, provisional: ProvisionalCode, code: str
-    ) -> bool:
-        """Send the SMS; if it fails the code is withdrawn (the reset itself stands)."""
-        minutes = _whole_minutes(self._policy.provisional_code_ttl.total_seconds())
-        try:
-            await self._p.sms.send_provisional_code(phone, code, minutes)
-        except Exception:
-            await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
-            return False
-        return True
-
     # --- shared steps -----------------------------------------------------------------
 
     @property
@@ -388,35 +280,6 @@ class AuthService:
         )
         return Authenticated(account.account_id, methods, now)
 
-    async def _audit(
-        self,
-        kind: str,
-        nir_ref: str,
-        now: datetime,
-        account_id: str | None = None,
-        actor: str | None = None,
-        detail: str | None = None,
-        client_ip: str | None = None,
-    ) -> None:
-        await self._p.audit.record(
-            AuditEvent(
-                kind, nir_ref, now, account_id, actor, detail, (client_ip or "")[:64] or None
-            )
-        )
-
 
 def _login_not_found() -> AuthError:
     return AuthError(ErrorReason.LOGIN_NOT_FOUND, Messages.LOGIN_NOT_FOUND)
-
-
-def _whole_minutes(seconds: float) -> int:
-    return max(1, -(-int(seconds) // 60))
-
-
-def _require_text(field: str, value: str, max_length: int) -> None:
-    if not value.strip() or len(value) > max_length:
-        raise AuthError(
-            ErrorReason.INVALID_REQUEST,
-            Messages.INVALID_REQUEST,
-            violations=(FieldViolation(field, f"obligatoire, {max_length} caractères au plus"),),
-        )

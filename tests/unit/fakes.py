@@ -28,7 +28,8 @@ from ameli_grpc.domain.model import (
 )
 from ameli_grpc.domain.outcomes import CodeRequired, CredentialsInput
 from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.service import AuthService, Ports
+from ameli_grpc.domain.ports import Ports
+from ameli_grpc.domain.service import AuthService
 from ameli_grpc.domain.tokens import Keyring
 
 # A winter Wednesday: a 15-minute lock taken now ends at 15:47 Paris time (guide, case 6).
