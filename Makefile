@@ -9,8 +9,11 @@ BASELINE := protos/baseline/ameli-auth-v1.binpb
 
 .PHONY: install run test lint typecheck stubs check-stubs buf baseline bench clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalled when a pyproject changes, or when the venv lost its interpreter.
+$(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $(STAMP)
