@@ -1,0 +1,135 @@
+"""The ``ameli-grpc`` command line: migrate, accounts import, demo-data, and unsafe settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.bootstrap import build_container
+from ameli_grpc.cli import main
+from ameli_grpc.config import Settings
+from ameli_grpc.demo import DEMO_CASES
+from ameli_grpc.domain.model import Account, Affiliation
+from ameli_grpc.server.app import ConfigurationError, ServerOptions, is_loopback, start_server
+from tests.e2e.harness import nir
+
+HEADER = "nir,password,email,email_validated,mobile_phone,affiliation\n"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("AMELI_DATABASE_URL", url)
+    return url
+
+
+def stored(database_url: str, nir_value: str) -> tuple[Account | None, Affiliation]:
+    async def read() -> tuple[Account | None, Affiliation]:
+        database = Database(database_url)
+        try:
+            account = await SqlAccountRepository(database).get_by_nir(nir_value)
+            return account, await SqlIdentityRegistry(database).affiliation(nir_value)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(read())
+
+
+def test_migrate_then_import_accounts(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`migrate` then `accounts import` load the CSV with hashed passwords and the RFI column."""
+    assert main(["migrate"]) == 0
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(
+        HEADER
+        + f"{nir(1)},Secret-1,a@b.fr,true,0612345678,affiliated\n"
+        + f"{nir(2, with_key=False)},Secret-2,,false,,pending\n",
+        encoding="utf-8",
+    )
+    assert main(["accounts", "import", str(csv)]) == 0
+    assert "2 account(s) imported" in capsys.readouterr().out
+    account, affiliation = stored(database_url, nir(1, with_key=False))
+    assert affiliation is Affiliation.AFFILIATED
+    assert account is not None
+    assert "Secret-1" not in account.password_hash
+    assert account.password_hash.startswith("$argon2id$")
+    assert stored(database_url, nir(2, with_key=False))[1] is Affiliation.PENDING
+
+
+@pytest.mark.parametrize(
+    ("row", "complaint"),
+    [
+        (f"{nir(3)[:-1]}0,x,,false,,affiliated", "invalid NIR"),
+        (f"{nir(3)},x,,peut-être,,affiliated", "email_validated"),
+        (f"{nir(3)},x,,false,,inconnu", "affiliation"),
+        (f"{nir(3)},,,false,,affiliated", "password"),
+    ],
+)
+def test_import_refuses_a_bad_line_without_quoting_it(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    row: str,
+    complaint: str,
+) -> None:
+    """A bad CSV line fails the import with its line number, never its content."""
+    csv = tmp_path / "bad.csv"
+    csv.write_text(HEADER + row + "\n", encoding="utf-8")
+    assert main(["accounts", "import", str(csv)]) == 1
+    error = capsys.readouterr().err
+    assert complaint in error
+    assert nir(3)[:13] not in error
+
+
+def test_import_requires_the_columns(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV without the expected header is refused, naming the missing columns."""
+    csv = tmp_path / "headless.csv"
+    csv.write_text("nir,password\n1,2\n", encoding="utf-8")
+    assert main(["accounts", "import", str(csv)]) == 1
+    assert "missing columns" in capsys.readouterr().err
+
+
+def test_demo_data_loads_one_nir_per_case(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo-data` loads and prints every demo NIR; running it twice keeps one account each."""
+    assert main(["demo-data"]) == 0
+    assert main(["demo-data"]) == 0
+    out = capsys.readouterr().out
+    for case in DEMO_CASES:
+        assert case.row.nir in out
+        account, affiliation = stored(database_url, case.row.nir[:13])
+        assert account is not None
+        assert affiliation is case.row.affiliation
+
+
+def test_is_loopback() -> None:
+    """Only loopback addresses count as loopback."""
+    assert is_loopback("127.0.0.1:50051")
+    assert is_loopback("[::1]:50051")
+    assert is_loopback("localhost:50051")
+    assert not is_loopback("0.0.0.0:50051")
+    assert not is_loopback("[::]:50051")
+    assert not is_loopback("10.1.2.3:50051")
+
+
+async def test_without_keys_the_server_refuses_other_addresses(tmp_path: Path) -> None:
+    """With no API keys configured the server refuses to listen beyond loopback."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'open.db'}",
+        secret_key="k" * 64,
+        outbox_dir=tmp_path / "outbox",
+    )
+    container = await build_container(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="refusing to listen"):
+            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
+    finally:
+        await container.aclose()
