@@ -13,30 +13,21 @@ import contextlib
 import os
 import tempfile
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import structlog
 
-from ameli_grpc.adapters.security_code_email import build_security_code_email, validity_duration
+from ameli_grpc.adapters.security_code_email import build_security_code_email
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email, mask_phone
+from ameli_grpc.domain.messages import provisional_code_sms
 
 _log = structlog.get_logger(__name__)
 
 EMAIL_SUFFIX = ".eml"
 SMS_SUFFIX = ".sms.txt"
-# One SMS is 160 GSM-7 characters (é and à are in that alphabet): keep the text within it.
-PROVISIONAL_CODE_SMS = (
-    "Assurance Maladie : votre code provisoire pour créer votre compte ameli est {code}. "
-    "Valable {duration}, une seule fois. Ne le communiquez à personne."
-)
-
-
-def provisional_code_sms_text(code: str, valid_minutes: int) -> str:
-    """The SMS of the advisor reset (FAQ): the provisional code and how long it lasts."""
-    return PROVISIONAL_CODE_SMS.format(code=code, duration=validity_duration(valid_minutes))
 
 
 def outbox_file_name(suffix: str, now: datetime | None = None) -> str:
@@ -100,7 +91,7 @@ class OutboxSmsSender:
         recipient = phone.strip()
         if not recipient or not recipient.isprintable():
             raise ValueError("the phone number is empty or holds control characters")
-        text = provisional_code_sms_text(code, valid_minutes)
+        text = provisional_code_sms(code, timedelta(minutes=valid_minutes))
         content = f"To: {recipient}\nDate: {format_datetime(datetime.now(UTC))}\n\n{text}\n"
         path = await _write(self._outbox_dir, SMS_SUFFIX, content.encode("utf-8"), "SMS")
         _log.info(

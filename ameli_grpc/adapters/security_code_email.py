@@ -1,4 +1,4 @@
-"""The security-code email of step 2, with the guide's French texts side by side.
+"""The security-code email of step 2 (its French texts are in ``domain/messages.py``).
 
 One builder serves every ``Mailer`` adapter (outbox and SMTP), so the message
 written to the outbox is the very message an SMTP relay would receive.
@@ -6,36 +6,26 @@ written to the outbox is the very message an SMTP relay would receive.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
 
-SUBJECT = "Votre code de sécurité pour votre compte ameli"
-BANNER = "MON COMPTE AMELI"
-GREETING = "Bonjour,"
-INTRO = "Nous vous adressons votre code de sécurité pour vous connecter à votre compte ameli :"
-# "{duration}" is bold in the guide; the HTML part keeps it that way.
-VALIDITY = (
-    "Attention ! Ce code est valable seulement {duration}. "
-    "Au-delà de ce délai, vous devrez demander un nouveau code."
-)
-PERSONAL = "Ce code est strictement personnel et ne doit jamais être communiqué."
-NO_PHONE = "Nous ne demandons jamais de code par téléphone."
-NOT_YOU = (
-    "Si vous n'êtes pas à l'origine de cette demande, contactez votre caisse d'assurance "
-    "maladie qui vous donnera les consignes à suivre. "
-    "Sachez néanmoins que votre compte ameli reste sécurisé."
-)
-AUTOMATED = (
-    "Ce message est généré par un automate. Ne pas utiliser la fonctionnalité « répondre à »."
-)
-THANKS = "Merci de votre confiance."
-SIGNATURE = "Votre caisse d'assurance maladie"
-APP_FOOTER = (
-    "Besoin d'accéder à vos remboursements où que vous soyez ?",
-    "Téléchargez gratuitement l'appli ameli depuis l'App Store ou Google Play",
+from ameli_grpc.domain.messages import (
+    APP_FOOTER,
+    AUTOMATED,
+    BANNER,
+    GREETING,
+    INTRO,
+    NO_PHONE,
+    NOT_YOU,
+    PERSONAL,
+    SIGNATURE,
+    SUBJECT,
+    THANKS,
+    VALIDITY,
+    minutes,
 )
 
 # Inline styles only: mail clients drop <style> blocks and external resources.
@@ -55,11 +45,6 @@ _P = "margin:0 0 16px"
 def spaced_code(code: str) -> str:
     """``123456`` → ``1 2 3 4 5 6``: the digits as the guide prints them."""
     return " ".join(code)
-
-
-def validity_duration(valid_minutes: int) -> str:
-    """``15`` → ``15 minutes``, ``1`` → ``1 minute``."""
-    return f"{valid_minutes} minute{'s' if valid_minutes > 1 else ''}"
 
 
 def build_security_code_email(sender: str, to: str, code: str, valid_minutes: int) -> EmailMessage:
@@ -104,7 +89,7 @@ def _text_body(code: str, valid_minutes: int) -> str:
         GREETING,
         INTRO,
         spaced_code(code),
-        VALIDITY.format(duration=validity_duration(valid_minutes)),
+        VALIDITY.format(duration=minutes(timedelta(minutes=valid_minutes))),
         PERSONAL,
         NO_PHONE,
         NOT_YOU,
@@ -118,7 +103,7 @@ def _text_body(code: str, valid_minutes: int) -> str:
 def _html_body(code: str, valid_minutes: int) -> str:
     before, _, after = VALIDITY.partition("{duration}")
     validity = (
-        f"{escape(before)}<strong>{escape(validity_duration(valid_minutes))}</strong>"
+        f"{escape(before)}<strong>{escape(minutes(timedelta(minutes=valid_minutes)))}</strong>"
         f"{escape(after)}"
     )
     paragraphs = "\n".join(

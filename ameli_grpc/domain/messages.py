@@ -109,3 +109,46 @@ class Messages:
             f"Le code de sécurité n'a pas été saisi dans les {minutes(code_ttl)}. "
             "Merci d'en demander un nouveau."
         )
+
+
+# --- the security-code email (guide, step 2) --------------------------------------------
+
+SUBJECT = "Votre code de sécurité pour votre compte ameli"
+BANNER = "MON COMPTE AMELI"
+GREETING = "Bonjour,"
+INTRO = "Nous vous adressons votre code de sécurité pour vous connecter à votre compte ameli :"
+# "{duration}" is bold in the guide; the HTML part keeps it that way.
+VALIDITY = (
+    "Attention ! Ce code est valable seulement {duration}. "
+    "Au-delà de ce délai, vous devrez demander un nouveau code."
+)
+PERSONAL = "Ce code est strictement personnel et ne doit jamais être communiqué."
+NO_PHONE = "Nous ne demandons jamais de code par téléphone."
+NOT_YOU = (
+    "Si vous n'êtes pas à l'origine de cette demande, contactez votre caisse d'assurance "
+    "maladie qui vous donnera les consignes à suivre. "
+    "Sachez néanmoins que votre compte ameli reste sécurisé."
+)
+AUTOMATED = (
+    "Ce message est généré par un automate. Ne pas utiliser la fonctionnalité « répondre à »."
+)
+THANKS = "Merci de votre confiance."
+SIGNATURE = "Votre caisse d'assurance maladie"
+APP_FOOTER = (
+    "Besoin d'accéder à vos remboursements où que vous soyez ?",
+    "Téléchargez gratuitement l'appli ameli depuis l'App Store ou Google Play",
+)
+
+
+# --- the advisor's SMS (FAQ) -----------------------------------------------------------
+
+# One SMS is 160 GSM-7 characters (é and à are in that alphabet): keep the text within it.
+PROVISIONAL_CODE_SMS = (
+    "Assurance Maladie : votre code provisoire pour créer votre compte ameli est {code}. "
+    "Valable {duration}, une seule fois. Ne le communiquez à personne."
+)
+
+
+def provisional_code_sms(code: str, valid_for: timedelta) -> str:
+    """The SMS of the advisor reset: the provisional code and how long it lasts."""
+    return PROVISIONAL_CODE_SMS.format(code=code, duration=minutes(valid_for))

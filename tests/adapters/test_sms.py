@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from ameli_grpc.adapters.outbox import OutboxSmsSender, provisional_code_sms_text
+from ameli_grpc.adapters.outbox import OutboxSmsSender
 from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.domain.messages import provisional_code_sms
 from tests.support.mail import files_in
 
 PHONE = "06 12 34 56 78"
@@ -25,15 +27,15 @@ async def test_sms_is_written_as_a_text_file(tmp_path: Path) -> None:
     assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{32}\.sms\.txt", written.name)
     content = written.read_text(encoding="utf-8")
     assert content.startswith(f"To: {PHONE}\n")
-    assert provisional_code_sms_text(CODE, 60) in content
+    assert provisional_code_sms(CODE, timedelta(minutes=60)) in content
     assert "code provisoire" in content
     assert "60 minutes" in content
 
 
 def test_sms_text_fits_one_sms() -> None:
     """The SMS text fits in a single 160-character SMS and says "minute" for one."""
-    assert len(provisional_code_sms_text("A" * 12, 600)) <= 160
-    assert "Valable 1 minute," in provisional_code_sms_text(CODE, 1)
+    assert len(provisional_code_sms("A" * 12, timedelta(minutes=600))) <= 160
+    assert "Valable 1 minute," in provisional_code_sms(CODE, timedelta(minutes=1))
 
 
 async def test_sms_log_shows_the_masked_phone_only(tmp_path: Path) -> None:
