@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from ameli_grpc.adapters.sql_database import Database
 from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
@@ -18,6 +20,13 @@ from ameli_grpc.server.app import ConfigurationError, ServerOptions, is_loopback
 from tests.e2e.harness import nir
 
 HEADER = "nir,password,email,email_validated,mobile_phone,affiliation\n"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``main`` configures logging onto this test's captured stderr: undo it afterwards."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
