@@ -12,11 +12,14 @@ import grpc
 import pytest
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
 
+from ameli_grpc.adapters.sql_database import Database
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused, settings_for_tests
-from tests.support.databases import migrated_sqlite_database
+from tests.support.databases import clear_tables, migrated_sqlite_database
 from tests.support.mail import SmtpTestServer
+from tests.support.proxy import tcp_proxy
 from tests.support.redis import throwaway_redis_server
 from tests.support.rfi import rfi_server
 
@@ -139,3 +142,44 @@ async def test_rfi_unknown_nir_is_not_covered(make_service: ServiceFactory) -> N
         service = await make_service(rfi_url=rfi.url, rfi_timeout=0.5)
         await service.add_account(nir(94))
         assert (await refused(service.login(nir(94)))).reason == "NOT_COVERED"
+
+
+@pytest.mark.postgres
+async def test_postgres_outage_answers_unavailable_then_recovers(
+    postgres_url: str, smtp: SmtpTestServer, tmp_path: Path
+) -> None:
+    """PostgreSQL cut off: UNAVAILABLE quickly and NOT_SERVING; back: service resumes alone."""
+    url = make_url(postgres_url)
+    async with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        database = Database(proxied)
+        await clear_tables(database)
+        await database.dispose()
+        settings = settings_for_tests(
+            database_url=proxied,
+            database_timeout=1.0,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            outbox_dir=tmp_path / "outbox",
+        )
+        service = ServiceUnderTest(settings, smtp)
+        await service.start()
+        try:
+            await service.add_account(nir(95))
+            assert (await service.login(nir(95))).WhichOneof("result") == "code_required"
+
+            await proxy.cut()
+            started = time.monotonic()
+            refusal = await refused(service.login(nir(95)))
+            assert refusal.code == grpc.StatusCode.UNAVAILABLE
+            assert refusal.reason == "SERVICE_UNAVAILABLE"
+            assert time.monotonic() - started < 3
+            await wait_for_health(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+            status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(95)))
+            assert status.password_failures == 0  # the outage counted nothing against the person
+
+            await proxy.restore()
+            await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
+            assert (await service.login(nir(95))).WhichOneof("result") == "code_required"
+        finally:
+            await service.stop()
