@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,22 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ameli_grpc.domain.policy import Policy
+
+
+class ConfigurationError(Exception):
+    """The settings are unsafe or inconsistent; the service refuses to start."""
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` only accepts connections from this machine."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 DEFAULT_MAIL_FROM = "Votre Assurance Maladie <ne-pas-repondre@app.assurance-maladie.fr>"
 
@@ -33,6 +50,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=10.0, gt=0)
     outbox_dir: Path = Path("./var/outbox")
     mail_from: str = DEFAULT_MAIL_FROM
+    sms_url: str = ""
+    sms_api_key: SecretStr = SecretStr("")
+    sms_timeout: float = Field(default=5.0, gt=0)
     rfi_url: str = ""
     rfi_timeout: float = Field(default=2.0, gt=0)
     rfi_cache_ttl: float = Field(default=60.0, ge=0)
@@ -50,9 +70,11 @@ class Settings(BaseSettings):
     franceconnect_requires_code: bool = True
     secret_key: SecretStr = SecretStr("")
     secret_key_file: Path = Path("./var/secret.key")
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allow_insecure: bool = False
     portal_api_keys: str = ""
     advisor_api_keys: str = ""
-    dev_mode: bool = True
     log_format: str = "console"
     max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     hash_workers: int = Field(default=0, ge=0)
@@ -74,6 +96,14 @@ class Settings(BaseSettings):
             provisional_code_ttl=timedelta(seconds=self.provisional_code_ttl),
             franceconnect_requires_code=self.franceconnect_requires_code,
         )
+
+    @property
+    def development(self) -> bool:
+        """One process on a loopback address with the in-process store: the ``make run`` set-up.
+
+        Only there may the secret key be generated and callers go without keys.
+        """
+        return is_loopback(self.listen) and not self.redis_url
 
     @staticmethod
     def keys(raw: str) -> frozenset[str]:

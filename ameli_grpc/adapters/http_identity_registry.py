@@ -6,14 +6,16 @@ Contract of the remote registry:
   ``{"nir": "<13 characters>"}`` (a POST, so that the NIR never appears in a
   URL or an access log) answers ``200`` with the JSON object
   ``{"status": "affiliated" | "pending" | "not_covered", "scheme": "<optional free text>"}``,
-  or ``404`` when the NIR is unknown to the RFI: it has no caisse de
-  rattachement, which is ``NOT_COVERED`` (guide, case 7).
+  or ``404`` with the JSON object ``{"status": "unknown"}`` when the NIR is
+  unknown to the RFI: it has no caisse de rattachement, which is
+  ``NOT_COVERED`` (guide, case 7).
 - ``GET {base_url}/health`` answers 2xx while the registry is up.
 
 Anything else (no complete answer within ``timeout`` seconds, a connection
-error, a redirect, a 5xx, a 4xx other than 404, a body that is not JSON or
-names an unknown status) raises ``DependencyUnavailable``, never a guessed
-affiliation: an outage of the RFI fails closed.
+error, a redirect, a 5xx, any other 4xx, a 404 without that exact body — a
+wrong route, a proxy's error page, an empty body —, a body that is not JSON
+or names an unknown status) raises ``DependencyUnavailable``, never a guessed
+affiliation: an outage or a misconfiguration of the RFI fails closed.
 
 Only those definitive answers are cached, for ``cache_ttl`` seconds (0: no
 cache), keyed by the SHA-256 of the NIR, at most ``cache_size`` entries (the
@@ -41,6 +43,7 @@ _log = structlog.get_logger(__name__)
 _LOOKUP_PATH = "/v1/affiliations/lookup"
 _HEALTH_PATH = "/health"
 _MAX_BODY_BYTES = 64 * 1024  # an answer is a few dozen bytes; more is not the RFI talking
+_UNKNOWN_NIR_STATUS = "unknown"  # the body of the 404 for a NIR the RFI does not know
 
 
 class _UnusableAnswer(Exception):
@@ -159,14 +162,27 @@ class HttpIdentityRegistry:
 
 def _read_answer(status_code: int, body: bytes) -> Affiliation:
     if status_code == httpx.codes.NOT_FOUND:
-        return Affiliation.NOT_COVERED
+        # Only the registry's own answer means "unknown NIR": a 404 of a wrong route or of
+        # a proxy in between would otherwise refuse every insured person as not covered.
+        if _status_of(body) == _UNKNOWN_NIR_STATUS:
+            return Affiliation.NOT_COVERED
+        raise _UnusableAnswer("http_404")
     if status_code != httpx.codes.OK:
         raise _UnusableAnswer(f"http_{status_code}")
     try:
-        return Affiliation(json.loads(body)["status"])
-    # RecursionError: a deeply nested body is no answer either.
-    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        return Affiliation(_status_of(body))
+    except (ValueError, TypeError) as error:
         raise _UnusableAnswer("unreadable_answer") from error
+
+
+def _status_of(body: bytes) -> object:
+    """The ``status`` member of a JSON object body; None for any other body."""
+    try:
+        answer = json.loads(body)
+    # RecursionError: a deeply nested body is no answer either.
+    except (ValueError, RecursionError):
+        return None
+    return answer.get("status") if isinstance(answer, dict) else None
 
 
 def _ms_since(started: float) -> int:

@@ -19,13 +19,7 @@ A login id is ``<nir_ref>.<32 random url-safe characters>``: the first part
 finds the NIR's slot; the id is a bearer secret, so its key holds only a
 SHA-256 of it.
 
-``redis_client_from_url`` accepts ``redis://``, ``rediss://``, ``unix://``
-(see redis-py's ``from_url``) and Sentinel::
-
-    redis+sentinel://[[username:]password@]host:port[,host2:port2...]/service_name[/db]
-
-where the password (and username) authenticate to the Redis master, not to
-the sentinels, and the port defaults to 26379.
+The client comes from ``redis_connection.redis_client_from_url``.
 """
 
 from __future__ import annotations
@@ -38,13 +32,9 @@ import secrets
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import unquote
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 
 from ameli_grpc.adapters import redis_scripts as lua
 from ameli_grpc.domain.errors import DependencyUnavailable
@@ -68,7 +58,6 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.TryAgainError,
     OSError,  # also TimeoutError, which is asyncio.TimeoutError
 )
-_HEALTH_CHECK_SECONDS = 15
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _MILLI = timedelta(milliseconds=1)
@@ -257,45 +246,6 @@ class RedisChallengeStore:
         # base64, not hex: hex digits could look like a NIR to a leak scanner
         name = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
         return f"{self._base(login_id.partition('.')[0])}:login:{name}"
-
-
-def redis_client_from_url(url: str, timeout: float) -> Redis:
-    """A client that answers an outage within ``timeout``: no retries, no backoff."""
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "health_check_interval": _HEALTH_CHECK_SECONDS,
-        "retry": Retry(NoBackoff(), 0),
-        "decode_responses": True,
-    }
-    if url.startswith("redis+sentinel://"):
-        return _sentinel_client(url.removeprefix("redis+sentinel://"), options)
-    return Redis.from_url(url, **options)
-
-
-def _sentinel_client(location: str, options: dict[str, Any]) -> Redis:
-    userinfo, _, hosts = location.partition("/")[0].rpartition("@")
-    service, _, db = location.partition("/")[2].partition("/")
-    if not service or not hosts:
-        raise ValueError("expected redis+sentinel://[password@]host:port[,...]/service[/db]")
-    username, _, password = userinfo.partition(":") if ":" in userinfo else ("", "", userinfo)
-    sentinels = []
-    for host in hosts.split(","):
-        name, colon, port = host.rpartition(":")
-        if not colon or "]" in port:  # no port, or an IPv6 address without one
-            name, port = host, "26379"
-        sentinels.append((name.strip("[]"), int(port)))
-    sentinel_options = {k: v for k, v in options.items() if k != "decode_responses"}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-        sentinels,
-        sentinel_kwargs=sentinel_options,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
-        db=int(db or 0),
-        **options,
-    )
-    client: Redis = sentinel.master_for(unquote(service))
-    return client
 
 
 def _checked_ref(nir_ref: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.sql.dml import Delete, Insert
 
 from ameli_grpc.adapters.sql_database import Database
 from ameli_grpc.adapters.sql_schema import (
+    account_setups,
     accounts,
     audit_events,
     provisional_codes,
@@ -27,6 +28,7 @@ from ameli_grpc.adapters.sql_schema import (
 from ameli_grpc.domain.clock import Clock, SystemClock
 from ameli_grpc.domain.model import (
     Account,
+    AccountSetup,
     Affiliation,
     AuditEvent,
     ProvisionalCode,
@@ -175,10 +177,11 @@ class SqlTrustedDeviceRepository:
 
 
 class SqlProvisionalCodeRepository:
-    """The ``ProvisionalCodeRepository`` port on the ``provisional_codes`` table."""
+    """The ``ProvisionalCodeRepository`` port on ``provisional_codes`` and ``account_setups``."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, clock: Clock | None = None) -> None:
         self._database = database
+        self._clock = clock or SystemClock()
 
     async def put(self, code: ProvisionalCode) -> None:
         """Store the code of the NIR, replacing any earlier one."""
@@ -210,6 +213,23 @@ class SqlProvisionalCodeRepository:
         async with self._database.session() as session:
             deleted = await _rowcount(session, statement)
         return deleted == 1
+
+    async def redeem(self, nir: str, code_hash: str, setup: AccountSetup) -> bool:
+        """Consume the code and record the setup token in one transaction (single use)."""
+        statement = delete(provisional_codes).where(
+            provisional_codes.c.nir == nir, provisional_codes.c.code_hash == code_hash
+        )
+        row = {
+            "token_hash": setup.token_hash,
+            "nir": setup.nir,
+            "created_time": self._clock.now(),
+            "expire_time": setup.expire_time,
+        }
+        async with self._database.session() as session:
+            if await _rowcount(session, statement) != 1:
+                return False
+            await session.execute(insert(account_setups).values(row))
+        return True
 
 
 class SqlAuditLog:

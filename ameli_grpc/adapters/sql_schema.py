@@ -1,4 +1,4 @@
-"""The SQL tables of accounts, trusted devices, provisional codes, the RFI table and the audit.
+"""The SQL tables: accounts, trusted devices, provisional codes and account setups, RFI, audit.
 
 Declared once here for the repositories; the migrations under ``migrations/``
 create the same schema by hand (a test checks that both agree). Every time is
@@ -100,6 +100,15 @@ provisional_codes = Table(
     metadata,
     Column("nir", CHAR(13), primary_key=True),
     Column("code_hash", String(255), nullable=False),
+    Column("expire_time", UtcDateTime, nullable=False),
+)
+
+account_setups = Table(
+    "account_setups",
+    metadata,
+    Column("token_hash", CHAR(64), primary_key=True),
+    Column("nir", CHAR(13), nullable=False, index=True),
+    Column("created_time", UtcDateTime, nullable=False),
     Column("expire_time", UtcDateTime, nullable=False),
 )
 

@@ -51,10 +51,10 @@ class AdvisorUseCases(UseCases):
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         phone = account.mobile_phone if send_provisional_code else None
         provisional = await self._store_provisional_code(nir, now) if phone else None
+        await self._p.store.reset(nir_ref)  # idempotent: first, so that a retry can finish
         await self._p.accounts.delete(account.account_id)
         sent = False
         try:  # the account is gone: whatever happens next, the reset is audited
-            await self._p.store.reset(nir_ref)
             if provisional and phone:
                 sent = await self._send_provisional_code(phone, *provisional)
         finally:

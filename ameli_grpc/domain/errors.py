@@ -41,7 +41,8 @@ class AuthError(Exception):
 
     ``message`` is the French text shown to the insured person;
     ``attempts_remaining`` is set on wrong entries, ``lock_expire_time`` on
-    locks and the quota, ``violations`` on malformed input.
+    locks and the quota, ``quota_violation`` (the rule, in French) on the
+    quota, ``violations`` on malformed input.
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class AuthError(Exception):
         attempts_remaining: int | None = None,
         lock_expire_time: datetime | None = None,
         violations: tuple[FieldViolation, ...] = (),
-        quota_limit: int | None = None,
+        quota_violation: str | None = None,
     ) -> None:
         super().__init__(reason.value)
         self.reason = reason
@@ -60,7 +61,7 @@ class AuthError(Exception):
         self.attempts_remaining = attempts_remaining
         self.lock_expire_time = lock_expire_time
         self.violations = violations
-        self.quota_limit = quota_limit
+        self.quota_violation = quota_violation
 
 
 class DependencyUnavailable(Exception):

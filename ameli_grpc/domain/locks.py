@@ -8,6 +8,7 @@ from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Lock, LockKind
 from ameli_grpc.domain.outcomes import LockView
+from ameli_grpc.domain.policy import QuotaRule
 
 _REASONS = {
     LockKind.PASSWORD_ATTEMPTS: ErrorReason.PASSWORD_ATTEMPTS_LOCKED,
@@ -36,17 +37,21 @@ def lock_view(lock: Lock) -> LockView:
     return LockView(_REASONS[lock.kind], lock.expire_time, _TEXTS[lock.kind](lock.expire_time))
 
 
-def lock_error(lock: Lock, quota_limit: int) -> AuthError:
+def lock_error(lock: Lock, quota: QuotaRule) -> AuthError:
     view = lock_view(lock)
     return AuthError(
         view.reason,
         view.message,
         lock_expire_time=lock.expire_time,
-        quota_limit=quota_limit if lock.kind is LockKind.CODE_QUOTA else None,
+        quota_violation=(
+            Messages.quota_rule(quota.limit, quota.window)
+            if lock.kind is LockKind.CODE_QUOTA
+            else None
+        ),
     )
 
 
-def raise_if_locked(locks: Iterable[Lock], quota_limit: int) -> None:
+def raise_if_locked(locks: Iterable[Lock], quota: QuotaRule) -> None:
     lock = governing_lock(locks)
     if lock is not None:
-        raise lock_error(lock, quota_limit)
+        raise lock_error(lock, quota)

@@ -66,6 +66,19 @@ class Messages:
     INVALID_REQUEST = "La demande est incomplète ou invalide."
     INTERNAL = "Une erreur technique est survenue. Merci de réessayer dans quelques instants."
 
+    NIR_FORMAT = "13 caractères, ou 15 avec la clé"
+
+    @staticmethod
+    def required_field(max_length: int | None) -> str:
+        """BadRequest description of a mandatory field."""
+        limit = f", {max_length} caractères au plus" if max_length is not None else ""
+        return f"champ obligatoire{limit}"
+
+    @staticmethod
+    def quota_rule(limit: int, window: timedelta) -> str:
+        """QuotaFailure description of the code quota."""
+        return f"{limit} codes de sécurité au plus par période glissante de {minutes(window)}"
+
     @staticmethod
     def wrong_entry(max_failures: int) -> str:
         """Case 4, for a wrong password or a wrong code."""

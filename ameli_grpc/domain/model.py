@@ -58,6 +58,20 @@ class Account:
     email_validated: bool
     mobile_phone: str | None
 
+    @property
+    def usable_email(self) -> str | None:
+        """The address a code may be sent to: validated and well formed (else None, case 1)."""
+        email = (self.email or "").strip()
+        local, _, domain = email.rpartition("@")
+        well_formed = (
+            0 < len(email) <= 254
+            and local
+            and "." in domain.strip(".")
+            and email.isprintable()
+            and not any(ch.isspace() or ch in '<>,;"' for ch in email)
+        )
+        return email if self.email_validated and well_formed else None
+
 
 @dataclass(frozen=True)
 class TrustedDevice:
@@ -75,6 +89,19 @@ class ProvisionalCode:
 
     nir: str
     code_hash: str
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class AccountSetup:
+    """What a provisional code turns into: a setup token for the account-creation flow.
+
+    Only the token's SHA-256 is kept (the token is 256 random bits), so the
+    account-creation service can check a token against it without our key.
+    """
+
+    token_hash: str
+    nir: str
     expire_time: datetime
 
 

@@ -36,7 +36,7 @@ class Nir:
             raise AuthError(
                 ErrorReason.INVALID_NIR,
                 Messages.INVALID_NIR,
-                violations=(FieldViolation(field, "NIR de 13 caractères, ou 15 avec la clé"),),
+                violations=(FieldViolation(field, Messages.NIR_FORMAT),),
             )
         return cls(valid[:13])
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.model import (
     Account,
+    AccountSetup,
     Affiliation,
     AttemptClaim,
     AttemptKind,
@@ -58,6 +59,12 @@ class ProvisionalCodeRepository(Protocol):
 
     async def consume(self, nir: str, code_hash: str) -> bool:
         """Delete that exact code; True for the one caller that deleted it (single use)."""
+
+    async def redeem(self, nir: str, code_hash: str, setup: AccountSetup) -> bool:
+        """In one transaction: consume that exact code and record the setup token.
+
+        True for the one caller that redeemed it; False if it was already used.
+        """
 
 
 class AuditLog(Protocol):

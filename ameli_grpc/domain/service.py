@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from ameli_grpc.domain.advisor import AdvisorUseCases
@@ -15,6 +16,7 @@ from ameli_grpc.domain.masking import mask_email
 from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import (
     Account,
+    AccountSetup,
     Affiliation,
     AttemptClaim,
     AttemptKind,
@@ -34,16 +36,20 @@ from ameli_grpc.domain.outcomes import (
     CredentialsInput,
     CredentialsOutcome,
 )
+from ameli_grpc.domain.policy import QuotaRule
 from ameli_grpc.domain.tokens import (
     constant_time_equal,
     new_security_code,
     new_token,
+    sha256_hex,
 )
 from ameli_grpc.domain.use_case import MAX_ID_LENGTH, MAX_SECRET_LENGTH, require_text
 
+# Reasons and texts only: each refusal is a new AuthError (a shared exception object
+# would keep every raise's frames, and the secrets in them, alive).
 _AFFILIATION_REFUSALS = {
-    Affiliation.NOT_COVERED: AuthError(ErrorReason.NOT_COVERED, Messages.NOT_COVERED),
-    Affiliation.PENDING: AuthError(ErrorReason.AFFILIATION_PENDING, Messages.AFFILIATION_PENDING),
+    Affiliation.NOT_COVERED: (ErrorReason.NOT_COVERED, Messages.NOT_COVERED),
+    Affiliation.PENDING: (ErrorReason.AFFILIATION_PENDING, Messages.AFFILIATION_PENDING),
 }
 
 
@@ -55,23 +61,23 @@ class AuthService(AdvisorUseCases):
     async def check_credentials(self, request: CredentialsInput) -> CredentialsOutcome:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
-        require_text("password", request.password, MAX_SECRET_LENGTH * 1024)
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         raise_if_locked(await self._p.store.active_locks(nir_ref, now), self._quota)  # 2
+        require_text("password", request.password)  # an empty field: the form was not filled
         proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, ticket, request, now)
         account = proof
         affiliation = await self._p.registry.affiliation(nir.value)  # 5
         if affiliation in _AFFILIATION_REFUSALS:
-            raise _AFFILIATION_REFUSALS[affiliation]
+            raise AuthError(*_AFFILIATION_REFUSALS[affiliation])
         methods = await self._methods_without_code(account, request, now)  # 6
         if methods:
             await self._p.store.settle_success(
                 nir_ref, AttemptKind.PASSWORD, ticket, login_complete=True
             )
-            return await self._authenticated(account, nir_ref, methods, now, request.client_ip)
-        if not account.email or not account.email_validated:  # 7
+            return await self._authenticated(account, nir_ref, methods, now, request)
+        if account.usable_email is None:  # 7
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
         return await self._create_login(account, nir_ref, now)  # 8
 
@@ -115,8 +121,16 @@ class AuthService(AdvisorUseCases):
         request: CredentialsInput,
         now: datetime,
     ) -> AccountSetupRequired:
-        """Step 4: a provisional code (single use) leads to account creation, no code step."""
-        if not await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash):
+        """Step 4: a provisional code (single use) leads to account creation, no code step.
+
+        The setup token is recorded (its SHA-256, the NIR, an expiry) for the
+        account-creation flow that redeems it.
+        """
+        token = new_token()
+        setup = AccountSetup(sha256_hex(token), provisional.nir, now + self._policy.login_ttl)
+        if not await self._p.provisional_codes.redeem(
+            provisional.nir, provisional.code_hash, setup
+        ):
             raise AuthError(
                 ErrorReason.INVALID_CREDENTIALS,
                 Messages.wrong_entry(self._policy.max_password_failures),
@@ -124,8 +138,8 @@ class AuthService(AdvisorUseCases):
         await self._p.store.settle_success(
             nir_ref, AttemptKind.PASSWORD, ticket, login_complete=True
         )
-        await self._audit("provisional_code_used", nir_ref, now, client_ip=request.client_ip)
-        return AccountSetupRequired(setup_token=new_token())
+        await self._audit("provisional_code_used", nir_ref, now, client=request)
+        return AccountSetupRequired(setup_token=token)
 
     async def _methods_without_code(
         self, account: Account, request: CredentialsInput, now: datetime
@@ -151,12 +165,12 @@ class AuthService(AdvisorUseCases):
 
     async def _create_login(self, account: Account, nir_ref: str, now: datetime) -> CodeRequired:
         """Step 8: a login waiting for its security code (the email is on file and validated)."""
-        assert account.email is not None
+        assert account.usable_email is not None
         login = Login(
             login_id="",
             nir_ref=nir_ref,
             account_id=account.account_id,
-            masked_email=mask_email(account.email),
+            masked_email=mask_email(account.usable_email),
             expire_time=now + self._policy.login_ttl,
         )
         ttl = int(self._policy.login_ttl.total_seconds())
@@ -172,29 +186,34 @@ class AuthService(AdvisorUseCases):
         """
         now = self._p.clock.now()
         login, account = await self._open_login(login_id, now)
-        if not account.email or not account.email_validated:
+        email = account.usable_email
+        if email is None:
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
         reservation = await self._p.store.reserve_code(login.nir_ref, self._policy.quota_rule, now)
         raise_if_locked(reservation.locks, self._quota)
         assert reservation.ticket is not None
-        code = new_security_code()
-        digest = self._p.keyring.code_digest(login.login_id, code)
         # A code cannot outlive its login: near the login's end it is valid for less time,
         # and the email says so.
         expire_time = min(now + self._policy.code_ttl, login.expire_time)
+        # Shielded: a caller that gives up (deadline, cancel) does not stop the send half-way;
+        # it completes, or fails and is undone, whatever happens to the call.
+        await asyncio.shield(self._send_code(login, reservation.ticket, email, expire_time, now))
+        remaining = max(0, self._policy.code_quota - reservation.codes_sent)
+        return CodeSent(mask_email(email), expire_time, remaining)
+
+    async def _send_code(
+        self, login: Login, ticket: str, email: str, expire_time: datetime, now: datetime
+    ) -> None:
+        """Make a new code the login's only one and email it; on failure undo both."""
+        code = new_security_code()
+        digest = self._p.keyring.code_digest(login.login_id, code)
         try:
             if not await self._p.store.set_code(login.login_id, digest, expire_time):
                 raise _login_not_found()
-            await self._p.mailer.send_security_code(
-                account.email, code, whole_minutes(expire_time - now)
-            )
+            await self._p.mailer.send_security_code(email, code, whole_minutes(expire_time - now))
         except Exception:
-            await self._p.store.release_code(
-                login.nir_ref, reservation.ticket, login.login_id, digest
-            )
+            await self._p.store.release_code(login.nir_ref, ticket, login.login_id, digest)
             raise
-        remaining = max(0, self._policy.code_quota - reservation.codes_sent)
-        return CodeSent(login.masked_email, expire_time, remaining)
 
     async def verify_code(self, login_id: str, code: str, trust_device: bool) -> CodeVerified:
         """Login exists, no lock, a code was requested, not expired, then it matches."""
@@ -216,7 +235,7 @@ class AuthService(AdvisorUseCases):
             login.nir_ref, AttemptKind.CODE, claim.ticket, login_complete=True
         )
         methods = (AuthMethod.PASSWORD, AuthMethod.EMAIL_CODE)
-        authenticated = await self._authenticated(account, login.nir_ref, methods, now, "")
+        authenticated = await self._authenticated(account, login.nir_ref, methods, now, None)
         if not trust_device:
             return CodeVerified(authenticated)
         token = new_token()
@@ -242,8 +261,8 @@ class AuthService(AdvisorUseCases):
     # --- shared steps -----------------------------------------------------------------
 
     @property
-    def _quota(self) -> int:
-        return self._policy.code_quota
+    def _quota(self) -> QuotaRule:
+        return self._policy.quota_rule
 
     async def _claim(self, nir_ref: str, kind: AttemptKind, now: datetime) -> AttemptClaim:
         claim = await self._p.store.claim_attempt(
@@ -272,11 +291,11 @@ class AuthService(AdvisorUseCases):
         nir_ref: str,
         methods: tuple[AuthMethod, ...],
         now: datetime,
-        client_ip: str,
+        request: CredentialsInput | None,
     ) -> Authenticated:
         detail = ",".join(method.value for method in methods)
         await self._audit(
-            "authenticated", nir_ref, now, account.account_id, detail=detail, client_ip=client_ip
+            "authenticated", nir_ref, now, account.account_id, detail=detail, client=request
         )
         return Authenticated(account.account_id, methods, now)
 

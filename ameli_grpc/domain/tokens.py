@@ -25,6 +25,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def sha256_hex(token: str) -> str:
+    """The unkeyed hash of a random token (enough: the token has 256 bits of entropy)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def constant_time_equal(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode(), right.encode())
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuditEvent
+from ameli_grpc.domain.outcomes import CredentialsInput
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
 
@@ -28,19 +29,20 @@ class UseCases:
         account_id: str | None = None,
         actor: str | None = None,
         detail: str | None = None,
-        client_ip: str | None = None,
+        client: CredentialsInput | None = None,
     ) -> None:
-        await self._p.audit.record(
-            AuditEvent(
-                kind, nir_ref, now, account_id, actor, detail, (client_ip or "")[:64] or None
-            )
-        )
+        """One audit row; the client's IP and user agent come from the portal's request."""
+        if client is not None and client.user_agent:
+            detail = f"{detail or ''} | {client.user_agent[:200]}"
+        ip = client.client_ip[:64] if client is not None and client.client_ip else None
+        await self._p.audit.record(AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip))
 
 
-def require_text(field: str, value: str, max_length: int) -> None:
-    if not value.strip() or len(value) > max_length:
+def require_text(field: str, value: str, max_length: int | None = None) -> None:
+    """A mandatory text field, at most ``max_length`` characters (INVALID_REQUEST otherwise)."""
+    if not value.strip() or (max_length is not None and len(value) > max_length):
         raise AuthError(
             ErrorReason.INVALID_REQUEST,
             Messages.INVALID_REQUEST,
-            violations=(FieldViolation(field, f"obligatoire, {max_length} caractères au plus"),),
+            violations=(FieldViolation(field, Messages.required_field(max_length)),),
         )

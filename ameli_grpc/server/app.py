@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ameli_grpc.bootstrap import Container
+from ameli_grpc.config import ConfigurationError, is_loopback
 from ameli_grpc.server.health import HealthMonitor
 from ameli_grpc.server.interceptors import AuthServiceInterceptor
 from ameli_grpc.server.servicer import AuthServicer
@@ -21,13 +22,12 @@ from ameli_grpc.server.servicer import AuthServicer
 log = structlog.get_logger("ameli_grpc.server")
 
 
-class ConfigurationError(Exception):
-    """The settings are unsafe or inconsistent; the server refuses to start."""
-
-
 @dataclass
 class ServerOptions:
     listen: str
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allow_insecure: bool = False
     max_message_bytes: int = 2 * 1024 * 1024
     health_interval: float = 5.0
     shutdown_grace: float = 10.0
@@ -48,11 +48,7 @@ class RunningServer:
 
 
 async def start_server(container: Container, options: ServerOptions) -> RunningServer:
-    if container.caller_keys.open and not is_loopback(options.listen):
-        raise ConfigurationError(
-            "no AMELI_PORTAL_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
-            f"refusing to listen on {options.listen} (only loopback addresses run without keys)"
-        )
+    credentials = check_listening(container, options)
     server = grpc.aio.server(
         interceptors=[AuthServiceInterceptor(container.caller_keys, container.clock)],
         options=[
@@ -72,7 +68,10 @@ async def start_server(container: Container, options: ServerOptions) -> RunningS
         ),
         server,
     )
-    port = server.add_insecure_port(options.listen)
+    if credentials is None:
+        port = server.add_insecure_port(options.listen)
+    else:
+        port = server.add_secure_port(options.listen, credentials)
     await server.start()
     monitor = HealthMonitor(health_servicer, container.health_checks, options.health_interval)
     await monitor.start()
@@ -84,6 +83,30 @@ async def start_server(container: Container, options: ServerOptions) -> RunningS
         )
     log.info("serving", listen=options.listen, port=port)
     return RunningServer(server, port, monitor, options.shutdown_grace)
+
+
+def check_listening(container: Container, options: ServerOptions) -> grpc.ServerCredentials | None:
+    """Refuse what would expose the service: no caller keys, or cleartext, beyond loopback.
+
+    Returns the TLS credentials to listen with, if any.
+    """
+    loopback = is_loopback(options.listen)
+    if container.caller_keys.open and not loopback:
+        raise ConfigurationError(
+            "no AMELI_PORTAL_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
+            f"refusing to listen on {options.listen} (only loopback addresses run without keys)"
+        )
+    if options.tls_cert_file and options.tls_key_file:
+        pair = (options.tls_key_file.read_bytes(), options.tls_cert_file.read_bytes())
+        return grpc.ssl_server_credentials([pair])
+    if options.tls_cert_file or options.tls_key_file:
+        raise ConfigurationError("AMELI_TLS_CERT_FILE and AMELI_TLS_KEY_FILE go together")
+    if not loopback and not options.allow_insecure:
+        raise ConfigurationError(
+            f"refusing to serve cleartext on {options.listen}: set AMELI_TLS_CERT_FILE and "
+            "AMELI_TLS_KEY_FILE, or AMELI_ALLOW_INSECURE=true where a proxy or mesh does TLS"
+        )
+    return None
 
 
 async def serve_until_signalled(container: Container, options: ServerOptions) -> None:
@@ -100,13 +123,3 @@ async def serve_until_signalled(container: Container, options: ServerOptions) ->
     finally:
         await container.aclose()
         log.info("stopped")
-
-
-def is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

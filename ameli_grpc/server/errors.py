@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2
@@ -74,8 +74,8 @@ def refusal_status(
     ]
     if error.lock_expire_time is not None:
         details.append(error_details_pb2.RetryInfo(retry_delay=_delay(error.lock_expire_time, now)))
-    if error.quota_limit is not None:
-        details.append(_quota_failure(error.quota_limit))
+    if error.quota_violation is not None:
+        details.append(_quota_failure(error.quota_violation))
     if error.violations:
         details.append(
             error_details_pb2.BadRequest(
@@ -101,20 +101,18 @@ def _error_info(error: AuthError) -> error_details_pb2.ErrorInfo:
     if error.attempts_remaining is not None:
         metadata["attemptsRemaining"] = str(error.attempts_remaining)
     if error.lock_expire_time is not None:
-        metadata["lockExpireTime"] = (
-            error.lock_expire_time.astimezone(UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z")
-        )
+        # rounded up to the second, like RetryInfo: never before the lock really ends
+        until = error.lock_expire_time.astimezone(UTC)
+        if until.microsecond:
+            until = until.replace(microsecond=0) + timedelta(seconds=1)
+        metadata["lockExpireTime"] = until.isoformat().replace("+00:00", "Z")
     return error_details_pb2.ErrorInfo(
         reason=error.reason.value, domain=ERROR_DOMAIN, metadata=metadata
     )
 
 
-def _quota_failure(limit: int) -> error_details_pb2.QuotaFailure:
-    violation = error_details_pb2.QuotaFailure.Violation(
-        subject="nir", description=f"{limit} codes de sécurité par heure glissante au plus"
-    )
+def _quota_failure(description: str) -> error_details_pb2.QuotaFailure:
+    violation = error_details_pb2.QuotaFailure.Violation(subject="nir", description=description)
     return error_details_pb2.QuotaFailure(violations=[violation])
 
 

@@ -18,9 +18,9 @@ import structlog
 
 from ameli_grpc.adapters.sql_migrations import upgrade
 from ameli_grpc.bootstrap import build_container
-from ameli_grpc.config import Settings
+from ameli_grpc.config import ConfigurationError, Settings
 from ameli_grpc.log import configure_logging
-from ameli_grpc.server.app import ConfigurationError, ServerOptions, serve_until_signalled
+from ameli_grpc.server.app import ServerOptions, serve_until_signalled
 
 log = structlog.get_logger("ameli_grpc.workers")
 
@@ -28,6 +28,9 @@ log = structlog.get_logger("ameli_grpc.workers")
 def options_from(settings: Settings, reuse_port: bool = False) -> ServerOptions:
     return ServerOptions(
         listen=settings.listen,
+        tls_cert_file=settings.tls_cert_file,
+        tls_key_file=settings.tls_key_file,
+        allow_insecure=settings.allow_insecure,
         max_message_bytes=settings.max_message_bytes,
         shutdown_grace=settings.shutdown_grace,
         health_interval=settings.health_interval,

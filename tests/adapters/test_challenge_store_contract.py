@@ -23,7 +23,8 @@ import pytest
 from redis.asyncio import Redis
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
-from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore, redis_client_from_url
+from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
+from ameli_grpc.adapters.redis_connection import redis_client_from_url
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, Login, NirStatus
 from ameli_grpc.domain.policy import FailureRule, QuotaRule

@@ -82,9 +82,38 @@ async def test_maps_the_three_statuses(
 
 
 async def test_unknown_nir_is_not_covered(server: RfiTestServer) -> None:
-    """A 404 (no caisse de rattachement at the RFI) is NOT_COVERED, the guide's case 7."""
+    """The RFI's 404 {"status": "unknown"} (no caisse de rattachement) is NOT_COVERED, case 7."""
     async with registry(server.url) as rfi:
         assert await rfi.affiliation(UNKNOWN_NIR) is Affiliation.NOT_COVERED
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param((404, "<html><body>404 Not Found</body></html>"), id="html-page"),
+        pytest.param((404, ""), id="empty-body"),
+        pytest.param((404, '{"error": "unknown NIR"}'), id="other-json"),
+        pytest.param((404, '{"status": "not_covered"}'), id="other-status"),
+        pytest.param((404, '["unknown"]'), id="not-an-object"),
+    ],
+)
+async def test_bare_404_is_unavailable_and_not_cached(server: RfiTestServer, answer: Any) -> None:
+    """A 404 without the RFI's {"status": "unknown"} is an outage, and is not cached."""
+    server.override = answer
+    async with registry(server.url, cache_ttl=60.0) as rfi:
+        with unavailable_within(2):
+            await rfi.affiliation(NIR)
+        server.override = None
+        assert await rfi.affiliation(NIR) is Affiliation.AFFILIATED
+    assert len(server.requests) == 2
+
+
+async def test_wrong_route_is_unavailable(server: RfiTestServer) -> None:
+    """A base URL pointing at the wrong route (a bare 404) never refuses anyone as not covered."""
+    async with registry(server.url + "/wrong-prefix") as rfi:
+        with unavailable_within(2):
+            await rfi.affiliation(UNKNOWN_NIR)
+    assert [request.target for request in server.received] == [f"/wrong-prefix{LOOKUP_PATH}"]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +126,7 @@ async def test_unknown_nir_is_not_covered(server: RfiTestServer) -> None:
         pytest.param((302, ""), id="redirect"),
         pytest.param((200, "<html>maintenance</html>"), id="garbage-body"),
         pytest.param((200, '{"status": "retired"}'), id="unknown-status"),
+        pytest.param((200, '{"status": "unknown"}'), id="unknown-nir-with-200"),
         pytest.param((200, '{"scheme": "MSA"}'), id="no-status"),
         pytest.param((200, '["affiliated"]'), id="not-an-object"),
         pytest.param((200, "[" * 60_000), id="deeply-nested"),
@@ -104,7 +134,7 @@ async def test_unknown_nir_is_not_covered(server: RfiTestServer) -> None:
     ],
 )
 async def test_unusable_answer_is_unavailable(server: RfiTestServer, answer: Any) -> None:
-    """Any answer but a known status or a 404 is an outage, never an affiliation."""
+    """Any answer but a known status or the RFI's explicit 404 is an outage, never a guess."""
     server.override = answer
     async with registry(server.url) as rfi:
         with unavailable_within(2):
@@ -153,7 +183,7 @@ async def test_nir_travels_in_the_post_body_only(server: RfiTestServer) -> None:
 
 @pytest.mark.parametrize("nir", [NIR, UNKNOWN_NIR], ids=["affiliated", "404"])
 async def test_second_lookup_within_the_ttl_is_cached(server: RfiTestServer, nir: str) -> None:
-    """A definitive answer, a 404 included, is reused within the TTL: the RFI is asked once."""
+    """A definitive answer, the RFI's 404 included, is reused within the TTL: asked once."""
     clock = SteppedClock()
     async with registry(server.url, cache_ttl=60.0, clock=clock) as rfi:
         first = await rfi.affiliation(nir)

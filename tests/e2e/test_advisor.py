@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import grpc
 from ameli.auth.v1 import auth_pb2
 
+from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused
+from tests.support.http_gateway import gateway_server
 
 
 def reset(nir_value: str, send_code: bool = False) -> auth_pb2.ResetAccountRequest:
@@ -107,3 +110,30 @@ async def test_a_login_under_way_ends_with_the_reset(service: ServiceUnderTest) 
         service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
     )
     assert refusal.reason == "LOGIN_NOT_FOUND"
+
+
+async def test_reset_sends_the_provisional_code_through_the_sms_gateway(
+    make_service: ServiceFactory,
+) -> None:
+    """With AMELI_SMS_URL the code goes to the HTTP gateway; a refusing gateway withdraws it."""
+    async with gateway_server() as gateway:
+        service = await make_service(sms_url=gateway.url, sms_api_key="sms-key", sms_timeout=1)
+        await service.add_account(nir(57), mobile_phone="06 12 34 56 78")
+        done = await service.advisor.ResetAccount(reset(nir(57), send_code=True))
+        assert done.provisional_code_sent
+        sent = json.loads(gateway.received[-1].body)
+        assert sent["to"] == "+33612345678"
+        assert gateway.received[-1].headers["authorization"] == "Bearer sms-key"
+        provisional = sent["text"].split(" est ", 1)[1].split(".", 1)[0]
+        setup = await service.login(nir(57), password=provisional)
+        assert setup.WhichOneof("result") == "account_setup_required"
+
+        gateway.status = 503
+        await service.add_account(nir(58), mobile_phone="06 12 34 56 78")
+        refused_sms = await service.advisor.ResetAccount(reset(nir(58), send_code=True))
+        assert not refused_sms.provisional_code_sent
+        text = json.loads(gateway.received[-1].body)["text"]
+        withdrawn = text.split(" est ", 1)[1].split(".", 1)[0]
+        assert (await refused(service.login(nir(58), password=withdrawn))).reason == (
+            "INVALID_CREDENTIALS"
+        )

@@ -11,12 +11,9 @@ import structlog
 
 from ameli_grpc.adapters.sql_database import Database
 from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
-from ameli_grpc.bootstrap import build_container
 from ameli_grpc.cli import main
-from ameli_grpc.config import Settings
 from ameli_grpc.demo import DEMO_CASES
 from ameli_grpc.domain.model import Account, Affiliation
-from ameli_grpc.server.app import ConfigurationError, ServerOptions, is_loopback, start_server
 from tests.e2e.harness import nir
 
 HEADER = "nir,password,email,email_validated,mobile_phone,affiliation\n"
@@ -117,28 +114,3 @@ def test_demo_data_loads_one_nir_per_case(
         account, affiliation = stored(database_url, case.row.nir[:13])
         assert account is not None
         assert affiliation is case.row.affiliation
-
-
-def test_is_loopback() -> None:
-    """Only loopback addresses count as loopback."""
-    assert is_loopback("127.0.0.1:50051")
-    assert is_loopback("[::1]:50051")
-    assert is_loopback("localhost:50051")
-    assert not is_loopback("0.0.0.0:50051")
-    assert not is_loopback("[::]:50051")
-    assert not is_loopback("10.1.2.3:50051")
-
-
-async def test_without_keys_the_server_refuses_other_addresses(tmp_path: Path) -> None:
-    """With no API keys configured the server refuses to listen beyond loopback."""
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'open.db'}",
-        secret_key="k" * 64,
-        outbox_dir=tmp_path / "outbox",
-    )
-    container = await build_container(settings)
-    try:
-        with pytest.raises(ConfigurationError, match="refusing to listen"):
-            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
-    finally:
-        await container.aclose()

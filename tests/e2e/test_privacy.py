@@ -69,7 +69,11 @@ async def test_no_log_line_carries_personal_data(service: ServiceUnderTest) -> N
         )
     assert logs, "the scenario logs something"
     text = repr(logs)
+    sms = next(service.settings.outbox_dir.glob("*.sms.txt")).read_text(encoding="utf-8")
+    provisional = sms.split(" est ", 1)[1].split(".", 1)[0]
+    assert len(provisional) == 10
     secrets_seen = [
+        provisional,
         nir(75),
         nir(75, with_key=False),
         PASSWORD,

@@ -28,7 +28,8 @@ from pathlib import Path
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore, redis_client_from_url
+from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
+from ameli_grpc.adapters.redis_connection import redis_client_from_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SENTINEL_SERVICE = "ameli-test-master"

@@ -20,6 +20,7 @@ from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable
 from ameli_grpc.domain.model import (
     Account,
+    AccountSetup,
     Affiliation,
     AuditEvent,
     Channel,
@@ -143,6 +144,7 @@ class FakeAccountRepository:
 class FakeProvisionalCodeRepository:
     def __init__(self) -> None:
         self.codes: dict[str, ProvisionalCode] = {}
+        self.setups: list[AccountSetup] = []
         self.failure: Exception | None = None  # raised by ``put``: the database is down
 
     async def put(self, code: ProvisionalCode) -> None:
@@ -161,6 +163,12 @@ class FakeProvisionalCodeRepository:
         if code is None or code.code_hash != code_hash:
             return False
         del self.codes[nir]
+        return True
+
+    async def redeem(self, nir: str, code_hash: str, setup: AccountSetup) -> bool:
+        if not await self.consume(nir, code_hash):
+            return False
+        self.setups.append(setup)
         return True
 
 

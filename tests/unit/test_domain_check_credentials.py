@@ -236,21 +236,28 @@ async def test_a_code_lock_blocks_check_credentials() -> None:
     assert error.lock_expire_time == locked.lock_expire_time
 
 
-@pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locked"])
-async def test_malformed_input_is_refused_before_the_lock_like_an_invalid_nir(locked: bool) -> None:
-    """An empty password is INVALID_REQUEST, locked or not, and is not counted."""
+async def test_an_empty_password_is_an_invalid_request_that_is_not_counted() -> None:
+    """An empty password is INVALID_REQUEST, never hashed and not counted."""
     service, fakes = make_service()
     fakes.add_account()
-    if locked:
-        await _wrong_passwords(service, 3)
-    work_before = fakes.hasher.verifications
 
     error = await refusal(service.check_credentials(credentials(password="")))
 
     assert error.reason is ErrorReason.INVALID_REQUEST
     assert [violation.field for violation in error.violations] == ["password"]
-    assert fakes.hasher.verifications == work_before
-    assert (await service.get_lock_status(NIR)).password_failures == (3 if locked else 0)
+    assert fakes.hasher.verifications == 0
+    assert (await service.get_lock_status(NIR)).password_failures == 0
+
+
+async def test_a_lock_answers_whatever_the_password_even_an_empty_one() -> None:
+    """While the NIR is locked, even an empty password gets the lock's own error (SPEC §2)."""
+    service, fakes = make_service()
+    fakes.add_account()
+    await _wrong_passwords(service, 3)
+
+    error = await refusal(service.check_credentials(credentials(password="")))
+
+    assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
 
 
 async def test_a_huge_password_is_a_wrong_entry_that_is_never_hashed() -> None:

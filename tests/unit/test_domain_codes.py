@@ -90,7 +90,9 @@ async def test_the_sixth_code_in_an_hour_locks_the_nir_for_an_hour() -> None:
     assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
     assert error.lock_expire_time == datetime(2023, 1, 5, 14, 5, tzinfo=UTC)
     assert error.message == QUOTA_LOCK_1505
-    assert error.quota_limit == 5
+    assert (
+        error.quota_violation == "5 codes de sécurité au plus par période glissante de 60 minutes"
+    )
     assert len(fakes.mailer.sent) == 5
 
 
@@ -140,7 +142,8 @@ async def test_the_quota_follows_the_configuration() -> None:
 
     assert remaining == [1, 0]
     assert error.lock_expire_time == fakes.clock.now() + timedelta(minutes=20)
-    assert error.quota_limit == 2
+    assert error.quota_violation is not None
+    assert error.quota_violation.startswith("2 codes")
 
 
 async def test_a_new_code_invalidates_the_previous_one(monkeypatch: pytest.MonkeyPatch) -> None:

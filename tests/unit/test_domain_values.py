@@ -19,6 +19,7 @@ from ameli_grpc.domain.masking import mask_email, mask_phone
 from ameli_grpc.domain.messages import Messages, ceil_to_minute
 from ameli_grpc.domain.model import Lock, LockKind
 from ameli_grpc.domain.nir import Nir
+from ameli_grpc.domain.policy import QuotaRule
 from ameli_grpc.domain.tokens import (
     Keyring,
     constant_time_equal,
@@ -429,9 +430,10 @@ def test_on_equal_ends_the_quota_then_codes_then_passwords_govern() -> None:
 )
 def test_each_lock_has_its_own_error(kind: LockKind, reason: ErrorReason) -> None:
     """A lock refuses with its own reason, its end, and the quota only for the quota lock."""
-    error = lock_error(Lock(kind, _T), quota_limit=5)
+    error = lock_error(Lock(kind, _T), QuotaRule(5, timedelta(hours=1), timedelta(hours=1)))
 
     assert error.reason is reason
     assert error.lock_expire_time == _T
-    assert error.quota_limit == (5 if kind is LockKind.CODE_QUOTA else None)
+    expected = "5 codes de sécurité au plus par période glissante de 60 minutes"
+    assert error.quota_violation == (expected if kind is LockKind.CODE_QUOTA else None)
     assert error.attempts_remaining is None

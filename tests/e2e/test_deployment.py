@@ -1,0 +1,113 @@
+"""Settings that would expose the service are refused; TLS when configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from ameli_grpc.bootstrap import build_container, load_secret_key
+from ameli_grpc.config import ConfigurationError, Settings, is_loopback
+from ameli_grpc.server.app import ServerOptions, start_server
+from tests.e2e.harness import ADVISOR_KEY, nir, settings_for_tests
+from tests.support.mail import self_signed_tls
+
+
+def test_is_loopback() -> None:
+    """Only loopback addresses count as loopback."""
+    assert is_loopback("127.0.0.1:50051")
+    assert is_loopback("[::1]:50051")
+    assert is_loopback("localhost:50051")
+    assert not is_loopback("0.0.0.0:50051")
+    assert not is_loopback("[::]:50051")
+    assert not is_loopback("10.1.2.3:50051")
+
+
+def settings_in(tmp_path: Path, **values: object) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'deploy.db'}",
+        outbox_dir=tmp_path / "outbox",
+        secret_key_file=tmp_path / "secret.key",
+        **values,  # type: ignore[arg-type]
+    )
+
+
+async def test_without_keys_the_server_refuses_other_addresses(tmp_path: Path) -> None:
+    """With no API keys configured the server refuses to listen beyond loopback."""
+    container = await build_container(settings_in(tmp_path, secret_key="k" * 64))
+    try:
+        with pytest.raises(ConfigurationError, match="refusing to listen"):
+            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
+    finally:
+        await container.aclose()
+
+
+async def test_cleartext_beyond_loopback_is_refused(tmp_path: Path) -> None:
+    """Beyond loopback, the server wants TLS, or an explicit statement that a proxy does it."""
+    settings = settings_in(tmp_path, secret_key="k" * 64, portal_api_keys="p")
+    container = await build_container(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="cleartext"):
+            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
+        with pytest.raises(ConfigurationError, match="go together"):
+            await start_server(
+                container, ServerOptions(listen="127.0.0.1:0", tls_cert_file=tmp_path / "c")
+            )
+    finally:
+        await container.aclose()
+
+
+def test_the_secret_key_is_required_outside_development(tmp_path: Path) -> None:
+    """With Redis or beyond loopback, a missing AMELI_SECRET_KEY refuses to start."""
+    for values in ({"redis_url": "redis://127.0.0.1:6379/0"}, {"listen": "0.0.0.0:50051"}):
+        with pytest.raises(ConfigurationError, match="AMELI_SECRET_KEY"):
+            load_secret_key(settings_in(tmp_path, **values))
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_the_development_key_is_made_once(tmp_path: Path) -> None:
+    """In development the key is generated once, owner-only, and then reused."""
+    first = load_secret_key(settings_in(tmp_path))
+    second = load_secret_key(settings_in(tmp_path))
+    assert first == second
+    assert len(first) == 64
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
+
+
+async def test_tls_when_configured(tmp_path: Path) -> None:
+    """With a certificate and key the server speaks TLS only."""
+    self_signed_tls(tmp_path)
+    settings = settings_for_tests(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}", outbox_dir=tmp_path / "o"
+    )
+    container = await build_container(settings)
+    running = await start_server(
+        container,
+        ServerOptions(
+            listen="127.0.0.1:0",
+            tls_cert_file=tmp_path / "cert.pem",
+            tls_key_file=tmp_path / "key.pem",
+        ),
+    )
+    address = f"127.0.0.1:{running.port}"
+    request = auth_pb2.GetLockStatusRequest(nir=nir(1))
+    metadata = (("authorization", f"Bearer {ADVISOR_KEY}"),)
+    try:
+        roots = grpc.ssl_channel_credentials((tmp_path / "cert.pem").read_bytes())
+        async with grpc.aio.secure_channel(address, roots) as channel:
+            status = await auth_pb2_grpc.AuthServiceStub(channel).GetLockStatus(
+                request, metadata=metadata
+            )
+            assert not status.locked
+        async with grpc.aio.insecure_channel(address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await auth_pb2_grpc.AuthServiceStub(channel).GetLockStatus(
+                    request, metadata=metadata, timeout=2
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await running.stop()
+        await container.aclose()
