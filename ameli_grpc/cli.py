@@ -1,4 +1,4 @@
-"""``ameli-grpc``: serve, migrate, accounts import, demo-data. Configured by ``AMELI_*``."""
+"""``ameli-grpc``: serve, migrate, accounts import, demo-data, purge. Configured by ``AMELI_*``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ameli_grpc.accounts_import import AccountRow, ImportRowError, load_accounts, read_csv
 from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
 from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql_maintenance import purge_expired
 from ameli_grpc.adapters.sql_migrations import upgrade
 from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.config import Settings
@@ -54,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     importing.set_defaults(run=_import)
     demo = commands.add_parser("demo-data", help="load one demo NIR per case of the guide")
     demo.set_defaults(run=_demo)
+    purge = commands.add_parser(
+        "purge", help="delete expired trusted devices, provisional codes and account setups"
+    )
+    purge.set_defaults(run=_purge)
     return parser
 
 
@@ -76,6 +82,19 @@ def _demo(settings: Settings, _args: argparse.Namespace) -> int:
     print(f"Demo accounts (password for all: {DEMO_PASSWORD})")
     for case in DEMO_CASES:
         print(f"  {case.row.nir}  {case.case}")
+    return 0
+
+
+def _purge(settings: Settings, _args: argparse.Namespace) -> int:
+    async def run() -> dict[str, int]:
+        database = Database.from_settings(settings)
+        try:
+            return await purge_expired(database, datetime.now(UTC))
+        finally:
+            await database.dispose()
+
+    for table, count in asyncio.run(run()).items():
+        print(f"{table}: {count} expired row(s) deleted")
     return 0
 
 

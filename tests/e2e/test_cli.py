@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 
 from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.adapters.sql_repositories import (
+    SqlAccountRepository,
+    SqlIdentityRegistry,
+    SqlProvisionalCodeRepository,
+    SqlTrustedDeviceRepository,
+)
 from ameli_grpc.cli import main
 from ameli_grpc.demo import DEMO_CASES
-from ameli_grpc.domain.model import Account, Affiliation
+from ameli_grpc.domain.model import Account, Affiliation, ProvisionalCode, TrustedDevice
 from tests.e2e.harness import nir
 
 HEADER = "nir,password,email,email_validated,mobile_phone,affiliation\n"
@@ -114,3 +120,44 @@ def test_demo_data_loads_one_nir_per_case(
         account, affiliation = stored(database_url, case.row.nir[:13])
         assert account is not None
         assert affiliation is case.row.affiliation
+
+
+def test_purge_deletes_only_expired_rows(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`purge` deletes trusted devices and provisional codes past their expiry, nothing else."""
+    assert main(["demo-data"]) == 0
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        database = Database(database_url)
+        try:
+            account = await SqlAccountRepository(database).get_by_nir(DEMO_CASES[0].row.nir[:13])
+            assert account is not None
+            devices = SqlTrustedDeviceRepository(database)
+            for name, expire in (
+                ("old", now - timedelta(days=1)),
+                ("new", now + timedelta(days=1)),
+            ):
+                await devices.add(TrustedDevice(name * 8, account.account_id, now, expire))
+            await SqlProvisionalCodeRepository(database).put(
+                ProvisionalCode(nir(9, with_key=False), "hash", now - timedelta(minutes=1))
+            )
+        finally:
+            await database.dispose()
+
+    async def remaining_devices() -> list[str]:
+        database = Database(database_url)
+        try:
+            devices = SqlTrustedDeviceRepository(database)
+            return [name for name in ("old", "new") if await devices.find(name * 8)]
+        finally:
+            await database.dispose()
+
+    asyncio.run(seed())
+    capsys.readouterr()
+    assert main(["purge"]) == 0
+    out = capsys.readouterr().out
+    assert "trusted_devices: 1 expired row(s) deleted" in out
+    assert "provisional_codes: 1 expired row(s) deleted" in out
+    assert asyncio.run(remaining_devices()) == ["new"]
