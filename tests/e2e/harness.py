@@ -8,7 +8,10 @@ same database and store, as a deployment would.
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -149,6 +152,14 @@ class ServiceUnderTest:
             auth_pb2.CheckCredentialsRequest(nir=nir, password=password, **fields)
         )
 
+    async def login_on_personal_computer(self, nir: str) -> Message:
+        """The whole login with the box "ordinateur personnel" ticked: the VerifyCode answer."""
+        login_id = (await self.login(nir)).code_required.login_id
+        code = await self.request_code(login_id)
+        return await self.portal.VerifyCode(
+            auth_pb2.VerifyCodeRequest(login_id=login_id, code=code, trust_device=True)
+        )
+
     async def request_code(self, login_id: str) -> str:
         """RequestCode, then the code read from the email that arrived."""
         before = len(self.smtp.deliveries)
@@ -164,6 +175,22 @@ class _BearerKey(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         details = details._replace(metadata=(*(details.metadata or ()), *self._metadata))
         return await continuation(details, request)
+
+
+@asynccontextmanager
+async def running_service(
+    smtp: SmtpTestServer, directory: Path, **overrides: Any
+) -> AsyncIterator[ServiceUnderTest]:
+    """A started service mailing to ``smtp``, its outbox in ``directory``; stopped on exit."""
+    settings = settings_for_tests(
+        smtp_host=smtp.host, smtp_port=smtp.port, outbox_dir=directory / "outbox", **overrides
+    )
+    service = ServiceUnderTest(settings, smtp)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
 
 
 def settings_for_tests(**overrides: Any) -> Settings:

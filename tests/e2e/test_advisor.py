@@ -39,13 +39,7 @@ async def test_lock_status_tells_why_and_until_when(service: ServiceUnderTest) -
 async def test_reset_deletes_the_account_its_devices_and_locks(service: ServiceUnderTest) -> None:
     """ResetAccount deletes the account, its trusted devices, locks and counters."""
     await service.add_account(nir(52))
-    login_id = (await service.login(nir(52))).code_required.login_id
-    code = await service.request_code(login_id)
-    token = (
-        await service.portal.VerifyCode(
-            auth_pb2.VerifyCodeRequest(login_id=login_id, code=code, trust_device=True)
-        )
-    ).device_token
+    token = (await service.login_on_personal_computer(nir(52))).device_token
     for _ in range(3):
         await refused(service.login(nir(52), password="faux"))
 

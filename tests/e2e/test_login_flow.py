@@ -52,11 +52,7 @@ async def test_trusted_device_skips_the_code_even_after_restart(
 ) -> None:
     """ "Je me connecte avec mon ordinateur personnel": no code on that device, across restarts."""
     await service.add_account(nir(3))
-    login_id = (await service.login(nir(3))).code_required.login_id
-    code = await service.request_code(login_id)
-    verified = await service.portal.VerifyCode(
-        auth_pb2.VerifyCodeRequest(login_id=login_id, code=code, trust_device=True)
-    )
+    verified = await service.login_on_personal_computer(nir(3))
     token = verified.device_token
     assert token
     months = verified.device_trust_expire_time.ToDatetime() - (
@@ -77,13 +73,7 @@ async def test_device_token_is_bound_to_its_account(service: ServiceUnderTest) -
     """A trusted-device token of one account does not spare another account the code."""
     await service.add_account(nir(4))
     await service.add_account(nir(5))
-    login_id = (await service.login(nir(4))).code_required.login_id
-    code = await service.request_code(login_id)
-    token = (
-        await service.portal.VerifyCode(
-            auth_pb2.VerifyCodeRequest(login_id=login_id, code=code, trust_device=True)
-        )
-    ).device_token
+    token = (await service.login_on_personal_computer(nir(4))).device_token
     response = await service.login(nir(5), device_token=token)
     assert response.WhichOneof("result") == "code_required"
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from ameli_grpc.adapters.sql_database import Database
 from tests.e2e.conftest import ServiceFactory
-from tests.e2e.harness import ServiceUnderTest, nir, refused, settings_for_tests
+from tests.e2e.harness import ServiceUnderTest, nir, refused, running_service
 from tests.support.databases import clear_tables, migrated_sqlite_database
 from tests.support.mail import SmtpTestServer
 from tests.support.proxy import tcp_proxy
@@ -51,43 +51,36 @@ async def test_redis_outage_answers_unavailable_then_recovers(
     async with (
         throwaway_redis_server() as redis_server,
         migrated_sqlite_database(tmp_path) as database_url,
-    ):
-        settings = settings_for_tests(
+        running_service(
+            smtp,
+            tmp_path,
             database_url=database_url,
             redis_url=redis_server.url,
             redis_timeout=0.5,
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            outbox_dir=tmp_path / "outbox",
+        ) as service,
+    ):
+        await service.add_account(nir(91))
+        login_id = (await service.login(nir(91))).code_required.login_id
+        code = await service.request_code(login_id)
+
+        await redis_server.stop()
+        started = time.monotonic()
+        refusal = await refused(
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
         )
-        service = ServiceUnderTest(settings, smtp)
-        await service.start()
-        try:
-            await service.add_account(nir(91))
-            login_id = (await service.login(nir(91))).code_required.login_id
-            code = await service.request_code(login_id)
+        assert refusal.code == grpc.StatusCode.UNAVAILABLE
+        assert refusal.reason == "SERVICE_UNAVAILABLE"
+        assert refusal.message == (
+            "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
+        )
+        assert time.monotonic() - started < 3
+        assert (await refused(service.login(nir(91)))).reason == "SERVICE_UNAVAILABLE"
+        await wait_for_health(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-            await redis_server.stop()
-            started = time.monotonic()
-            refusal = await refused(
-                service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
-            )
-            assert refusal.code == grpc.StatusCode.UNAVAILABLE
-            assert refusal.reason == "SERVICE_UNAVAILABLE"
-            assert refusal.message == (
-                "Le service est momentanément indisponible. "
-                "Merci de réessayer dans quelques instants."
-            )
-            assert time.monotonic() - started < 3
-            assert (await refused(service.login(nir(91)))).reason == "SERVICE_UNAVAILABLE"
-            await wait_for_health(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-
-            await redis_server.start()
-            await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
-            response = await service.login(nir(91))
-            assert response.WhichOneof("result") == "code_required"
-        finally:
-            await service.stop()
+        await redis_server.start()
+        await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
+        response = await service.login(nir(91))
+        assert response.WhichOneof("result") == "code_required"
 
 
 async def test_smtp_refusal_neither_counts_nor_leaves_a_code(
@@ -155,16 +148,9 @@ async def test_postgres_outage_answers_unavailable_then_recovers(
         database = Database(proxied)
         await clear_tables(database)
         await database.dispose()
-        settings = settings_for_tests(
-            database_url=proxied,
-            database_timeout=1.0,
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            outbox_dir=tmp_path / "outbox",
-        )
-        service = ServiceUnderTest(settings, smtp)
-        await service.start()
-        try:
+        async with running_service(
+            smtp, tmp_path, database_url=proxied, database_timeout=1.0
+        ) as service:
             await service.add_account(nir(95))
             assert (await service.login(nir(95))).WhichOneof("result") == "code_required"
 
@@ -181,5 +167,3 @@ async def test_postgres_outage_answers_unavailable_then_recovers(
             await proxy.restore()
             await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
             assert (await service.login(nir(95))).WhichOneof("result") == "code_required"
-        finally:
-            await service.stop()
