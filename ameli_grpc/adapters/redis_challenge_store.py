@@ -19,7 +19,9 @@ A login id is ``<nir_ref>.<32 random url-safe characters>``: the first part
 finds the NIR's slot; the id is a bearer secret, so its key holds only a
 SHA-256 of it.
 
-The client comes from ``redis_connection.redis_client_from_url``.
+The client comes from ``redis_connection.redis_client_from_url``: one server,
+Sentinel's master, or a Redis Cluster, where each script runs on the node of
+its first key's slot.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from ameli_grpc.adapters import redis_scripts as lua
+from ameli_grpc.adapters.redis_connection import RedisClient
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import (
     AttemptClaim,
@@ -54,8 +57,9 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,  # a replica after a failover
     redis_errors.OutOfMemoryError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
+    redis_errors.ClusterError,  # also ClusterDownError, MasterDownError, "TTL exhausted"
+    redis_errors.TryAgainError,  # a slot still migrating
+    redis_errors.RedisClusterException,  # no node reachable, slots not covered (SlotNotCovered)
     OSError,  # also TimeoutError, which is asyncio.TimeoutError
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,12 +92,12 @@ def _fail_closed(
 
 
 class RedisChallengeStore:
-    def __init__(self, client: Redis, prefix: str = "ameli") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "ameli") -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError("the Redis prefix must be non-empty, without braces")
         self._client = client
         self._prefix = prefix
-        self._scripts = {name: client.register_script(text) for name, text in lua.SCRIPTS.items()}
+        self._scripts = {name: (_sha1(text), text) for name, text in lua.SCRIPTS.items()}
 
     @_fail_closed
     async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]:
@@ -224,10 +228,22 @@ class RedisChallengeStore:
 
     @_fail_closed
     async def ping(self) -> None:
-        await self._client.ping()
+        if isinstance(self._client, RedisCluster):  # every primary; replicas serve no request
+            await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self._client.ping()
 
     async def _run(self, script: str, keys: Sequence[str], *args: str | int) -> Any:
-        return await self._scripts[script](keys=keys, args=args)
+        """EVALSHA on the node of the keys' slot; EVAL there if that node lacks the script.
+
+        Not redis-py's ``AsyncScript.__call__``: its fallback, SCRIPT LOAD, goes to every
+        primary of a cluster, so one primary down would fail the NIRs of all the others.
+        """
+        sha, text = self._scripts[script]
+        try:
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:  # EVAL also caches the script on that node
+            return await self._client.eval(text, len(keys), *keys, *args)
 
     def _base(self, nir_ref: str) -> str:
         return f"{self._prefix}:{{{_checked_ref(nir_ref)}}}"
@@ -246,6 +262,11 @@ class RedisChallengeStore:
         # base64, not hex: hex digits could look like a NIR to a leak scanner
         name = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
         return f"{self._base(login_id.partition('.')[0])}:login:{name}"
+
+
+def _sha1(script: str) -> str:
+    """The name of a script in Redis' script cache (EVALSHA)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 def _checked_ref(nir_ref: str) -> str:

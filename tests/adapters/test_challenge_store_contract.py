@@ -1,9 +1,10 @@
-"""The contract of the ``ChallengeStore`` port, on the memory store and on Redis.
+"""The contract of the ``ChallengeStore`` port, on the memory store, on Redis and on Redis Cluster.
 
 Times are explicit ``now`` values (microseconds included, to catch rounding)
 rather than sleeps; only the tests of Redis TTLs sleep. The Redis cases need
 ``AMELI_TEST_REDIS_URL`` (default: the local server) and skip without it, or
-fail under ``CI=true``; the outage tests also need ``redis-server`` on PATH.
+fail under ``CI=true``; the outage tests also need ``redis-server`` on PATH, and
+the cluster cases (one throw-away cluster for the module) ``redis-cli`` too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
+import pytest_asyncio
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import SSLConnection
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
@@ -32,11 +35,13 @@ from ameli_grpc.domain.ports import ChallengeStore
 from ameli_grpc.domain.tokens import Keyring
 from tests.support.redis import (
     SENTINEL_SERVICE,
+    ThrowawayRedisCluster,
     ThrowawayRedisServer,
     keys_of,
     new_test_prefix,
     redis_store,
     redis_test_url,
+    throwaway_redis_cluster,
     throwaway_redis_server,
 )
 
@@ -68,16 +73,46 @@ def unreachable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[ChallengeStore]:
+def cluster_binaries_missing() -> bool:
+    return shutil.which("redis-server") is None or shutil.which("redis-cli") is None
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def redis_cluster() -> AsyncIterator[ThrowawayRedisCluster]:
+    """One throw-away Redis Cluster (3 primaries) for the module; each test has its prefix."""
+    if cluster_binaries_missing():
+        unreachable("redis-server or redis-cli is not on PATH")
+    async with throwaway_redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """The Redis URL of the store under test; None for the memory store."""
     if request.param == "memory":
+        return None
+    if request.param == "cluster":  # started only when a cluster case runs
+        cluster: ThrowawayRedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return redis_test_url()
+
+
+@pytest.fixture
+async def store(backend: str | None) -> AsyncIterator[ChallengeStore]:
+    if backend is None:
         yield MemoryChallengeStore()
         return
     async with AsyncExitStack() as stack:
         try:
-            redis_backed = await stack.enter_async_context(redis_store())
+            redis_backed = await stack.enter_async_context(redis_store(backend))
         except DependencyUnavailable as error:
-            unreachable(f"Redis unreachable at {redis_test_url()} ({error.__cause__})")
+            unreachable(f"Redis unreachable at {backend} ({error.__cause__})")
         yield redis_backed
 
 
@@ -465,6 +500,7 @@ def test_client_from_url_reads_sentinel_urls() -> None:
 
     client = redis_client_from_url(url, 0.5)
 
+    assert isinstance(client, Redis)
     pool: Any = client.connection_pool
     sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
     assert [(s["host"], s["port"]) for s in sentinels] == [
@@ -478,11 +514,55 @@ def test_client_from_url_reads_sentinel_urls() -> None:
     assert pool.connection_kwargs["socket_timeout"] == 0.5
 
 
+def test_client_from_url_reads_cluster_urls() -> None:
+    """The cluster URL gives the startup nodes, the credentials, TLS and the query's options."""
+    url = "rediss+cluster://ops:s%40cret@10.0.0.1:7000,[::1],node-3:7002/?ssl_cert_reqs=none"
+
+    client = redis_client_from_url(url, 0.5)
+
+    assert isinstance(client, RedisCluster)
+    assert [(node.host, node.port) for node in client.startup_nodes] == [
+        ("10.0.0.1", 7000),
+        ("::1", 6379),
+        ("node-3", 7002),
+    ]
+    options = client.connection_kwargs
+    assert (options["username"], options["password"]) == ("ops", "s@cret")
+    assert options["connection_class"] is SSLConnection
+    assert options["ssl_cert_reqs"] == "none"
+    assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.5
+    assert options["decode_responses"] is True
+    assert options["health_check_interval"] > 0
+    assert client.retry.get_retries() == 0  # MOVED/ASK are still followed, within the call
+    plain = redis_client_from_url("redis+cluster://h:7000", 0.5)
+    assert isinstance(plain, RedisCluster)
+    assert plain.connection_kwargs["connection_class"] is not SSLConnection
+    assert plain.connection_kwargs["password"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("redis+cluster://", "expected redis"),
+        ("redis+cluster://pw@/", "expected redis"),
+        ("redis+cluster://h:1/3", "expected redis"),
+        ("redis+cluster://h:1/?db=2", "only database 0"),
+        ("redis+cluster://h:1,,h:2", "host is missing"),
+        ("redis+cluster://h:x", "invalid literal"),
+    ],
+)
+def test_client_from_url_refuses_bad_cluster_urls(url: str, error: str) -> None:
+    """No node, a database other than 0, an empty host or a bad port: refused at startup."""
+    with pytest.raises(ValueError, match=error):
+        redis_client_from_url(url, 0.5)
+
+
 @pytest.mark.parametrize("url", ["redis://h:1/3", "rediss://h:1/0", "unix:///run/redis.sock"])
 def test_client_from_url_answers_outages_fast(url: str) -> None:
     """Every URL scheme gets the timeout, a health check and no retry."""
     client = redis_client_from_url(url, 0.5)
 
+    assert isinstance(client, Redis)
     options = client.connection_pool.connection_kwargs
     assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.5
     assert options["health_check_interval"] > 0
@@ -565,3 +645,84 @@ async def test_a_sentinel_url_reaches_the_master(redis_server: ThrowawayRedisSer
             lock = await lock_passwords(store)
 
             assert await store.active_locks(NIR_REF, at(3)) == (lock,)
+
+
+# -- Redis Cluster only: slots, nodes, outages ---------------------------------------
+
+
+@pytest.fixture
+async def cluster_store(
+    redis_cluster: ThrowawayRedisCluster,
+) -> AsyncIterator[tuple[RedisChallengeStore, str]]:
+    prefix = new_test_prefix()
+    async with redis_store(redis_cluster.url, prefix=prefix) as store:
+        yield store, prefix
+
+
+@pytest.mark.redis
+async def test_cluster_keeps_each_nir_on_one_slot_and_spreads_nirs_over_nodes(
+    redis_cluster: ThrowawayRedisCluster, cluster_store: tuple[RedisChallengeStore, str]
+) -> None:
+    """30 NIRs: each one's keys (login included) sit on its hash tag's slot, on one node."""
+    store, prefix = cluster_store
+    refs = [KEYRING.nir_ref(f"1{index:012d}") for index in range(30)]
+    for ref in refs:
+        await store.claim_attempt(ref, PASSWORD, PASSWORD_RULE, at(0))
+        await store.reserve_code(ref, QUOTA, at(0))
+        await store.create_login(replace(LOGIN, nir_ref=ref), LOGIN_TTL)
+
+    homes: dict[str, set[tuple[int, int]]] = {ref: set() for ref in refs}  # ref -> (port, slot)
+    async with AsyncExitStack() as stack:
+        for node in redis_cluster.nodes:
+            client = Redis(port=node.port, decode_responses=True)
+            stack.push_async_callback(client.aclose)
+            for key in await keys_of(client, prefix):  # this node's keys only
+                slot = int(await client.cluster("KEYSLOT", key))
+                homes[re.findall(r"\{([^}]*)\}", key)[0]].add((node.port, slot))
+                assert slot == key_slot(key)
+
+    assert all(len(home) == 1 for home in homes.values()), homes
+    assert {ref: next(iter(home))[1] for ref, home in homes.items()} == {
+        ref: key_slot(f"{{{ref}}}") for ref in refs
+    }
+    assert {port for home in homes.values() for port, _ in home} == {
+        node.port for node in redis_cluster.nodes
+    }
+    whole = redis_client_from_url(redis_cluster.url, 2.0)
+    try:
+        assert len(await keys_of(whole, prefix)) == 3 * len(refs)  # SCAN on every primary
+    finally:
+        await whole.aclose()
+
+
+@pytest.mark.redis
+async def test_a_cluster_node_down_fails_closed_only_its_own_nirs() -> None:
+    """One primary killed: other NIRs still work, even with their scripts flushed from their
+    node (nothing goes to every primary), and ``ping`` fails; all killed: every method fails
+    closed within the timeout."""
+    if cluster_binaries_missing():
+        unreachable("redis-server or redis-cli is not on PATH")
+    prefix = new_test_prefix()
+    async with (
+        throwaway_redis_cluster() as cluster,
+        redis_store(cluster.url, prefix=prefix, client_timeout=0.5) as store,
+    ):
+        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        holders = []
+        for node in cluster.nodes:
+            client = Redis(port=node.port)
+            try:
+                await client.script_flush()
+                if await keys_of(client, prefix):
+                    holders.append(node)
+            finally:
+                await client.aclose()
+        assert len(holders) == 1
+        await next(node for node in cluster.nodes if node not in holders).stop()
+
+        for call in every_method(store, login_id)[:-1]:
+            await call()
+        with pytest.raises(DependencyUnavailable):
+            await store.ping()  # ready only when every primary answers
+        await cluster.stop()
+        await assert_all_unavailable(store, login_id, 0.5)
