@@ -115,11 +115,11 @@ async def serve_until_signalled(container: Container, options: ServerOptions) ->
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    running = await start_server(container, options)
     try:
+        running = await start_server(container, options)
         await stop.wait()
         log.info("stopping", grace_seconds=options.shutdown_grace)
         await running.stop()
+        log.info("stopped")
     finally:
         await container.aclose()
-        log.info("stopped")
