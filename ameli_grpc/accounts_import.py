@@ -83,10 +83,9 @@ async def load_accounts(
             nir = Nir.parse(row.nir).value
         except AuthError:
             raise ImportRowError(f"account {number}: invalid NIR") from None
-        existing = await accounts.get_by_nir(nir)
-        await accounts.add(
+        await accounts.add(  # an existing account of that NIR keeps its id (upsert)
             Account(
-                account_id=existing.account_id if existing else uuid.uuid4().hex,
+                account_id=uuid.uuid4().hex,
                 nir=nir,
                 password_hash=await hasher.hash(row.password),
                 email=row.email,

@@ -37,7 +37,7 @@ class AccountRepository(Protocol):
     async def get(self, account_id: str) -> Account | None: ...
 
     async def add(self, account: Account) -> None:
-        """Insert, or replace the account of the same NIR (import)."""
+        """Insert, or replace the account of the same NIR, which keeps its ``account_id``."""
 
     async def update_password_hash(self, account_id: str, password_hash: str) -> None: ...
 

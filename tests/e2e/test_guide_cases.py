@@ -11,6 +11,7 @@ from ameli.auth.v1 import auth_pb2
 from babel.dates import format_datetime
 from google.rpc import error_details_pb2
 
+from ameli_grpc.domain.model import Affiliation
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused
 from tests.support.mail import extract_code, text_part
@@ -178,8 +179,6 @@ async def test_case_6_three_wrong_passwords(service: ServiceUnderTest) -> None:
 
 async def test_case_7_not_covered(service: ServiceUnderTest) -> None:
     """Case 7: a person outside the Régime Général and partner schemes cannot log in."""
-    from ameli_grpc.domain.model import Affiliation
-
     await service.add_account(nir(18), affiliation=Affiliation.NOT_COVERED)
     refusal = await refused(service.login(nir(18)))
     assert refusal.reason == "NOT_COVERED"
@@ -194,8 +193,6 @@ async def test_case_7_not_covered(service: ServiceUnderTest) -> None:
 
 async def test_case_8_affiliation_pending(service: ServiceUnderTest) -> None:
     """Case 8: an affiliation in progress is told so, after the password was verified."""
-    from ameli_grpc.domain.model import Affiliation
-
     await service.add_account(nir(19), affiliation=Affiliation.PENDING)
     refusal = await refused(service.login(nir(19)))
     assert refusal.reason == "AFFILIATION_PENDING"
