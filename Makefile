@@ -37,9 +37,11 @@ buf: install
 	$(BIN)/buf lint
 	$(BIN)/buf breaking --against $(BASELINE)
 
+## lint: ruff, and the architecture's import contracts (pyproject's [tool.importlinter])
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

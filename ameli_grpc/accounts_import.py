@@ -8,11 +8,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.domain.errors import AuthError
 from ameli_grpc.domain.model import Account, Affiliation
 from ameli_grpc.domain.nir import Nir
-from ameli_grpc.domain.ports import PasswordHasher
+from ameli_grpc.domain.ports import AccountRepository, AffiliationRecords, PasswordHasher
 
 COLUMNS = ("nir", "password", "email", "email_validated", "mobile_phone", "affiliation")
 _TRUE = {"1", "true", "yes", "oui", "y", "o"}
@@ -72,8 +71,8 @@ def _row(line: int, record: dict[str, str]) -> AccountRow:
 
 async def load_accounts(
     rows: Iterable[AccountRow],
-    accounts: SqlAccountRepository,
-    registry: SqlIdentityRegistry,
+    accounts: AccountRepository,
+    registry: AffiliationRecords,
     hasher: PasswordHasher,
 ) -> int:
     """Hash each password (argon2id), upsert the account and its RFI affiliation."""

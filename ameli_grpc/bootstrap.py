@@ -1,53 +1,61 @@
-"""The composition root: settings in, a wired ``AuthService`` out. No I/O at import time."""
+"""The composition root: settings in, a wired ``Application`` and its adapters out.
+
+The only module that knows both the adapters and the server; the command
+line (``ameli_grpc.cli``, ``ameli_grpc.serving``) goes through it. No I/O at
+import time.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import grpc
 import structlog
 
+from ameli_grpc.accounts_import import AccountRow, load_accounts
 from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
-from ameli_grpc.adapters.http_identity_registry import HttpIdentityRegistry
-from ameli_grpc.adapters.http_sms_sender import HttpSmsSender
+from ameli_grpc.adapters.http.identity_registry import HttpIdentityRegistry
+from ameli_grpc.adapters.http.sms_sender import HttpSmsSender
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.outbox import OutboxMailer, OutboxSmsSender
 from ameli_grpc.adapters.smtp_mailer import SmtpMailer
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_migrations import upgrade
-from ameli_grpc.adapters.sql_repositories import (
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.maintenance import purge_expired
+from ameli_grpc.adapters.sql.migrate import upgrade
+from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
     SqlAuditLog,
     SqlIdentityRegistry,
     SqlProvisionalCodeRepository,
     SqlTrustedDeviceRepository,
 )
-from ameli_grpc.config import ConfigurationError, Settings
+from ameli_grpc.config import ConfigurationError, Settings, is_loopback
+from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.clock import Clock, SystemClock
+from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer, Ports, SmsSender
-from ameli_grpc.domain.service import AuthService
 from ameli_grpc.domain.tokens import Keyring
-from ameli_grpc.server.interceptors import CallerKeys, Role
+from ameli_grpc.server.app import Application, ServerOptions
+from ameli_grpc.server.callers import CallerKeys, Role
+from ameli_grpc.server.health import Check
 
 log = structlog.get_logger("ameli_grpc.bootstrap")
 
 Closer = Callable[[], Awaitable[None]]
-Check = Callable[[], Awaitable[None]]
 
 
 @dataclass
 class Container:
     """Everything a server process needs, and what to close when it stops."""
 
-    service: AuthService
+    app: Application
     ports: Ports
     database: Database
-    clock: Clock
-    caller_keys: CallerKeys
-    health_checks: list[Check] = field(default_factory=list)
     closers: list[Closer] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -58,9 +66,10 @@ class Container:
 async def build_container(
     settings: Settings, *, migrate: bool = True, clock: Clock | None = None
 ) -> Container:
+    """Every adapter the settings name, the two use-case sets over them, the server's view."""
     clock = clock or SystemClock()
     keyring = Keyring(load_secret_key(settings))  # first: it may refuse the settings
-    database = Database.from_settings(settings)
+    database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
     store, store_closer = build_store(settings)
@@ -84,18 +93,18 @@ async def build_container(
     async def close_hasher() -> None:
         hasher.close()
 
+    policy = settings.policy()
+    app = Application(
+        login=LoginUseCases(ports, policy),
+        advisor=AdvisorUseCases(ports, policy),
+        caller_keys=caller_keys(settings),
+        clock=clock,
+        health_checks=(database.ping, store.ping, *registry_checks),
+    )
     return Container(
-        service=AuthService(ports, settings.policy()),
+        app=app,
         ports=ports,
         database=database,
-        clock=clock,
-        caller_keys=CallerKeys(
-            {
-                Role.PORTAL: Settings.keys(settings.portal_api_keys),
-                Role.ADVISOR: Settings.keys(settings.advisor_api_keys),
-            }
-        ),
-        health_checks=[database.ping, store.ping, *registry_checks],
         closers=[
             database.dispose,
             close_hasher,
@@ -106,12 +115,96 @@ async def build_container(
     )
 
 
+def caller_keys(settings: Settings) -> CallerKeys:
+    return CallerKeys(
+        {
+            Role.PORTAL: Settings.keys(settings.portal_api_keys),
+            Role.ADVISOR: Settings.keys(settings.advisor_api_keys),
+        }
+    )
+
+
+def server_options(
+    settings: Settings, keys: CallerKeys, *, reuse_port: bool = False
+) -> ServerOptions:
+    """How to listen, from the settings; refuses what would expose the service.
+
+    Beyond loopback: no caller keys, or cleartext without ``AMELI_ALLOW_INSECURE``.
+    """
+    return ServerOptions(
+        listen=settings.listen,
+        credentials=_listening_credentials(settings, keys),
+        max_message_bytes=settings.max_message_bytes,
+        shutdown_grace=settings.shutdown_grace,
+        health_interval=settings.health_interval,
+        reuse_port=reuse_port,
+    )
+
+
+def _listening_credentials(settings: Settings, keys: CallerKeys) -> grpc.ServerCredentials | None:
+    listen, cert_file, key_file = settings.listen, settings.tls_cert_file, settings.tls_key_file
+    loopback = is_loopback(listen)
+    if keys.open and not loopback:
+        raise ConfigurationError(
+            "no AMELI_PORTAL_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
+            f"refusing to listen on {listen} (only loopback addresses run without keys)"
+        )
+    if cert_file and key_file:
+        return grpc.ssl_server_credentials([(key_file.read_bytes(), cert_file.read_bytes())])
+    if cert_file or key_file:
+        raise ConfigurationError("AMELI_TLS_CERT_FILE and AMELI_TLS_KEY_FILE go together")
+    if not loopback and not settings.allow_insecure:
+        raise ConfigurationError(
+            f"refusing to serve cleartext on {listen}: set AMELI_TLS_CERT_FILE and "
+            "AMELI_TLS_KEY_FILE, or AMELI_ALLOW_INSECURE=true where a proxy or mesh does TLS"
+        )
+    return None
+
+
+def open_database(settings: Settings) -> Database:
+    """The SQL engine (no connection is made until the first session)."""
+    return Database(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        timeout=settings.database_timeout,
+    )
+
+
+async def migrate(settings: Settings) -> None:
+    """Alembic upgrade head of the configured database."""
+    await upgrade(settings.database_url)
+
+
+async def import_accounts(settings: Settings, rows: Iterable[AccountRow]) -> int:
+    """Migrate, then hash and upsert each account with its RFI affiliation."""
+    await upgrade(settings.database_url)
+    database = open_database(settings)
+    hasher = Argon2PasswordHasher(workers=settings.hash_workers)
+    try:
+        return await load_accounts(
+            rows, SqlAccountRepository(database), SqlIdentityRegistry(database), hasher
+        )
+    finally:
+        hasher.close()
+        await database.dispose()
+
+
+async def purge(settings: Settings, now: datetime) -> dict[str, int]:
+    """Delete the expired rows; the count per table."""
+    database = open_database(settings)
+    try:
+        return await purge_expired(database, now)
+    finally:
+        await database.dispose()
+
+
 def build_store(settings: Settings) -> tuple[ChallengeStore, Closer | None]:
     if not settings.redis_url:
         return MemoryChallengeStore(), None
     # imported only when Redis is configured
-    from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
-    from ameli_grpc.adapters.redis_connection import redis_client_from_url
+    from ameli_grpc.adapters.redis.connection import redis_client_from_url
+    from ameli_grpc.adapters.redis.store import RedisChallengeStore
 
     client = redis_client_from_url(settings.redis_url, settings.redis_timeout)
     return RedisChallengeStore(client, settings.redis_prefix), client.aclose

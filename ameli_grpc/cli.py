@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ameli_grpc.accounts_import import AccountRow, ImportRowError, load_accounts, read_csv
-from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_maintenance import purge_expired
-from ameli_grpc.adapters.sql_migrations import upgrade
-from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.accounts_import import COLUMNS, ImportRowError, read_csv
+from ameli_grpc.bootstrap import import_accounts, migrate, purge
 from ameli_grpc.config import Settings
 from ameli_grpc.demo import DEMO_CASES, DEMO_PASSWORD
 from ameli_grpc.domain.errors import DependencyUnavailable
@@ -41,18 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port, overrides AMELI_LISTEN")
     serve.add_argument("--workers", type=int, default=1, help="server processes on one port")
     serve.set_defaults(run=_serve)
-    migrate = commands.add_parser("migrate", help="Alembic upgrade head")
-    migrate.set_defaults(run=lambda s, a: asyncio.run(upgrade(s.database_url)))
+    migrating = commands.add_parser("migrate", help="Alembic upgrade head")
+    migrating.set_defaults(run=lambda s, a: asyncio.run(migrate(s)))
     accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(
         required=True, metavar="ACTION"
     )
     importing = accounts.add_parser("import", help="load accounts from a CSV file")
-    importing.add_argument(
-        "file",
-        type=Path,
-        help="columns: "
-        + ",".join(("nir", "password", "email", "email_validated", "mobile_phone", "affiliation")),
-    )
+    importing.add_argument("file", type=Path, help="columns: " + ",".join(COLUMNS))
     importing.set_defaults(run=_import)
     demo = commands.add_parser("demo-data", help="load one demo NIR per case of the guide")
     demo.set_defaults(run=_demo)
@@ -64,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from ameli_grpc.server.workers import serve  # the server stack only for this command
+    from ameli_grpc.serving import serve  # the server stack only for this command
 
     if args.listen:
         settings = settings.model_copy(update={"listen": args.listen})
@@ -72,13 +63,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
-    count = asyncio.run(_load(settings, read_csv(args.file)))
+    count = asyncio.run(import_accounts(settings, read_csv(args.file)))
     print(f"{count} account(s) imported")
     return 0
 
 
 def _demo(settings: Settings, _args: argparse.Namespace) -> int:
-    asyncio.run(_load(settings, (case.row for case in DEMO_CASES)))
+    asyncio.run(import_accounts(settings, (case.row for case in DEMO_CASES)))
     print(f"Demo accounts (password for all: {DEMO_PASSWORD})")
     for case in DEMO_CASES:
         print(f"  {case.row.nir}  {case.case}")
@@ -86,29 +77,9 @@ def _demo(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _purge(settings: Settings, _args: argparse.Namespace) -> int:
-    async def run() -> dict[str, int]:
-        database = Database.from_settings(settings)
-        try:
-            return await purge_expired(database, datetime.now(UTC))
-        finally:
-            await database.dispose()
-
-    for table, count in asyncio.run(run()).items():
+    for table, count in asyncio.run(purge(settings, datetime.now(UTC))).items():
         print(f"{table}: {count} expired row(s) deleted")
     return 0
-
-
-async def _load(settings: Settings, rows: Iterable[AccountRow]) -> int:
-    await upgrade(settings.database_url)
-    database = Database.from_settings(settings)
-    hasher = Argon2PasswordHasher(workers=settings.hash_workers)
-    try:
-        return await load_accounts(
-            rows, SqlAccountRepository(database), SqlIdentityRegistry(database), hasher
-        )
-    finally:
-        hasher.close()
-        await database.dispose()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
 from ameli_grpc.adapters.argon2_hasher import OWASP_PARAMETERS
-from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.domain.model import Affiliation
 from ameli_grpc.log import configure_logging
 from tests.e2e.harness import PASSWORD, ServiceUnderTest, nir, settings_for_tests

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import structlog
 
+from ameli_grpc.adapters.outages import map_outages
 from ameli_grpc.adapters.security_code_email import build_security_code_email
-from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email, mask_phone
 from ameli_grpc.domain.messages import provisional_code_sms
 
@@ -57,10 +57,8 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> Path:
 
 async def _write(directory: Path, suffix: str, data: bytes, what: str) -> Path:
     name = outbox_file_name(suffix)
-    try:
+    with map_outages("outbox", OSError, describe=lambda error: f"cannot write the {what}"):
         return await asyncio.to_thread(_write_atomically, directory, name, data)
-    except OSError as error:
-        raise DependencyUnavailable(f"cannot write the {what} to the outbox") from error
 
 
 class OutboxMailer:

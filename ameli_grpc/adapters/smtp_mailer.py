@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from email.message import EmailMessage
 from email.utils import parseaddr
 
 import aiosmtplib
 import structlog
 
+from ameli_grpc.adapters.outages import map_outages
 from ameli_grpc.adapters.security_code_email import build_security_code_email
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email
@@ -64,30 +66,34 @@ class SmtpMailer:
         message = build_security_code_email(self._sender, to, code, valid_minutes)
         recipient = message["To"].addresses[0].addr_spec
         try:
-            async with asyncio.timeout(self._timeout):
-                refused, _ = await aiosmtplib.send(
-                    message,
-                    sender=self._envelope_sender,
-                    recipients=[recipient],
-                    hostname=self._host,
-                    port=self._port,
-                    username=self._username,
-                    password=self._password,
-                    use_tls=self._use_tls,
-                    start_tls=self._starttls,
-                    tls_context=self._tls_context,
-                    timeout=self._timeout,
-                )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             # OSError covers refused connections and TLS errors (ssl.SSLError is one);
             # TimeoutError the overall bound. The error's text may quote the address: not logged.
-            _log_failure(to, type(error).__name__)
-            raise DependencyUnavailable("the SMTP server did not accept the email") from error
-        if refused:
-            _log_failure(to, "SMTPRecipientsRefused")
-            raise DependencyUnavailable("the SMTP server refused the recipient")
+            with map_outages("smtp", (aiosmtplib.SMTPException, OSError, TimeoutError)):
+                await self._send(message, recipient)
+        except DependencyUnavailable as error:
+            _log.warning(
+                "security_code_email_failed",
+                transport="smtp",
+                to=mask_email(to),
+                error=error.detail,
+            )
+            raise
         _log.info("security_code_email_sent", transport="smtp", to=mask_email(to))
 
-
-def _log_failure(to: str, error: str) -> None:
-    _log.warning("security_code_email_failed", transport="smtp", to=mask_email(to), error=error)
+    async def _send(self, message: EmailMessage, recipient: str) -> None:
+        async with asyncio.timeout(self._timeout):
+            refused, _ = await aiosmtplib.send(
+                message,
+                sender=self._envelope_sender,
+                recipients=[recipient],
+                hostname=self._host,
+                port=self._port,
+                username=self._username,
+                password=self._password,
+                use_tls=self._use_tls,
+                start_tls=self._starttls,
+                tls_context=self._tls_context,
+                timeout=self._timeout,
+            )
+        if refused:
+            raise DependencyUnavailable("smtp", "SMTPRecipientsRefused")

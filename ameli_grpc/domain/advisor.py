@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ameli_grpc.domain.errors import AuthError, ErrorReason
+from ameli_grpc.domain.audit import MAX_ID_LENGTH, MAX_REASON_LENGTH, AuditTrail, require_text
+from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.locks import governing_lock, lock_view
 from ameli_grpc.domain.masking import mask_phone
 from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import ProvisionalCode
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import AccountReset, LockStatus
+from ameli_grpc.domain.policy import Policy
+from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import new_provisional_code
-from ameli_grpc.domain.use_case import (
-    MAX_ID_LENGTH,
-    MAX_REASON_LENGTH,
-    UseCases,
-    require_text,
-)
 
 
-class AdvisorUseCases(UseCases):
+class AdvisorUseCases:
+    """What the advisor's back office calls (GetLockStatus is also open to the portals)."""
+
+    def __init__(self, ports: Ports, policy: Policy) -> None:
+        self._p = ports
+        self._policy = policy
+        self._audit = AuditTrail(ports.audit)
+
     async def get_lock_status(self, raw_nir: str) -> LockStatus:
         nir = Nir.parse(raw_nir)
         status = await self._p.store.status(
@@ -58,7 +62,7 @@ class AdvisorUseCases(UseCases):
             if provisional and phone:
                 sent = await self._send_provisional_code(phone, *provisional)
         finally:
-            await self._audit(
+            await self._audit.record(
                 "account_reset",
                 nir_ref,
                 now,
@@ -85,7 +89,7 @@ class AdvisorUseCases(UseCases):
         minutes = whole_minutes(self._policy.provisional_code_ttl)
         try:
             await self._p.sms.send_provisional_code(phone, code, minutes)
-        except Exception:
+        except DependencyUnavailable:  # the port's only failure; a bug must not read as "not sent"
             await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
             return False
         return True

@@ -67,6 +67,15 @@ class AuthError(Exception):
 class DependencyUnavailable(Exception):
     """An adapter could not reach its backing service (store, database, mail, SMS, registry).
 
-    Adapters raise it (or a subclass) instead of their driver's exceptions so
-    that the service fails closed with ``SERVICE_UNAVAILABLE``.
+    Adapters raise it instead of their driver's exceptions (see
+    ``ameli_grpc.adapters.outages.map_outages``) so that the service fails
+    closed with ``SERVICE_UNAVAILABLE``. ``dependency`` names the service
+    (``"redis"``, ``"database"``, ``"smtp"``, ``"outbox"``, ``"rfi"``, ``"sms"``);
+    ``detail`` is our own short label of what went wrong, never a driver's
+    text (which could quote a NIR or an address).
     """
+
+    def __init__(self, dependency: str, detail: str = "unavailable") -> None:
+        super().__init__(f"{dependency}: {detail}")
+        self.dependency = dependency
+        self.detail = detail

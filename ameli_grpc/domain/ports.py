@@ -77,6 +77,12 @@ class IdentityRegistry(Protocol):
     async def affiliation(self, nir: str) -> Affiliation: ...
 
 
+class AffiliationRecords(Protocol):
+    """The RFI's reference table kept beside the accounts, filled by the account import."""
+
+    async def set_affiliation(self, nir: str, affiliation: Affiliation) -> None: ...
+
+
 class Mailer(Protocol):
     async def send_security_code(self, to: str, code: str, valid_minutes: int) -> None:
         """Send the email of step 2; raise ``DependencyUnavailable`` if it was not accepted."""

@@ -124,4 +124,5 @@ def _status(code: grpc.StatusCode, message: str, details: list[object]) -> grpc.
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
     for detail in details:
         status.details.add().Pack(detail)
-    return rpc_status.to_status(status)
+    packed: grpc.Status = rpc_status.to_status(status)
+    return packed

@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, cast
 
 import grpc
 import structlog
@@ -22,62 +20,29 @@ import structlog
 from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
+from ameli_grpc.server.callers import ALLOWED_METHODS, CallerKeys, Role
 from ameli_grpc.server.errors import internal_status, refusal_status
 
 SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
 log = structlog.get_logger("ameli_grpc.rpc")
 
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# Strings: grpc's classes are generic only in their type stubs.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Behaviour: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
 
 
-class Role(enum.Enum):
-    PORTAL = "portal"
-    ADVISOR = "advisor"
-
-
-ALLOWED_METHODS: dict[Role, frozenset[str]] = {
-    Role.PORTAL: frozenset({"CheckCredentials", "RequestCode", "VerifyCode", "GetLockStatus"}),
-    Role.ADVISOR: frozenset({"GetLockStatus", "ResetAccount"}),
-}
-
-
-class CallerKeys:
-    """The bearer keys of the calling applications; with none configured, dev mode lets all in."""
-
-    def __init__(self, keys: Mapping[Role, frozenset[str]]) -> None:
-        self._roles: dict[bytes, set[Role]] = {}
-        for role, role_keys in keys.items():
-            for key in role_keys:
-                self._roles.setdefault(_fingerprint(key), set()).add(role)
-
-    @property
-    def open(self) -> bool:
-        return not self._roles
-
-    def roles(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> set[Role] | None:
-        """The roles of the presented key; None when no known key is presented."""
-        if self.open:
-            return set(Role)
-        for name, value in metadata or ():
-            if (
-                name == "authorization"
-                and isinstance(value, str)
-                and value[:7].lower() == "bearer "
-            ):
-                return self._roles.get(_fingerprint(value[7:].strip()))
-        return None
-
-
-class AuthServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, keys: CallerKeys, clock: Clock) -> None:
         self._keys = keys
         self._clock = clock
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        details = handler_call_details
         handler = await continuation(details)
         if handler is None or not details.method.startswith(SERVICE_PREFIX):
             return handler
@@ -86,13 +51,14 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = details.method.removeprefix(SERVICE_PREFIX)
         roles = self._keys.roles(details.invocation_metadata)
         return grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, roles, handler.unary_unary),
+            # grpc.aio hands this interceptor the servicer's coroutine method
+            self._wrap(method, roles, cast(Behaviour, handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
     def _wrap(self, method: str, roles: set[Role] | None, behaviour: Behaviour) -> Behaviour:
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def guarded(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             outcome = "OK"
             try:
@@ -104,7 +70,12 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 status = refusal_status(error, self._clock.now(), code)
             except DependencyUnavailable as error:
                 outcome = ErrorReason.SERVICE_UNAVAILABLE.value
-                log.warning("dependency_unavailable", method=method, error=type(error).__name__)
+                log.warning(
+                    "dependency_unavailable",
+                    method=method,
+                    dependency=error.dependency,
+                    error=error.detail,
+                )
                 status = refusal_status(_unavailable(), self._clock.now())
             except Exception:
                 outcome = "INTERNAL"
@@ -129,7 +100,3 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 def _unavailable() -> AuthError:
     return AuthError(ErrorReason.SERVICE_UNAVAILABLE, Messages.SERVICE_UNAVAILABLE)
-
-
-def _fingerprint(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()

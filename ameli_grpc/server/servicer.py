@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, TypeAlias
 
 import grpc
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ameli_grpc.domain.advisor import AdvisorUseCases
+from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.model import AuthMethod, Channel
 from ameli_grpc.domain.outcomes import (
     AccountSetupRequired,
@@ -15,7 +18,6 @@ from ameli_grpc.domain.outcomes import (
     CodeRequired,
     CredentialsInput,
 )
-from ameli_grpc.domain.service import AuthService
 
 _CHANNELS = {
     auth_pb2.CHANNEL_WEB: Channel.WEB,
@@ -30,15 +32,20 @@ _METHODS = {
 }
 _CLIENT_FIELD_LIMIT = 512
 
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
+
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, service: AuthService) -> None:
-        self._service = service
+    """The portal's RPCs go to the login use cases, the advisor's to theirs."""
+
+    def __init__(self, login: LoginUseCases, advisor: AdvisorUseCases) -> None:
+        self._login = login
+        self._advisor = advisor
 
     async def CheckCredentials(  # noqa: N802 - generated interface
-        self, request: auth_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+        self, request: auth_pb2.CheckCredentialsRequest, context: Context
     ) -> auth_pb2.CheckCredentialsResponse:
-        outcome = await self._service.check_credentials(
+        outcome = await self._login.check_credentials(
             CredentialsInput(
                 nir=request.nir,
                 password=request.password,
@@ -66,9 +73,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.CheckCredentialsResponse(authenticated=_authenticated(outcome))
 
     async def RequestCode(  # noqa: N802 - generated interface
-        self, request: auth_pb2.RequestCodeRequest, context: grpc.aio.ServicerContext
+        self, request: auth_pb2.RequestCodeRequest, context: Context
     ) -> auth_pb2.RequestCodeResponse:
-        sent = await self._service.request_code(request.login_id)
+        sent = await self._login.request_code(request.login_id)
         return auth_pb2.RequestCodeResponse(
             masked_email=sent.masked_email,
             code_expire_time=_timestamp(sent.code_expire_time),
@@ -76,9 +83,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def VerifyCode(  # noqa: N802 - generated interface
-        self, request: auth_pb2.VerifyCodeRequest, context: grpc.aio.ServicerContext
+        self, request: auth_pb2.VerifyCodeRequest, context: Context
     ) -> auth_pb2.VerifyCodeResponse:
-        verified = await self._service.verify_code(
+        verified = await self._login.verify_code(
             request.login_id, request.code, request.trust_device
         )
         response = auth_pb2.VerifyCodeResponse(authenticated=_authenticated(verified.authenticated))
@@ -90,9 +97,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return response
 
     async def GetLockStatus(  # noqa: N802 - generated interface
-        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+        self, request: auth_pb2.GetLockStatusRequest, context: Context
     ) -> auth_pb2.GetLockStatusResponse:
-        status = await self._service.get_lock_status(request.nir)
+        status = await self._advisor.get_lock_status(request.nir)
         return auth_pb2.GetLockStatusResponse(
             locked=status.locked,
             locks=[
@@ -109,9 +116,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def ResetAccount(  # noqa: N802 - generated interface
-        self, request: auth_pb2.ResetAccountRequest, context: grpc.aio.ServicerContext
+        self, request: auth_pb2.ResetAccountRequest, context: Context
     ) -> auth_pb2.ResetAccountResponse:
-        reset = await self._service.reset_account(
+        reset = await self._advisor.reset_account(
             request.nir, request.advisor_id, request.reason, request.send_provisional_code
         )
         response = auth_pb2.ResetAccountResponse(

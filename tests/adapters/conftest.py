@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_repositories import (
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
     SqlAuditLog,
     SqlIdentityRegistry,

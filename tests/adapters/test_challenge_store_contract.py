@@ -26,8 +26,8 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
-from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
-from ameli_grpc.adapters.redis_connection import redis_client_from_url
+from ameli_grpc.adapters.redis.connection import redis_client_from_url
+from ameli_grpc.adapters.redis.store import RedisChallengeStore
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, Login, NirStatus
 from ameli_grpc.domain.policy import FailureRule, QuotaRule

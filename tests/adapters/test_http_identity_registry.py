@@ -12,7 +12,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from ameli_grpc.adapters.http_identity_registry import HttpIdentityRegistry
+from ameli_grpc.adapters.http.identity_registry import HttpIdentityRegistry
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import Affiliation
 from tests.support.mail import free_port

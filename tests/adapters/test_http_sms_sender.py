@@ -12,7 +12,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from ameli_grpc.adapters.http_sms_sender import HttpSmsSender, e164_phone
+from ameli_grpc.adapters.http.sms_sender import HttpSmsSender, e164_phone
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.messages import provisional_code_sms
 from tests.support.http_gateway import GatewayTestServer, gateway_server

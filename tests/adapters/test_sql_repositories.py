@@ -17,16 +17,16 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_migrations import upgrade
-from ameli_grpc.adapters.sql_repositories import (
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.migrate import upgrade
+from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
     SqlAuditLog,
     SqlIdentityRegistry,
     SqlProvisionalCodeRepository,
     SqlTrustedDeviceRepository,
 )
-from ameli_grpc.adapters.sql_schema import audit_events, metadata
+from ameli_grpc.adapters.sql.schema import audit_events, metadata
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import (
     Account,

@@ -351,3 +351,14 @@ async def test_an_unreachable_service_raises_service_unavailable_in_french() -> 
             await auth.AuthClient(channel, timeout=5.0).request_code(login_id="login-1")
 
     assert raised.value.message == auth.UNAVAILABLE_MESSAGE
+
+
+def test_the_client_names_are_public_from_the_package() -> None:
+    """`ameli.auth` re-exports exactly the client module's public names, each the same object."""
+    import ameli.auth as package
+
+    assert sorted(package.__all__) == sorted(auth.__all__)
+    for name in auth.__all__:
+        assert getattr(package, name) is getattr(auth, name)
+    for family in (auth.InvalidInput, auth.WrongEntry, auth.Locked, auth.ServiceUnavailable):
+        assert family.__name__ in (auth.__doc__ or "")

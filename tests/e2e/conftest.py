@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql.database import Database
 from tests.e2e.harness import ServiceUnderTest, settings_for_tests
 from tests.support.databases import clear_tables, migrated_sqlite_database
 from tests.support.mail import SmtpTestServer, smtp_server

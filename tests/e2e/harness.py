@@ -1,8 +1,9 @@
 """A real AuthService on 127.0.0.1:0, talked to only through the shipped stubs.
 
-``ServiceUnderTest`` owns the server, its settings and an aiosmtpd server that
-receives the security codes; ``restart()`` builds a new process state on the
-same database and store, as a deployment would.
+``ServiceUnderTest`` owns the server, its settings, its clock and an aiosmtpd
+server that receives the security codes; ``restart()`` builds a new process
+state on the same database and store, as a deployment would. Tests move the
+server's clock (``service.clock.advance(minutes=15)``) instead of sleeping.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
-from ameli_grpc.adapters.sql_repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.bootstrap import Container, build_container
 from ameli_grpc.config import Settings
 from ameli_grpc.domain.model import Affiliation
 from ameli_grpc.server.app import RunningServer, ServerOptions, start_server
+from tests.support.clock import AdjustableClock
 from tests.support.mail import SmtpTestServer, extract_code
 
 PORTAL_KEY = "portal-test-key"
@@ -83,6 +85,7 @@ class ServiceUnderTest:
     smtp: SmtpTestServer
     container: Container | None = None
     running: RunningServer | None = None
+    clock: AdjustableClock = field(default_factory=AdjustableClock)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     portal: auth_pb2_grpc.AuthServiceStub = field(init=False)
     advisor: auth_pb2_grpc.AuthServiceStub = field(init=False)
@@ -93,9 +96,9 @@ class ServiceUnderTest:
         return f"127.0.0.1:{self.running.port}"
 
     async def start(self) -> None:
-        self.container = await build_container(self.settings, migrate=False)
+        self.container = await build_container(self.settings, migrate=False, clock=self.clock)
         self.running = await start_server(
-            self.container,
+            self.container.app,
             ServerOptions(listen="127.0.0.1:0", health_interval=0.5, shutdown_grace=1.0),
         )
         self.portal = self.stub(PORTAL_KEY)

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.mail import free_port
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -48,19 +49,21 @@ async def wait_until_serving(server: ServerProcess) -> None:
     process = server.process
     async with grpc.aio.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(200):
+
+        async def serving() -> bool:
             if process.poll() is not None:
                 raise AssertionError(
                     f"the server exited with {process.returncode}: {server.output()[-2000:]}"
                 )
-            try:
-                answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no server answered on {server.address}: {server.output()[-2000:]}")
+            answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        try:
+            await wait_for(serving, 30.0, interval=0.1, ignoring=(grpc.aio.AioRpcError,))
+        except AssertionError as error:
+            if process.poll() is not None:
+                raise
+            raise AssertionError(f"{error}: {server.output()[-2000:]}") from None
 
 
 @asynccontextmanager

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_repositories import (
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
     SqlIdentityRegistry,
     SqlProvisionalCodeRepository,

@@ -8,9 +8,9 @@ import grpc
 import pytest
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from ameli_grpc.bootstrap import build_container, load_secret_key
+from ameli_grpc.bootstrap import build_container, caller_keys, load_secret_key, server_options
 from ameli_grpc.config import ConfigurationError, Settings, is_loopback
-from ameli_grpc.server.app import ServerOptions, start_server
+from ameli_grpc.server.app import start_server
 from tests.e2e.harness import ADVISOR_KEY, nir, settings_for_tests
 from tests.support.mail import self_signed_tls
 
@@ -34,29 +34,21 @@ def settings_in(tmp_path: Path, **values: object) -> Settings:
     )
 
 
-async def test_without_keys_the_server_refuses_other_addresses(tmp_path: Path) -> None:
+def test_without_keys_the_server_refuses_other_addresses(tmp_path: Path) -> None:
     """With no API keys configured the server refuses to listen beyond loopback."""
-    container = await build_container(settings_in(tmp_path, secret_key="k" * 64))
-    try:
-        with pytest.raises(ConfigurationError, match="refusing to listen"):
-            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
-    finally:
-        await container.aclose()
+    settings = settings_in(tmp_path, secret_key="k" * 64, listen="0.0.0.0:0")
+    with pytest.raises(ConfigurationError, match="refusing to listen"):
+        server_options(settings, caller_keys(settings))
 
 
-async def test_cleartext_beyond_loopback_is_refused(tmp_path: Path) -> None:
+def test_cleartext_beyond_loopback_is_refused(tmp_path: Path) -> None:
     """Beyond loopback, the server wants TLS, or an explicit statement that a proxy does it."""
-    settings = settings_in(tmp_path, secret_key="k" * 64, portal_api_keys="p")
-    container = await build_container(settings)
-    try:
-        with pytest.raises(ConfigurationError, match="cleartext"):
-            await start_server(container, ServerOptions(listen="0.0.0.0:0"))
-        with pytest.raises(ConfigurationError, match="go together"):
-            await start_server(
-                container, ServerOptions(listen="127.0.0.1:0", tls_cert_file=tmp_path / "c")
-            )
-    finally:
-        await container.aclose()
+    beyond = settings_in(tmp_path, portal_api_keys="p", listen="0.0.0.0:0")
+    with pytest.raises(ConfigurationError, match="cleartext"):
+        server_options(beyond, caller_keys(beyond))
+    half_tls = settings_in(tmp_path, portal_api_keys="p", tls_cert_file=tmp_path / "c")
+    with pytest.raises(ConfigurationError, match="go together"):
+        server_options(half_tls, caller_keys(half_tls))
 
 
 def test_the_secret_key_is_required_outside_development(tmp_path: Path) -> None:
@@ -81,17 +73,13 @@ async def test_tls_when_configured(tmp_path: Path) -> None:
     """With a certificate and key the server speaks TLS only."""
     self_signed_tls(tmp_path)
     settings = settings_for_tests(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}", outbox_dir=tmp_path / "o"
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}",
+        outbox_dir=tmp_path / "o",
+        tls_cert_file=tmp_path / "cert.pem",
+        tls_key_file=tmp_path / "key.pem",
     )
     container = await build_container(settings)
-    running = await start_server(
-        container,
-        ServerOptions(
-            listen="127.0.0.1:0",
-            tls_cert_file=tmp_path / "cert.pem",
-            tls_key_file=tmp_path / "key.pem",
-        ),
-    )
+    running = await start_server(container.app, server_options(settings, container.app.caller_keys))
     address = f"127.0.0.1:{running.port}"
     request = auth_pb2.GetLockStatusRequest(nir=nir(1))
     metadata = (("authorization", f"Bearer {ADVISOR_KEY}"),)

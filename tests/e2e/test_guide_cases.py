@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,6 @@ from babel.dates import format_datetime
 from google.rpc import error_details_pb2
 
 from ameli_grpc.domain.model import Affiliation
-from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused
 from tests.support.mail import extract_code, text_part
 
@@ -50,20 +48,19 @@ async def test_case_1_no_validated_email(service: ServiceUnderTest) -> None:
     )
 
 
-async def test_case_2_code_expired(make_service: ServiceFactory) -> None:
-    """Case 2: a code not entered in time is refused, without counting as a failure."""
-    service = await make_service(code_ttl=1)
+async def test_case_2_code_expired(service: ServiceUnderTest) -> None:
+    """Case 2: a code not entered within 15 minutes is refused, without counting as a failure."""
     await service.add_account(nir(12))
     login_id = (await service.login(nir(12))).code_required.login_id
     code = await service.request_code(login_id)
-    await asyncio.sleep(1.2)
+    service.clock.advance(minutes=15)
     refusal = await refused(
         service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
     )
     assert refusal.code == grpc.StatusCode.FAILED_PRECONDITION
     assert refusal.reason == "CODE_EXPIRED"
     assert refusal.message == (
-        "Le code de sécurité n'a pas été saisi dans les 1 minute. Merci d'en demander un nouveau."
+        "Le code de sécurité n'a pas été saisi dans les 15 minutes. Merci d'en demander un nouveau."
     )
     status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(12)))
     assert status.code_failures == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import time
@@ -14,7 +13,7 @@ from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql.database import Database
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused, running_service
 from tests.support.databases import clear_tables, migrated_sqlite_database
@@ -22,6 +21,7 @@ from tests.support.mail import SmtpTestServer
 from tests.support.proxy import tcp_proxy
 from tests.support.redis import throwaway_redis_server
 from tests.support.rfi import rfi_server
+from tests.support.waiting import wait_for
 
 # Under CI the binary must be there: the test then runs (and fails without it).
 needs_redis_server = pytest.mark.skipif(
@@ -36,11 +36,11 @@ async def health_status(service: ServiceUnderTest) -> int:
     return int(answer.status)
 
 
-async def wait_for_health(service: ServiceUnderTest, expected: int, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while await health_status(service) != expected:
-        assert time.monotonic() < deadline, "health did not change in time"
-        await asyncio.sleep(0.1)
+async def wait_for_health(service: ServiceUnderTest, expected: int) -> None:
+    async def reached() -> bool:
+        return await health_status(service) == expected
+
+    await wait_for(reached, what=f"health {expected}")
 
 
 @needs_redis_server

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_migrations import upgrade
-from ameli_grpc.adapters.sql_schema import metadata
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.migrate import upgrade
+from ameli_grpc.adapters.sql.schema import metadata
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 

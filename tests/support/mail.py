@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any, Literal
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.support.waiting import wait_for
 
 REFUSE_RCPT_REPLY = "554 5.7.1 Recipient address rejected"
 REFUSE_DATA_REPLY = "451 4.3.0 Temporary failure, try again later"
@@ -44,26 +45,26 @@ class Delivery:
 
 @dataclass
 class SmtpTestServer:
-    """What the server received; ``refusing`` and ``delay`` change its behaviour mid-test."""
+    """What the server received; ``refusing`` and ``delay`` change its behaviour mid-test.
+
+    ``receiving`` counts the messages whose data has started to arrive (a
+    ``delay`` holds them there), ``deliveries`` those fully received.
+    """
 
     host: str
     port: int
     deliveries: list[Delivery] = field(default_factory=list)
     refusing: bool = False
     delay: float = 0.0
+    receiving: int = 0
 
     @property
     def messages(self) -> list[EmailMessage]:
         return [delivery.message for delivery in self.deliveries]
 
-    # The timeout is part of the helper: it polls a list that the server's thread fills.
-    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[EmailMessage]:  # noqa: ASYNC109
-        """Wait until at least ``n`` messages arrived; fail the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while len(self.deliveries) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.deliveries)} message(s) received, {n} expected")
-            await asyncio.sleep(0.01)
+    async def wait_for_messages(self, n: int) -> list[EmailMessage]:
+        """Wait until at least ``n`` messages arrived (the server's thread fills the list)."""
+        await wait_for(lambda: len(self.deliveries) >= n, what=f"{n} message(s) received")
         return self.messages
 
 
@@ -96,6 +97,7 @@ class _Handler:
     ) -> str:
         if self._refuse_at == "DATA":
             return self._reply
+        self._target.receiving += 1
         if self._target.delay:
             await asyncio.sleep(self._target.delay)
         raw = envelope.original_content or envelope.content

@@ -30,12 +30,13 @@ from pathlib import Path
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from ameli_grpc.adapters.redis_challenge_store import RedisChallengeStore
-from ameli_grpc.adapters.redis_connection import RedisClient, redis_client_from_url
+from ameli_grpc.adapters.redis.connection import RedisClient, redis_client_from_url
+from ameli_grpc.adapters.redis.store import RedisChallengeStore
+from tests.support.waiting import wait_for
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SENTINEL_SERVICE = "ameli-test-master"
-_STARTUP_SECONDS = 10.0
+_STARTUP_SECONDS = 30.0  # `--cluster create` waits for the nodes to meet; slow on a loaded machine
 _CLUSTER_SIZE = 3
 
 
@@ -157,13 +158,12 @@ class ThrowawayRedisServer:
     async def _wait_until_ready(self) -> None:
         client = Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.2)
         try:
-            async with asyncio.timeout(_STARTUP_SECONDS):
-                while True:
-                    try:
-                        await client.ping()
-                        return
-                    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
-                        await asyncio.sleep(0.02)
+            await wait_for(
+                client.ping,
+                _STARTUP_SECONDS,
+                ignoring=(redis_errors.ConnectionError, redis_errors.TimeoutError, OSError),
+                what=f"redis-server answering on port {self.port}",
+            )
         finally:
             await client.aclose()
 
@@ -233,12 +233,12 @@ class ThrowawayRedisCluster:
                 client = Redis(port=node.port, socket_timeout=1, decode_responses=True)
                 stack.push_async_callback(client.aclose)
                 clients.append(client)
-            async with asyncio.timeout(_STARTUP_SECONDS):
-                while True:
-                    states = [await client.cluster("INFO") for client in clients]
-                    if all(state.get("cluster_state") == "ok" for state in states):
-                        return
-                    await asyncio.sleep(0.05)
+
+            async def every_node_ok() -> bool:
+                states = [await client.cluster("INFO") for client in clients]
+                return all(state.get("cluster_state") == "ok" for state in states)
+
+            await wait_for(every_node_ok, _STARTUP_SECONDS, what="every cluster node ok")
 
 
 @asynccontextmanager

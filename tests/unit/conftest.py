@@ -1,4 +1,4 @@
-"""Unit tests of the domain: ``AuthService`` over fakes of every port, no I/O.
+"""Unit tests of the domain: the login and advisor use cases over fakes of every port, no I/O.
 
 The fakes live in ``fakes.py`` beside this file; this directory goes on
 ``sys.path`` so that the test modules can ``from fakes import ...`` whatever

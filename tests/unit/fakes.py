@@ -1,4 +1,4 @@
-"""Fakes of every port of the domain, and ``make_service`` that wires them to ``AuthService``.
+"""Fakes of every port of the domain, and ``make_service`` that wires the use cases to them.
 
 No I/O: state lives in dicts, time in ``FakeClock``, the challenge store is the
 real ``MemoryChallengeStore``. Every async fake method passes one turn of the
@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
+from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable
+from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.model import (
     Account,
     AccountSetup,
@@ -30,7 +32,6 @@ from ameli_grpc.domain.model import (
 from ameli_grpc.domain.outcomes import CodeRequired, CredentialsInput
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
-from ameli_grpc.domain.service import AuthService
 from ameli_grpc.domain.tokens import Keyring
 
 # A winter Wednesday: a 15-minute lock taken now ends at 15:47 Paris time (guide, case 6).
@@ -216,7 +217,7 @@ class _FailingSender:
         self.failure: Exception | None = None
 
     def fail(self, error: Exception | None = None) -> None:
-        self.failure = error or DependencyUnavailable("the gateway is down")
+        self.failure = error or DependencyUnavailable("sms", "the gateway is down")
 
     def recover(self) -> None:
         self.failure = None
@@ -334,8 +335,16 @@ class Fakes:
         return self.keyring.nir_ref(nir)
 
 
-def make_service(policy: Policy | None = None, **overrides: Any) -> tuple[AuthService, Fakes]:
-    """``AuthService`` over fresh fakes; any fake can be replaced by keyword (``store=...``)."""
+@dataclass(frozen=True)
+class Service:
+    """The two sibling use-case sets over the same fakes, as the composition root wires them."""
+
+    login: LoginUseCases
+    advisor: AdvisorUseCases
+
+
+def make_service(policy: Policy | None = None, **overrides: Any) -> tuple[Service, Fakes]:
+    """Both use-case sets over fresh fakes; any fake can be replaced by keyword (``store=...``)."""
     devices = overrides.pop("devices", None) or FakeTrustedDeviceRepository()
     parts: dict[str, Any] = {
         "clock": FakeClock(),
@@ -354,7 +363,9 @@ def make_service(policy: Policy | None = None, **overrides: Any) -> tuple[AuthSe
     if unknown:
         raise TypeError(f"no such fake: {sorted(unknown)}")
     fakes = Fakes(**{**parts, **overrides})
-    return AuthService(fakes.ports(), policy or Policy()), fakes
+    policy = policy or Policy()
+    ports = fakes.ports()
+    return Service(LoginUseCases(ports, policy), AdvisorUseCases(ports, policy)), fakes
 
 
 # --- scenario steps shared by the test modules -------------------------------------------
@@ -382,14 +393,14 @@ async def refusal(awaitable: Awaitable[object]) -> AuthError:
     return caught.value
 
 
-async def start_login(service: AuthService, nir: str = NIR, password: str = PASSWORD) -> str:
+async def start_login(service: Service, nir: str = NIR, password: str = PASSWORD) -> str:
     """CheckCredentials on the web with the right password: the id of the login awaiting a code."""
-    outcome = await service.check_credentials(credentials(nir, password))
+    outcome = await service.login.check_credentials(credentials(nir, password))
     assert isinstance(outcome, CodeRequired)
     return outcome.login_id
 
 
-async def send_code(service: AuthService, fakes: Fakes, login_id: str) -> str:
+async def send_code(service: Service, fakes: Fakes, login_id: str) -> str:
     """RequestCode, and the code as it arrived in the mailbox."""
-    await service.request_code(login_id)
+    await service.login.request_code(login_id)
     return fakes.mailer.last_code

@@ -10,6 +10,7 @@ from fakes import (
     PHONE,
     UNKNOWN_NIR,
     Fakes,
+    Service,
     credentials,
     make_service,
     nir_key,
@@ -24,7 +25,6 @@ from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, Channel
 from ameli_grpc.domain.outcomes import AccountSetupRequired, CodeVerified, LockStatus
 from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.service import AuthService
 
 ADVISOR = "advisor-3646-042"
 REASON = "l'assuré n'a plus accès à sa messagerie"
@@ -39,9 +39,9 @@ def _numbers(status: LockStatus) -> tuple[bool, int, int, int]:
     )
 
 
-async def _wrong_passwords(service: AuthService, count: int, nir: str = NIR) -> None:
+async def _wrong_passwords(service: Service, count: int, nir: str = NIR) -> None:
     for _ in range(count):
-        await refusal(service.check_credentials(credentials(nir, "wrong password")))
+        await refusal(service.login.check_credentials(credentials(nir, "wrong password")))
 
 
 # --- GetLockStatus ---------------------------------------------------------------------------
@@ -53,7 +53,7 @@ async def test_lock_status_of_a_quiet_nir_is_all_zero() -> None:
     fakes.add_account()
 
     for nir in (NIR, UNKNOWN_NIR + nir_key(UNKNOWN_NIR)):
-        status = await service.get_lock_status(nir)
+        status = await service.advisor.get_lock_status(nir)
         assert _numbers(status) == (False, 0, 0, 0)
         assert status.locks == ()
 
@@ -64,11 +64,11 @@ async def test_lock_status_counts_failures_and_codes_without_counting_itself() -
     fakes.add_account()
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
-    await refusal(service.verify_code(login_id, wrong_code(code), False))
+    await refusal(service.login.verify_code(login_id, wrong_code(code), False))
     await _wrong_passwords(service, 2)
 
-    first = await service.get_lock_status(NIR)
-    second = await service.get_lock_status(NIR)
+    first = await service.advisor.get_lock_status(NIR)
+    second = await service.advisor.get_lock_status(NIR)
 
     assert _numbers(first) == _numbers(second) == (False, 2, 1, 1)
 
@@ -79,7 +79,7 @@ async def test_lock_status_shows_the_password_lock_with_its_message() -> None:
     fakes.add_account()
     await _wrong_passwords(service, 3)
 
-    status = await service.get_lock_status(NIR)
+    status = await service.advisor.get_lock_status(NIR)
 
     assert _numbers(status) == (True, 3, 0, 0)
     (view,) = status.locks
@@ -95,17 +95,17 @@ async def test_lock_status_shows_the_code_and_quota_locks() -> None:
     fakes.add_account()
     login_id = await start_login(service)
     for _ in range(5):
-        await service.request_code(login_id)
-    await refusal(service.request_code(login_id))
-    quota = await service.get_lock_status(NIR)
+        await service.login.request_code(login_id)
+    await refusal(service.login.request_code(login_id))
+    quota = await service.advisor.get_lock_status(NIR)
 
     service, fakes = make_service()
     fakes.add_account()
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
     for _ in range(3):
-        await refusal(service.verify_code(login_id, wrong_code(code), False))
-    codes = await service.get_lock_status(NIR)
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
+    codes = await service.advisor.get_lock_status(NIR)
 
     (quota_view,) = quota.locks
     assert quota_view.reason is ErrorReason.CODE_QUOTA_EXCEEDED
@@ -124,18 +124,18 @@ async def test_lock_status_forgets_what_left_its_window() -> None:
     fakes.add_account()
     await _wrong_passwords(service, 3)
     fakes.clock.advance(minutes=14, seconds=59)
-    assert (await service.get_lock_status(NIR)).locked
+    assert (await service.advisor.get_lock_status(NIR)).locked
 
     fakes.clock.advance(seconds=1)
 
-    assert _numbers(await service.get_lock_status(NIR)) == (False, 0, 0, 0)
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (False, 0, 0, 0)
 
 
 async def test_lock_status_of_an_invalid_nir_is_invalid_nir() -> None:
     """The advisor's typo is INVALID_NIR, not an empty status."""
     service, _ = make_service()
 
-    error = await refusal(service.get_lock_status(NIR + "00"))
+    error = await refusal(service.advisor.get_lock_status(NIR + "00"))
 
     assert error.reason is ErrorReason.INVALID_NIR
 
@@ -143,16 +143,16 @@ async def test_lock_status_of_an_invalid_nir_is_invalid_nir() -> None:
 # --- ResetAccount ----------------------------------------------------------------------------
 
 
-async def _busy_account(service: AuthService, fakes: Fakes) -> tuple[str, str]:
+async def _busy_account(service: Service, fakes: Fakes) -> tuple[str, str]:
     """A trusted device, a pending login with codes and failures, and a password lock."""
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
-    verified = await service.verify_code(login_id, code, True)
+    verified = await service.login.verify_code(login_id, code, True)
     assert isinstance(verified, CodeVerified)
     assert verified.device_token
     pending = await start_login(service)
     code = await send_code(service, fakes, pending)
-    await refusal(service.verify_code(pending, wrong_code(code), False))
+    await refusal(service.login.verify_code(pending, wrong_code(code), False))
     await _wrong_passwords(service, 3)
     return verified.device_token, pending
 
@@ -162,20 +162,20 @@ async def test_reset_deletes_the_account_its_devices_locks_counters_and_quota() 
     service, fakes = make_service()
     fakes.add_account()
     _, pending = await _busy_account(service, fakes)
-    assert _numbers(await service.get_lock_status(NIR)) == (True, 3, 1, 1)
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (True, 3, 1, 1)
 
-    reset = await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
+    reset = await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
 
     assert reset.reset_time == fakes.clock.now()
     assert (reset.provisional_code_sent, reset.masked_phone) == (False, "")
     assert reset.provisional_code_expire_time is None
     assert fakes.accounts.accounts == {}
     assert fakes.devices.devices == {}
-    assert _numbers(await service.get_lock_status(NIR)) == (False, 0, 0, 0)
-    assert (await refusal(service.verify_code(pending, "000000", False))).reason is (
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (False, 0, 0, 0)
+    assert (await refusal(service.login.verify_code(pending, "000000", False))).reason is (
         ErrorReason.LOGIN_NOT_FOUND
     )
-    old_password = await refusal(service.check_credentials(credentials()))
+    old_password = await refusal(service.login.check_credentials(credentials()))
     assert old_password.reason is ErrorReason.INVALID_CREDENTIALS
     assert old_password.attempts_remaining == 2
     assert fakes.sms.attempts == []
@@ -186,7 +186,9 @@ async def test_reset_is_audited_with_the_advisor_and_without_the_nir() -> None:
     service, fakes = make_service()
     account = fakes.add_account()
 
-    await service.reset_account(NIR + nir_key(NIR), ADVISOR, REASON, send_provisional_code=True)
+    await service.advisor.reset_account(
+        NIR + nir_key(NIR), ADVISOR, REASON, send_provisional_code=True
+    )
 
     (event,) = fakes.audit.of_kind("account_reset")
     assert event.actor == ADVISOR
@@ -206,7 +208,7 @@ async def test_reset_sends_a_provisional_code_by_sms_when_asked() -> None:
     service, fakes = make_service()
     fakes.add_account(mobile_phone=PHONE)
 
-    reset = await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    reset = await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
     (sms,) = fakes.sms.sent
     assert (sms.to, sms.valid_minutes) == (PHONE, 60)
@@ -224,7 +226,7 @@ async def test_the_provisional_code_lifetime_follows_the_configuration() -> None
     service, fakes = make_service(Policy(provisional_code_ttl=timedelta(minutes=30)))
     fakes.add_account()
 
-    reset = await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    reset = await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
     assert fakes.sms.sent[0].valid_minutes == 30
     assert reset.provisional_code_expire_time == fakes.clock.now() + timedelta(minutes=30)
@@ -240,7 +242,7 @@ async def test_no_sms_unless_asked_and_a_phone_is_on_file(asked: bool, phone: st
     service, fakes = make_service()
     fakes.add_account(mobile_phone=phone)
 
-    reset = await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=asked)
+    reset = await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=asked)
 
     assert reset.provisional_code_sent is False
     assert reset.masked_phone == ""
@@ -255,13 +257,13 @@ async def test_a_failing_sms_withdraws_the_provisional_code() -> None:
     fakes.add_account()
     fakes.sms.fail()
 
-    reset = await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    reset = await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
     assert reset.provisional_code_sent is False
     assert fakes.accounts.accounts == {}
     assert fakes.provisional_codes.codes == {}
     unsent = fakes.sms.attempts[-1].code
-    error = await refusal(service.check_credentials(credentials(password=unsent)))
+    error = await refusal(service.login.check_credentials(credentials(password=unsent)))
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     (event,) = fakes.audit.of_kind("account_reset")
     assert event.detail is not None
@@ -272,10 +274,10 @@ async def test_a_reset_that_fails_midway_is_undone_or_audited() -> None:
     """If the provisional code cannot be stored, the account is kept or its deletion audited."""
     service, fakes = make_service()
     fakes.add_account()
-    fakes.provisional_codes.failure = DependencyUnavailable("database down")
+    fakes.provisional_codes.failure = DependencyUnavailable("database", "down")
 
     with pytest.raises(DependencyUnavailable):
-        await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+        await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
     assert fakes.accounts.accounts or fakes.audit.of_kind("account_reset")
 
@@ -284,11 +286,11 @@ async def test_the_provisional_code_works_once_in_the_password_field() -> None:
     """The provisional code opens account setup once; a second use is a wrong password."""
     service, fakes = make_service()
     fakes.add_account()
-    await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
     provisional = fakes.sms.last_code
 
-    first = await service.check_credentials(credentials(password=provisional))
-    second = await refusal(service.check_credentials(credentials(password=provisional)))
+    first = await service.login.check_credentials(credentials(password=provisional))
+    second = await refusal(service.login.check_credentials(credentials(password=provisional)))
 
     assert isinstance(first, AccountSetupRequired)
     assert len(first.setup_token) >= 43
@@ -304,9 +306,9 @@ async def test_the_provisional_code_comes_before_channel_and_rfi() -> None:
     service, fakes = make_service()
     fakes.add_account()
     fakes.registry.affiliations[NIR] = Affiliation.PENDING
-    await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
-    outcome = await service.check_credentials(
+    outcome = await service.login.check_credentials(
         credentials(password=fakes.sms.last_code, channel=Channel.MOBILE_APP)
     )
 
@@ -318,16 +320,17 @@ async def test_an_expired_provisional_code_is_a_wrong_password() -> None:
     """An hour after the reset the provisional code is a wrong password; just before, it works."""
     service, fakes = make_service()
     fakes.add_account()
-    await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
     provisional = fakes.sms.last_code
     fakes.clock.advance(hours=1)
 
-    error = await refusal(service.check_credentials(credentials(password=provisional)))
+    error = await refusal(service.login.check_credentials(credentials(password=provisional)))
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     fakes.clock.advance(seconds=-1)
     assert isinstance(
-        await service.check_credentials(credentials(password=provisional)), AccountSetupRequired
+        await service.login.check_credentials(credentials(password=provisional)),
+        AccountSetupRequired,
     )
 
 
@@ -335,10 +338,12 @@ async def test_wrong_passwords_lock_a_nir_waiting_for_its_provisional_code() -> 
     """Three wrong entries lock the NIR; then even the provisional code gets the lock."""
     service, fakes = make_service()
     fakes.add_account()
-    await service.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
     await _wrong_passwords(service, 3)
 
-    error = await refusal(service.check_credentials(credentials(password=fakes.sms.last_code)))
+    error = await refusal(
+        service.login.check_credentials(credentials(password=fakes.sms.last_code))
+    )
 
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
 
@@ -349,7 +354,7 @@ async def test_reset_of_a_nir_without_account_is_account_not_found() -> None:
     fakes.add_account()
 
     error = await refusal(
-        service.reset_account(UNKNOWN_NIR, ADVISOR, REASON, send_provisional_code=True)
+        service.advisor.reset_account(UNKNOWN_NIR, ADVISOR, REASON, send_provisional_code=True)
     )
 
     assert error.reason is ErrorReason.ACCOUNT_NOT_FOUND
@@ -376,7 +381,7 @@ async def test_a_reset_without_advisor_is_invalid_request(
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.reset_account(NIR, advisor_id, reason, True))
+    error = await refusal(service.advisor.reset_account(NIR, advisor_id, reason, True))
 
     assert error.reason is ErrorReason.INVALID_REQUEST
     assert [violation.field for violation in error.violations] == [field]
@@ -389,7 +394,7 @@ async def test_a_reset_with_an_invalid_nir_is_invalid_nir() -> None:
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.reset_account(NIR[:-1], ADVISOR, REASON, True))
+    error = await refusal(service.advisor.reset_account(NIR[:-1], ADVISOR, REASON, True))
 
     assert error.reason is ErrorReason.INVALID_NIR
     assert len(fakes.accounts.accounts) == 1

@@ -13,6 +13,7 @@ from fakes import (
     UNKNOWN_NIR,
     FakePasswordHasher,
     Fakes,
+    Service,
     credentials,
     make_service,
     nir_key,
@@ -27,7 +28,6 @@ from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, AuthMethod, Channel, TrustedDevice
 from ameli_grpc.domain.outcomes import Authenticated, CodeRequired
 from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.service import AuthService
 from ameli_grpc.domain.tokens import new_token
 
 WRONG_ENTRY = (
@@ -79,13 +79,13 @@ async def test_an_invalid_nir_is_refused_before_anything_is_counted(raw: str) ->
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.check_credentials(credentials(raw)))
+    error = await refusal(service.login.check_credentials(credentials(raw)))
 
     assert error.reason is ErrorReason.INVALID_NIR
     assert error.message == Messages.INVALID_NIR
     assert [violation.field for violation in error.violations] == ["nir"]
     assert fakes.hasher.verifications == 0
-    assert (await service.get_lock_status(NIR)).password_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).password_failures == 0
 
 
 @pytest.mark.parametrize("raw", VALID_NIRS.values(), ids=VALID_NIRS.keys())
@@ -94,7 +94,7 @@ async def test_a_nir_is_read_with_or_without_its_key_and_spaces(raw: str) -> Non
     service, fakes = make_service()
     fakes.add_account()
 
-    outcome = await service.check_credentials(credentials(raw))
+    outcome = await service.login.check_credentials(credentials(raw))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -107,7 +107,7 @@ async def test_corsican_nirs_are_accepted(body: str, with_key: bool) -> None:
     fakes.add_account(nir=body.upper())
     raw = body + nir_key(body) if with_key else body
 
-    outcome = await service.check_credentials(credentials(raw))
+    outcome = await service.login.check_credentials(credentials(raw))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -115,9 +115,9 @@ async def test_corsican_nirs_are_accepted(body: str, with_key: bool) -> None:
 # --- steps 2 and 3: locks and wrong passwords ------------------------------------------------
 
 
-async def _wrong_passwords(service: AuthService, count: int, nir: str = NIR) -> list[AuthError]:
+async def _wrong_passwords(service: Service, count: int, nir: str = NIR) -> list[AuthError]:
     return [
-        await refusal(service.check_credentials(credentials(nir, "wrong password")))
+        await refusal(service.login.check_credentials(credentials(nir, "wrong password")))
         for _ in range(count)
     ]
 
@@ -146,7 +146,7 @@ async def test_a_lock_blocks_even_the_right_password_without_verifying_it() -> N
     work_before = fakes.hasher.verifications
     fakes.clock.advance(minutes=14, seconds=59)
 
-    error = await refusal(service.check_credentials(credentials()))
+    error = await refusal(service.login.check_credentials(credentials()))
 
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
     assert error.lock_expire_time == locked.lock_expire_time
@@ -161,7 +161,7 @@ async def test_the_password_lock_ends_after_failure_lock_with_a_fresh_counter() 
     await _wrong_passwords(service, 3)
     fakes.clock.advance(minutes=15)
 
-    assert isinstance(await service.check_credentials(credentials()), CodeRequired)
+    assert isinstance(await service.login.check_credentials(credentials()), CodeRequired)
     (again,) = await _wrong_passwords(service, 1)
     assert again.attempts_remaining == 2
 
@@ -175,7 +175,7 @@ async def test_the_password_lock_follows_the_configured_duration() -> None:
 
     assert locked.lock_expire_time == fakes.clock.now() + timedelta(minutes=5)
     fakes.clock.advance(minutes=5)
-    assert isinstance(await service.check_credentials(credentials()), CodeRequired)
+    assert isinstance(await service.login.check_credentials(credentials()), CodeRequired)
 
 
 async def test_failures_older_than_the_failure_window_stop_counting() -> None:
@@ -212,11 +212,11 @@ async def test_the_right_password_does_not_reset_the_code_counter() -> None:
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
     for _ in range(2):
-        await refusal(service.verify_code(login_id, wrong_code(code), False))
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
-    error = await refusal(service.verify_code(login_id, wrong_code(code), False))
+    error = await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
     assert error.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
 
@@ -228,9 +228,9 @@ async def test_a_code_lock_blocks_check_credentials() -> None:
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
     for _ in range(3):
-        locked = await refusal(service.verify_code(login_id, wrong_code(code), False))
+        locked = await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
-    error = await refusal(service.check_credentials(credentials()))
+    error = await refusal(service.login.check_credentials(credentials()))
 
     assert error.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
     assert error.lock_expire_time == locked.lock_expire_time
@@ -241,12 +241,12 @@ async def test_an_empty_password_is_an_invalid_request_that_is_not_counted() -> 
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.check_credentials(credentials(password="")))
+    error = await refusal(service.login.check_credentials(credentials(password="")))
 
     assert error.reason is ErrorReason.INVALID_REQUEST
     assert [violation.field for violation in error.violations] == ["password"]
     assert fakes.hasher.verifications == 0
-    assert (await service.get_lock_status(NIR)).password_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).password_failures == 0
 
 
 async def test_a_lock_answers_whatever_the_password_even_an_empty_one() -> None:
@@ -255,7 +255,7 @@ async def test_a_lock_answers_whatever_the_password_even_an_empty_one() -> None:
     fakes.add_account()
     await _wrong_passwords(service, 3)
 
-    error = await refusal(service.check_credentials(credentials(password="")))
+    error = await refusal(service.login.check_credentials(credentials(password="")))
 
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
 
@@ -265,7 +265,7 @@ async def test_a_huge_password_is_a_wrong_entry_that_is_never_hashed() -> None:
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.check_credentials(credentials(password=PASSWORD * 7000)))
+    error = await refusal(service.login.check_credentials(credentials(password=PASSWORD * 7000)))
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     assert (fakes.hasher.verify_calls, fakes.hasher.verify_dummy_calls) == (0, 1)
@@ -281,7 +281,7 @@ async def _three_attempts(
     if with_account:
         fakes.add_account(nir=nir)
     errors = await _wrong_passwords(service, 3, nir)
-    blocked = await refusal(service.check_credentials(credentials(nir, PASSWORD)))
+    blocked = await refusal(service.login.check_credentials(credentials(nir, PASSWORD)))
     seen: list[tuple[object, ...]] = [
         (e.reason, e.message, e.attempts_remaining, e.lock_expire_time, e.violations)
         for e in [*errors, blocked]
@@ -304,7 +304,7 @@ async def test_any_password_of_an_unknown_nir_is_invalid_credentials() -> None:
     service, fakes = make_service()
     fakes.add_account()
 
-    error = await refusal(service.check_credentials(credentials(UNKNOWN_NIR, PASSWORD)))
+    error = await refusal(service.login.check_credentials(credentials(UNKNOWN_NIR, PASSWORD)))
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     assert error.message == WRONG_ENTRY
@@ -332,11 +332,11 @@ async def test_the_rfi_refusals_come_after_the_right_password(
     fakes.add_account()
     fakes.registry.affiliations[NIR] = affiliation
 
-    wrong = await refusal(service.check_credentials(credentials(password="nope")))
+    wrong = await refusal(service.login.check_credentials(credentials(password="nope")))
     assert wrong.reason is ErrorReason.INVALID_CREDENTIALS
     assert fakes.registry.lookups == []
 
-    right = await refusal(service.check_credentials(credentials()))
+    right = await refusal(service.login.check_credentials(credentials()))
     assert right.reason is reason
     assert right.message == message
 
@@ -358,10 +358,10 @@ async def test_an_rfi_outage_fails_closed() -> None:
     """If the registry cannot be reached, nobody gets in and no login is created."""
     service, fakes = make_service()
     fakes.add_account()
-    fakes.registry.failure = DependencyUnavailable("RFI down")
+    fakes.registry.failure = DependencyUnavailable("rfi", "down")
 
     with pytest.raises(DependencyUnavailable):
-        await service.check_credentials(credentials(channel=Channel.MOBILE_APP))
+        await service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
     assert fakes.audit.of_kind("authenticated") == []
 
 
@@ -382,7 +382,7 @@ async def test_an_account_without_validated_email_gets_case_1(
     service, fakes = make_service()
     fakes.add_account(email=email, email_validated=validated)
 
-    error = await refusal(service.check_credentials(credentials()))
+    error = await refusal(service.login.check_credentials(credentials()))
 
     assert error.reason is ErrorReason.EMAIL_NOT_VALIDATED
     assert error.message == EMAIL_NOT_VALIDATED
@@ -393,7 +393,7 @@ async def test_case_1_is_only_told_after_the_right_password() -> None:
     service, fakes = make_service()
     fakes.add_account(email=None, email_validated=False)
 
-    error = await refusal(service.check_credentials(credentials(password="nope")))
+    error = await refusal(service.login.check_credentials(credentials(password="nope")))
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
 
@@ -408,18 +408,22 @@ async def test_the_mobile_app_needs_no_code_and_clears_counters_and_quota() -> N
     other = fakes.add_account(nir=OTHER_NIR)
     login_id = await start_login(service, OTHER_NIR)
     code = await send_code(service, fakes, login_id)
-    await refusal(service.verify_code(login_id, wrong_code(code), False))
+    await refusal(service.login.verify_code(login_id, wrong_code(code), False))
     await _wrong_passwords(service, 2, OTHER_NIR)
 
-    outcome = await service.check_credentials(credentials(OTHER_NIR, channel=Channel.MOBILE_APP))
-    mobile_without_email = await service.check_credentials(credentials(channel=Channel.MOBILE_APP))
+    outcome = await service.login.check_credentials(
+        credentials(OTHER_NIR, channel=Channel.MOBILE_APP)
+    )
+    mobile_without_email = await service.login.check_credentials(
+        credentials(channel=Channel.MOBILE_APP)
+    )
 
     assert isinstance(outcome, Authenticated)
     assert outcome.account_id == other.account_id
     assert outcome.methods == (AuthMethod.PASSWORD,)
     assert outcome.authenticate_time == fakes.clock.now()
     assert isinstance(mobile_without_email, Authenticated)
-    status = await service.get_lock_status(OTHER_NIR)
+    status = await service.advisor.get_lock_status(OTHER_NIR)
     assert (status.password_failures, status.code_failures, status.codes_sent_in_window) == (
         0,
         0,
@@ -435,7 +439,7 @@ async def test_franceconnect_requires_a_code_by_default() -> None:
     token = new_token()
     await _trust(fakes, token, account.account_id)
 
-    outcome = await service.check_credentials(
+    outcome = await service.login.check_credentials(
         credentials(channel=Channel.FRANCECONNECT, device_token=token)
     )
 
@@ -447,7 +451,7 @@ async def test_franceconnect_can_be_configured_to_need_no_code() -> None:
     service, fakes = make_service(Policy(franceconnect_requires_code=False))
     fakes.add_account()
 
-    outcome = await service.check_credentials(credentials(channel=Channel.FRANCECONNECT))
+    outcome = await service.login.check_credentials(credentials(channel=Channel.FRANCECONNECT))
 
     assert isinstance(outcome, Authenticated)
     assert outcome.methods == (AuthMethod.PASSWORD,)
@@ -467,7 +471,7 @@ async def test_a_trusted_device_of_this_account_skips_the_code_on_the_web() -> N
     token = new_token()
     await _trust(fakes, token, account.account_id)
 
-    outcome = await service.check_credentials(credentials(device_token=token))
+    outcome = await service.login.check_credentials(credentials(device_token=token))
 
     assert isinstance(outcome, Authenticated)
     assert outcome.methods == (AuthMethod.PASSWORD, AuthMethod.TRUSTED_DEVICE)
@@ -481,7 +485,9 @@ async def test_a_trusted_device_does_not_skip_the_password() -> None:
     token = new_token()
     await _trust(fakes, token, account.account_id)
 
-    error = await refusal(service.check_credentials(credentials(password="x", device_token=token)))
+    error = await refusal(
+        service.login.check_credentials(credentials(password="x", device_token=token))
+    )
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
 
@@ -494,7 +500,7 @@ async def test_a_device_token_of_another_account_asks_for_a_code() -> None:
     token = new_token()
     await _trust(fakes, token, other.account_id)
 
-    outcome = await service.check_credentials(credentials(device_token=token))
+    outcome = await service.login.check_credentials(credentials(device_token=token))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -507,7 +513,7 @@ async def test_an_expired_device_token_asks_for_a_code() -> None:
     await _trust(fakes, token, account.account_id, days=30)
     fakes.clock.advance(days=30)
 
-    outcome = await service.check_credentials(credentials(device_token=token))
+    outcome = await service.login.check_credentials(credentials(device_token=token))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -520,7 +526,7 @@ async def test_a_garbage_device_token_asks_for_a_code(token: str) -> None:
     service, fakes = make_service()
     fakes.add_account()
 
-    outcome = await service.check_credentials(credentials(device_token=token))
+    outcome = await service.login.check_credentials(credentials(device_token=token))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -530,7 +536,7 @@ async def test_a_device_token_that_is_not_valid_unicode_asks_for_a_code() -> Non
     service, fakes = make_service()
     fakes.add_account()
 
-    outcome = await service.check_credentials(credentials(device_token="tok\ud800en"))
+    outcome = await service.login.check_credentials(credentials(device_token="tok\ud800en"))
 
     assert isinstance(outcome, CodeRequired)
 
@@ -543,7 +549,7 @@ async def test_code_required_shows_the_masked_email_and_the_login_expiry() -> No
     service, fakes = make_service(Policy(login_ttl=timedelta(minutes=30)))
     fakes.add_account()
 
-    outcome = await service.check_credentials(credentials())
+    outcome = await service.login.check_credentials(credentials())
 
     assert isinstance(outcome, CodeRequired)
     assert outcome.masked_email == "t***@t***.com"
@@ -579,7 +585,7 @@ async def test_a_current_hash_is_left_alone() -> None:
 
     await start_login(service)
     fakes.hasher.rehash_needed = True
-    await refusal(service.check_credentials(credentials(password="nope")))
+    await refusal(service.login.check_credentials(credentials(password="nope")))
 
     assert fakes.hasher.hash_calls == 0
     assert fakes.accounts.password_updates == []
@@ -590,7 +596,7 @@ async def test_an_authentication_is_audited_without_the_nir() -> None:
     service, fakes = make_service()
     account = fakes.add_account()
 
-    await service.check_credentials(credentials(channel=Channel.MOBILE_APP))
+    await service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
 
     (event,) = fakes.audit.of_kind("authenticated")
     assert event.nir_ref == fakes.nir_ref()

@@ -11,6 +11,7 @@ from fakes import (
     EMAIL,
     NIR,
     Fakes,
+    Service,
     credentials,
     make_service,
     refusal,
@@ -20,13 +21,12 @@ from fakes import (
 )
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
-from ameli_grpc.domain import service as service_module
+from ameli_grpc.domain import login as login_module
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuthMethod, Channel, Lock, LockKind, NirStatus
 from ameli_grpc.domain.outcomes import Authenticated, CodeVerified
 from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.service import AuthService
 
 QUOTA_LOCK_1505 = (
     "Le nombre maximum de demandes de code a été atteint. L'accès au service est bloqué "
@@ -48,7 +48,7 @@ CODE_EXPIRED_15 = (
 
 async def _ready(
     policy: Policy | None = None, now: datetime | None = None
-) -> tuple[AuthService, Fakes, str]:
+) -> tuple[Service, Fakes, str]:
     """A service, its fakes, and a login past the password step of an account with an email."""
     service, fakes = make_service(policy)
     if now is not None:
@@ -64,7 +64,7 @@ async def test_request_code_mails_a_six_digit_code_valid_fifteen_minutes() -> No
     """The code goes to the account's address with its lifetime; the answer masks the address."""
     service, fakes, login_id = await _ready()
 
-    sent = await service.request_code(login_id)
+    sent = await service.login.request_code(login_id)
 
     (mail,) = fakes.mailer.sent
     assert (mail.to, mail.valid_minutes) == (EMAIL, 15)
@@ -81,10 +81,10 @@ async def test_the_sixth_code_in_an_hour_locks_the_nir_for_an_hour() -> None:
     service, fakes, login_id = await _ready(now=datetime(2023, 1, 5, 13, 0, tzinfo=UTC))
     remaining = []
     for _ in range(5):
-        remaining.append((await service.request_code(login_id)).codes_remaining)
+        remaining.append((await service.login.request_code(login_id)).codes_remaining)
         fakes.clock.advance(minutes=1)
 
-    error = await refusal(service.request_code(login_id))
+    error = await refusal(service.login.request_code(login_id))
 
     assert remaining == [4, 3, 2, 1, 0]
     assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
@@ -101,34 +101,36 @@ async def test_the_quota_lock_blocks_every_step_for_an_hour() -> None:
     service, fakes, login_id = await _ready()
     for _ in range(5):
         code = await send_code(service, fakes, login_id)
-    quota = await refusal(service.request_code(login_id))
+    quota = await refusal(service.login.request_code(login_id))
 
     for blocked in (
-        service.check_credentials(credentials()),
-        service.request_code(login_id),
-        service.verify_code(login_id, code, False),
+        service.login.check_credentials(credentials()),
+        service.login.request_code(login_id),
+        service.login.verify_code(login_id, code, False),
     ):
         error = await refusal(blocked)
         assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
         assert error.lock_expire_time == quota.lock_expire_time
     fakes.clock.advance(hours=1)
-    assert (await service.request_code(await start_login(service))).codes_remaining == 4
+    assert (await service.login.request_code(await start_login(service))).codes_remaining == 4
 
 
 async def test_the_quota_window_slides() -> None:
     """A code request older than an hour no longer counts in the quota."""
     service, fakes, login_id = await _ready()
-    await service.request_code(login_id)
+    await service.login.request_code(login_id)
     fakes.clock.advance(minutes=30)
     for _ in range(4):
-        await service.request_code(login_id)
+        await service.login.request_code(login_id)
     fakes.clock.advance(minutes=30)  # the first request is now exactly one hour old
 
-    sent = await service.request_code(await start_login(service))
+    sent = await service.login.request_code(await start_login(service))
 
     assert sent.codes_remaining == 0
-    assert (await refusal(service.request_code(login_id))).reason is ErrorReason.LOGIN_NOT_FOUND
-    error = await refusal(service.request_code(await start_login(service)))
+    assert (
+        await refusal(service.login.request_code(login_id))
+    ).reason is ErrorReason.LOGIN_NOT_FOUND
+    error = await refusal(service.login.request_code(await start_login(service)))
     assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
 
 
@@ -137,8 +139,8 @@ async def test_the_quota_follows_the_configuration() -> None:
     policy = Policy(code_quota=2, code_quota_lock=timedelta(minutes=20))
     service, fakes, login_id = await _ready(policy)
 
-    remaining = [(await service.request_code(login_id)).codes_remaining for _ in range(2)]
-    error = await refusal(service.request_code(login_id))
+    remaining = [(await service.login.request_code(login_id)).codes_remaining for _ in range(2)]
+    error = await refusal(service.login.request_code(login_id))
 
     assert remaining == [1, 0]
     assert error.lock_expire_time == fakes.clock.now() + timedelta(minutes=20)
@@ -149,13 +151,13 @@ async def test_the_quota_follows_the_configuration() -> None:
 async def test_a_new_code_invalidates_the_previous_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the latest code of a login is accepted."""
     codes = iter(["111111", "222222"])
-    monkeypatch.setattr(service_module, "new_security_code", lambda: next(codes))
+    monkeypatch.setattr(login_module, "new_security_code", lambda: next(codes))
     service, fakes, login_id = await _ready()
     first = await send_code(service, fakes, login_id)
     second = await send_code(service, fakes, login_id)
 
-    error = await refusal(service.verify_code(login_id, first, False))
-    outcome = await service.verify_code(login_id, second, False)
+    error = await refusal(service.login.verify_code(login_id, first, False))
+    outcome = await service.login.verify_code(login_id, second, False)
 
     assert (first, second) == ("111111", "222222")
     assert error.reason is ErrorReason.INVALID_CODE
@@ -167,10 +169,10 @@ async def test_a_new_code_does_not_reset_the_code_failures() -> None:
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
     for _ in range(2):
-        await refusal(service.verify_code(login_id, wrong_code(code), False))
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
     code = await send_code(service, fakes, login_id)
-    error = await refusal(service.verify_code(login_id, wrong_code(code), False))
+    error = await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
     assert error.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
 
@@ -182,14 +184,14 @@ async def test_a_failed_send_neither_counts_nor_leaves_a_usable_code() -> None:
 
     for _ in range(8):
         with pytest.raises(DependencyUnavailable):
-            await service.request_code(login_id)
+            await service.login.request_code(login_id)
 
     unsent = fakes.mailer.attempts[-1].code
-    error = await refusal(service.verify_code(login_id, unsent, False))
+    error = await refusal(service.login.verify_code(login_id, unsent, False))
     assert error.reason is ErrorReason.CODE_NOT_REQUESTED
-    assert (await service.get_lock_status(NIR)).codes_sent_in_window == 0
+    assert (await service.advisor.get_lock_status(NIR)).codes_sent_in_window == 0
     fakes.mailer.recover()
-    assert (await service.request_code(login_id)).codes_remaining == 4
+    assert (await service.login.request_code(login_id)).codes_remaining == 4
 
 
 async def test_request_code_refuses_an_account_whose_email_is_no_longer_validated() -> None:
@@ -198,7 +200,7 @@ async def test_request_code_refuses_an_account_whose_email_is_no_longer_validate
     account = next(iter(fakes.accounts.accounts.values()))
     fakes.accounts.put(replace(account, email_validated=False))
 
-    error = await refusal(service.request_code(login_id))
+    error = await refusal(service.login.request_code(login_id))
 
     assert error.reason is ErrorReason.EMAIL_NOT_VALIDATED
     assert fakes.mailer.attempts == []
@@ -209,7 +211,7 @@ async def test_request_code_of_an_unknown_login_is_login_not_found(login_id: str
     """A login id that was never issued is LOGIN_NOT_FOUND, with no mail sent."""
     service, fakes, _ = await _ready()
 
-    error = await refusal(service.request_code(login_id))
+    error = await refusal(service.login.request_code(login_id))
 
     assert error.reason is ErrorReason.LOGIN_NOT_FOUND
     assert error.message == "Votre session de connexion a expiré. Merci de vous reconnecter."
@@ -224,10 +226,10 @@ async def test_verify_code_of_an_unknown_login_is_login_not_found(login_id: str)
     """An unknown login id is LOGIN_NOT_FOUND before anything else, and counts nothing."""
     service, _, _ = await _ready()
 
-    error = await refusal(service.verify_code(login_id, "123456", False))
+    error = await refusal(service.login.verify_code(login_id, "123456", False))
 
     assert error.reason is ErrorReason.LOGIN_NOT_FOUND
-    assert (await service.get_lock_status(NIR)).code_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).code_failures == 0
 
 
 async def test_a_login_expires_after_login_ttl() -> None:
@@ -236,7 +238,7 @@ async def test_a_login_expires_after_login_ttl() -> None:
     code = await send_code(service, fakes, login_id)
     fakes.clock.advance(hours=1)
 
-    error = await refusal(service.verify_code(login_id, code, False))
+    error = await refusal(service.login.verify_code(login_id, code, False))
 
     assert error.reason is ErrorReason.LOGIN_NOT_FOUND
 
@@ -245,10 +247,10 @@ async def test_a_code_works_until_the_expiry_that_request_code_announced() -> No
     """A code requested near the end of the login is accepted until its announced expiry."""
     service, fakes, login_id = await _ready()
     fakes.clock.advance(minutes=55)
-    sent = await service.request_code(login_id)
+    sent = await service.login.request_code(login_id)
     fakes.clock.set(sent.code_expire_time - timedelta(minutes=1))
 
-    outcome = await service.verify_code(login_id, fakes.mailer.last_code, False)
+    outcome = await service.login.verify_code(login_id, fakes.mailer.last_code, False)
 
     assert isinstance(outcome, CodeVerified)
 
@@ -258,25 +260,25 @@ async def test_a_lock_blocks_verify_code_even_with_the_right_code() -> None:
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
     for _ in range(3):
-        await refusal(service.check_credentials(credentials(password="nope")))
+        await refusal(service.login.check_credentials(credentials(password="nope")))
 
-    error = await refusal(service.verify_code(login_id, code, False))
+    error = await refusal(service.login.verify_code(login_id, code, False))
 
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
-    assert (await service.get_lock_status(NIR)).code_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).code_failures == 0
 
 
 async def test_verify_code_before_any_code_is_code_not_requested() -> None:
     """Without RequestCode, VerifyCode is CODE_NOT_REQUESTED and is not counted."""
     service, _, login_id = await _ready()
 
-    error = await refusal(service.verify_code(login_id, "123456", False))
+    error = await refusal(service.login.verify_code(login_id, "123456", False))
 
     assert error.reason is ErrorReason.CODE_NOT_REQUESTED
     assert error.message == (
         "Aucun code de sécurité n'a été demandé. Cliquez sur « Recevoir un code de sécurité »."
     )
-    assert (await service.get_lock_status(NIR)).code_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).code_failures == 0
 
 
 async def test_an_expired_code_is_code_expired_and_not_a_failure() -> None:
@@ -286,28 +288,28 @@ async def test_an_expired_code_is_code_expired_and_not_a_failure() -> None:
     fakes.clock.advance(minutes=15)
 
     errors = [
-        await refusal(service.verify_code(login_id, guess, False))
+        await refusal(service.login.verify_code(login_id, guess, False))
         for guess in (code, wrong_code(code), wrong_code(code), wrong_code(code))
     ]
 
     assert {error.reason for error in errors} == {ErrorReason.CODE_EXPIRED}
     assert errors[0].message == CODE_EXPIRED_15
-    assert (await service.get_lock_status(NIR)).code_failures == 0
+    assert (await service.advisor.get_lock_status(NIR)).code_failures == 0
     fresh = await send_code(service, fakes, login_id)
-    assert isinstance(await service.verify_code(login_id, fresh, False), CodeVerified)
+    assert isinstance(await service.login.verify_code(login_id, fresh, False), CodeVerified)
 
 
 async def test_the_code_lifetime_follows_the_configuration() -> None:
     """With code_ttl at 10 minutes, the mail, the expiry and the CODE_EXPIRED text all say 10."""
     service, fakes, login_id = await _ready(Policy(code_ttl=timedelta(minutes=10)))
-    sent = await service.request_code(login_id)
+    sent = await service.login.request_code(login_id)
     fakes.clock.advance(minutes=9, seconds=59)
     still_valid = fakes.mailer.last_code
-    early = await refusal(service.verify_code(login_id, wrong_code(still_valid), False))
+    early = await refusal(service.login.verify_code(login_id, wrong_code(still_valid), False))
     assert early.reason is ErrorReason.INVALID_CODE
     fakes.clock.advance(seconds=1)
 
-    error = await refusal(service.verify_code(login_id, still_valid, False))
+    error = await refusal(service.login.verify_code(login_id, still_valid, False))
 
     assert fakes.mailer.sent[-1].valid_minutes == 10
     assert sent.code_expire_time == fakes.clock.now()
@@ -323,7 +325,8 @@ async def test_wrong_codes_count_down_then_lock_for_fifteen_minutes() -> None:
     code = await send_code(service, fakes, login_id)
 
     errors = [
-        await refusal(service.verify_code(login_id, wrong_code(code), False)) for _ in range(3)
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
+        for _ in range(3)
     ]
 
     assert [e.reason for e in errors] == [ErrorReason.INVALID_CODE] * 2 + [
@@ -341,16 +344,16 @@ async def test_the_code_lock_blocks_the_right_code_and_new_codes_then_ends() -> 
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
     for _ in range(3):
-        await refusal(service.verify_code(login_id, wrong_code(code), False))
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
-    right = await refusal(service.verify_code(login_id, code, False))
-    again = await refusal(service.request_code(login_id))
+    right = await refusal(service.login.verify_code(login_id, code, False))
+    again = await refusal(service.login.request_code(login_id))
 
     assert right.reason is again.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
     fakes.clock.advance(minutes=15)
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
-    assert isinstance(await service.verify_code(login_id, code, False), CodeVerified)
+    assert isinstance(await service.login.verify_code(login_id, code, False), CodeVerified)
 
 
 async def test_a_right_third_code_logs_in_instead_of_locking() -> None:
@@ -358,12 +361,12 @@ async def test_a_right_third_code_logs_in_instead_of_locking() -> None:
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
     for _ in range(2):
-        await refusal(service.verify_code(login_id, wrong_code(code), False))
+        await refusal(service.login.verify_code(login_id, wrong_code(code), False))
 
-    outcome = await service.verify_code(login_id, code, False)
+    outcome = await service.login.verify_code(login_id, code, False)
 
     assert isinstance(outcome, CodeVerified)
-    status = await service.get_lock_status(NIR)
+    status = await service.advisor.get_lock_status(NIR)
     assert (status.locked, status.code_failures) == (False, 0)
 
 
@@ -372,7 +375,7 @@ async def test_a_code_that_is_not_valid_unicode_is_a_wrong_code() -> None:
     service, fakes, login_id = await _ready()
     await send_code(service, fakes, login_id)
 
-    error = await refusal(service.verify_code(login_id, "12\ud80034", False))
+    error = await refusal(service.login.verify_code(login_id, "12\ud80034", False))
 
     assert error.reason is ErrorReason.INVALID_CODE
 
@@ -382,7 +385,7 @@ async def test_a_code_is_read_with_the_spaces_of_the_mail() -> None:
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
 
-    outcome = await service.verify_code(login_id, " ".join(code), False)
+    outcome = await service.login.verify_code(login_id, " ".join(code), False)
 
     assert isinstance(outcome, CodeVerified)
 
@@ -393,7 +396,7 @@ async def test_malformed_codes_are_wrong_codes(typed: str) -> None:
     service, fakes, login_id = await _ready()
     await send_code(service, fakes, login_id)
 
-    error = await refusal(service.verify_code(login_id, typed, False))
+    error = await refusal(service.login.verify_code(login_id, typed, False))
 
     assert error.reason is ErrorReason.INVALID_CODE
     assert error.attempts_remaining == 2
@@ -408,13 +411,13 @@ async def test_the_right_code_logs_in_once_and_clears_counters_and_quota() -> No
     account = next(iter(fakes.accounts.accounts.values()))
     await send_code(service, fakes, login_id)
     code = await send_code(service, fakes, login_id)
-    await refusal(service.verify_code(login_id, wrong_code(code), False))
+    await refusal(service.login.verify_code(login_id, wrong_code(code), False))
     for _ in range(2):
-        await refusal(service.check_credentials(credentials(password="nope")))
-    before = await service.get_lock_status(NIR)
+        await refusal(service.login.check_credentials(credentials(password="nope")))
+    before = await service.advisor.get_lock_status(NIR)
 
-    verified = await service.verify_code(login_id, code, False)
-    replay = await refusal(service.verify_code(login_id, code, False))
+    verified = await service.login.verify_code(login_id, code, False)
+    replay = await refusal(service.login.verify_code(login_id, code, False))
 
     assert (before.password_failures, before.code_failures, before.codes_sent_in_window) == (
         2,
@@ -427,7 +430,7 @@ async def test_the_right_code_logs_in_once_and_clears_counters_and_quota() -> No
         )
     )
     assert replay.reason is ErrorReason.LOGIN_NOT_FOUND
-    after = await service.get_lock_status(NIR)
+    after = await service.advisor.get_lock_status(NIR)
     assert (after.password_failures, after.code_failures, after.codes_sent_in_window) == (0, 0, 0)
     assert fakes.devices.devices == {}
 
@@ -448,7 +451,7 @@ async def test_trust_device_returns_a_token_valid_six_calendar_months(
     service, fakes, login_id = await _ready(now=now)
     code = await send_code(service, fakes, login_id)
 
-    verified = await service.verify_code(login_id, code, True)
+    verified = await service.login.verify_code(login_id, code, True)
 
     assert verified.device_token
     assert len(verified.device_token) >= 43  # 256 random bits, base64url
@@ -461,7 +464,7 @@ async def test_only_the_hash_of_the_device_token_is_stored() -> None:
     account = next(iter(fakes.accounts.accounts.values()))
     code = await send_code(service, fakes, login_id)
 
-    verified = await service.verify_code(login_id, code, True)
+    verified = await service.login.verify_code(login_id, code, True)
 
     token = verified.device_token
     assert token is not None
@@ -470,7 +473,7 @@ async def test_only_the_hash_of_the_device_token_is_stored() -> None:
     assert token not in repr(device)
     assert device.account_id == account.account_id
     assert device.expire_time == verified.device_trust_expire_time
-    outcome = await service.check_credentials(credentials(device_token=token))
+    outcome = await service.login.check_credentials(credentials(device_token=token))
     assert isinstance(outcome, Authenticated)
     assert AuthMethod.TRUSTED_DEVICE in outcome.methods
 
@@ -479,13 +482,17 @@ async def test_a_trusted_device_needs_the_code_again_after_six_months() -> None:
     """On the day its trust ends, the device asks for a code again."""
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
-    verified = await service.verify_code(login_id, code, True)
+    verified = await service.login.verify_code(login_id, code, True)
     assert verified.device_trust_expire_time is not None
 
     fakes.clock.set(verified.device_trust_expire_time - timedelta(seconds=1))
-    trusted = await service.check_credentials(credentials(device_token=verified.device_token or ""))
+    trusted = await service.login.check_credentials(
+        credentials(device_token=verified.device_token or "")
+    )
     fakes.clock.set(verified.device_trust_expire_time)
-    expired = await service.check_credentials(credentials(device_token=verified.device_token or ""))
+    expired = await service.login.check_credentials(
+        credentials(device_token=verified.device_token or "")
+    )
 
     assert isinstance(trusted, Authenticated)
     assert not isinstance(expired, Authenticated)
@@ -521,13 +528,13 @@ async def test_of_two_locks_the_one_ending_last_is_reported() -> None:
     service, fakes = make_service(store=store)
     fakes.add_account()
     for _ in range(3):
-        password_lock = await refusal(service.check_credentials(credentials(password="nope")))
+        password_lock = await refusal(service.login.check_credentials(credentials(password="nope")))
     later = Lock(LockKind.CODE_QUOTA, fakes.clock.now() + timedelta(minutes=40))
     earlier = Lock(LockKind.CODE_ATTEMPTS, fakes.clock.now() + timedelta(minutes=5))
     store.extra = (earlier, later)
 
-    error = await refusal(service.check_credentials(credentials()))
-    status = await service.get_lock_status(NIR)
+    error = await refusal(service.login.check_credentials(credentials()))
+    status = await service.advisor.get_lock_status(NIR)
 
     assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
     assert error.lock_expire_time == later.expire_time
@@ -536,7 +543,7 @@ async def test_of_two_locks_the_one_ending_last_is_reported() -> None:
     assert governing is ErrorReason.CODE_QUOTA_EXCEEDED
     assert set(others) == {ErrorReason.PASSWORD_ATTEMPTS_LOCKED, ErrorReason.CODE_ATTEMPTS_LOCKED}
     fakes.clock.advance(minutes=20)  # the password lock is over, the quota lock is not
-    assert (await refusal(service.check_credentials(credentials()))).reason is (
+    assert (await refusal(service.login.check_credentials(credentials()))).reason is (
         ErrorReason.CODE_QUOTA_EXCEEDED
     )
     assert password_lock.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
@@ -548,10 +555,10 @@ async def test_the_password_lock_wins_when_it_ends_last() -> None:
     service, fakes = make_service(store=store)
     fakes.add_account()
     for _ in range(3):
-        password_lock = await refusal(service.check_credentials(credentials(password="nope")))
+        password_lock = await refusal(service.login.check_credentials(credentials(password="nope")))
     store.extra = (Lock(LockKind.CODE_ATTEMPTS, fakes.clock.now() + timedelta(minutes=5)),)
 
-    error = await refusal(service.check_credentials(credentials()))
+    error = await refusal(service.login.check_credentials(credentials()))
 
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
     assert error.lock_expire_time == password_lock.lock_expire_time
@@ -566,7 +573,7 @@ async def test_forty_parallel_wrong_codes_evaluate_at_most_three() -> None:
     code = await send_code(service, fakes, login_id)
 
     results = await asyncio.gather(
-        *(service.verify_code(login_id, wrong_code(code), False) for _ in range(40)),
+        *(service.login.verify_code(login_id, wrong_code(code), False) for _ in range(40)),
         return_exceptions=True,
     )
 
@@ -577,7 +584,7 @@ async def test_forty_parallel_wrong_codes_evaluate_at_most_three() -> None:
     assert reasons.count(ErrorReason.CODE_ATTEMPTS_LOCKED) == 40 - reasons.count(
         ErrorReason.INVALID_CODE
     )
-    assert (await service.get_lock_status(NIR)).code_failures <= 3
+    assert (await service.advisor.get_lock_status(NIR)).code_failures <= 3
 
 
 async def test_forty_parallel_wrong_passwords_verify_at_most_three() -> None:
@@ -586,7 +593,7 @@ async def test_forty_parallel_wrong_passwords_verify_at_most_three() -> None:
     fakes.add_account()
 
     results = await asyncio.gather(
-        *(service.check_credentials(credentials(password="nope")) for _ in range(40)),
+        *(service.login.check_credentials(credentials(password="nope")) for _ in range(40)),
         return_exceptions=True,
     )
 
@@ -599,7 +606,7 @@ async def test_thirty_parallel_code_requests_send_exactly_five_mails() -> None:
     service, fakes, login_id = await _ready()
 
     results = await asyncio.gather(
-        *(service.request_code(login_id) for _ in range(30)), return_exceptions=True
+        *(service.login.request_code(login_id) for _ in range(30)), return_exceptions=True
     )
 
     assert len(fakes.mailer.sent) == 5
@@ -616,7 +623,10 @@ async def test_parallel_logins_on_the_mobile_app_all_succeed() -> None:
     fakes.add_account()
 
     results = await asyncio.gather(
-        *(service.check_credentials(credentials(channel=Channel.MOBILE_APP)) for _ in range(2)),
+        *(
+            service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
+            for _ in range(2)
+        ),
         return_exceptions=True,
     )
 

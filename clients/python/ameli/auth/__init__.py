@@ -1,1 +1,35 @@
-"""Client of ameli.auth: the generated stubs (``ameli.auth.v1``) and ``AuthClient``."""
+"""Client of ameli.auth: the generated stubs (``ameli.auth.v1``) and ``AuthClient``.
+
+The public names are re-exported here (``from ameli.auth import AuthClient, Locked``);
+the exception family is drawn in ``ameli.auth.client``'s docstring.
+"""
+
+from ameli.auth.client import (
+    ERROR_DOMAIN,
+    UNAVAILABLE_MESSAGE,
+    AuthClient,
+    AuthServiceError,
+    CallerNotAllowed,
+    InvalidInput,
+    Locked,
+    LoginRefused,
+    NotFound,
+    ServiceUnavailable,
+    WrongEntry,
+    error_from_rpc_error,
+)
+
+__all__ = [
+    "ERROR_DOMAIN",
+    "UNAVAILABLE_MESSAGE",
+    "AuthClient",
+    "AuthServiceError",
+    "CallerNotAllowed",
+    "InvalidInput",
+    "Locked",
+    "LoginRefused",
+    "NotFound",
+    "ServiceUnavailable",
+    "WrongEntry",
+    "error_from_rpc_error",
+]

@@ -6,6 +6,20 @@ Every refusal of the service is a gRPC status carrying, AIP-193 style, a
 in fr-FR and, for locks and the quota, a ``google.rpc.RetryInfo``.
 ``AuthClient`` turns it into one ``AuthServiceError`` subclass per family, so a
 portal can branch on the exception type and show ``error.message`` as is.
+
+The exception family (reasons are ``ErrorInfo.reason``; a status without one
+is classified by its gRPC code)::
+
+    AuthServiceError                  any refusal, or a status of another origin
+    ├── InvalidInput                  INVALID_NIR, INVALID_REQUEST
+    ├── WrongEntry                    INVALID_CREDENTIALS, INVALID_CODE (attempts_remaining)
+    ├── Locked                        PASSWORD_ATTEMPTS_LOCKED, CODE_ATTEMPTS_LOCKED,
+    │                                 CODE_QUOTA_EXCEEDED (lock_expire_time, retry_delay)
+    ├── LoginRefused                  CODE_EXPIRED, CODE_NOT_REQUESTED, EMAIL_NOT_VALIDATED,
+    │                                 NOT_COVERED, AFFILIATION_PENDING
+    ├── NotFound                      LOGIN_NOT_FOUND, ACCOUNT_NOT_FOUND
+    ├── CallerNotAllowed              CALLER_NOT_ALLOWED; UNAUTHENTICATED, PERMISSION_DENIED
+    └── ServiceUnavailable            SERVICE_UNAVAILABLE; UNAVAILABLE, DEADLINE_EXCEEDED
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every use case shares: its ports, its policy, the audit trail, the input limits."""
+"""What both use-case sets share: the audit trail they write to, and the input limits."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuditEvent
 from ameli_grpc.domain.outcomes import CredentialsInput
-from ameli_grpc.domain.policy import Policy
-from ameli_grpc.domain.ports import Ports
+from ameli_grpc.domain.ports import AuditLog
 
 MAX_SECRET_LENGTH = 1024  # longer passwords or codes are wrong entries, never hashed
 MAX_ID_LENGTH = 256  # login ids, device tokens, advisor ids
 MAX_REASON_LENGTH = 2000
 
 
-class UseCases:
-    def __init__(self, ports: Ports, policy: Policy) -> None:
-        self._p = ports
-        self._policy = policy
+class AuditTrail:
+    """Writes one audit row per event; both the login and the advisor's desk use it."""
 
-    async def _audit(
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    async def record(
         self,
         kind: str,
         nir_ref: str,
@@ -35,7 +35,7 @@ class UseCases:
         if client is not None and client.user_agent:
             detail = f"{detail or ''} | {client.user_agent[:200]}"
         ip = client.client_ip[:64] if client is not None and client.client_ip else None
-        await self._p.audit.record(AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip))
+        await self._log.record(AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip))
 
 
 def require_text(field: str, value: str, max_length: int | None = None) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from ameli_grpc.adapters.outages import map_outages, type_name
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import Affiliation
 
@@ -48,6 +49,14 @@ _UNKNOWN_NIR_STATUS = "unknown"  # the body of the 404 for a NIR the RFI does no
 
 class _UnusableAnswer(Exception):
     """The RFI answered, but not with something this contract can read (the text is ours)."""
+
+
+_OUTAGES = (httpx.HTTPError, OSError, TimeoutError, _UnusableAnswer)
+
+
+def _describe(error: BaseException) -> str:
+    """Our own texts or the exception's type: the RFI's words might quote the NIR."""
+    return str(error) if isinstance(error, _UnusableAnswer) else type_name(error)
 
 
 class HttpIdentityRegistry:
@@ -97,13 +106,11 @@ class HttpIdentityRegistry:
 
     async def ping(self) -> None:
         """Raise ``DependencyUnavailable`` unless ``GET /health`` answers 2xx in time."""
-        try:
+        with map_outages("rfi", _OUTAGES):
             async with asyncio.timeout(self._timeout):
                 response = await self._client.get(self._base_url + _HEALTH_PATH)
-        except (httpx.HTTPError, OSError, TimeoutError) as error:
-            raise DependencyUnavailable("the RFI cannot be reached") from error
         if not response.is_success:
-            raise DependencyUnavailable(f"the RFI health check answered {response.status_code}")
+            raise DependencyUnavailable("rfi", f"health check answered {response.status_code}")
 
     async def aclose(self) -> None:
         """Close the HTTP client if this registry created it (an injected one is the caller's)."""
@@ -113,14 +120,13 @@ class HttpIdentityRegistry:
     async def _lookup(self, nir: str, key: str) -> Affiliation:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                status_code, body = await self._post(nir)
-            affiliation = _read_answer(status_code, body)
-        except (httpx.HTTPError, OSError, TimeoutError, _UnusableAnswer) as error:
-            # Only our own texts or the exception's type: the RFI's words might quote the NIR.
-            why = str(error) if isinstance(error, _UnusableAnswer) else type(error).__name__
-            _log.warning("rfi_lookup_failed", error=why, duration_ms=_ms_since(started))
-            raise DependencyUnavailable("the RFI gave no usable answer") from error
+            with map_outages("rfi", _OUTAGES, describe=_describe):
+                async with asyncio.timeout(self._timeout):
+                    status_code, body = await self._post(nir)
+                affiliation = _read_answer(status_code, body)
+        except DependencyUnavailable as error:
+            _log.warning("rfi_lookup_failed", error=error.detail, duration_ms=_ms_since(started))
+            raise
         _log.info("rfi_lookup", outcome=affiliation.value, duration_ms=_ms_since(started))
         self._remember(key, affiliation)
         return affiliation

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_schema import account_setups, provisional_codes, trusted_devices
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.schema import account_setups, provisional_codes, trusted_devices
 
 EXPIRING_TABLES = (trusted_devices, provisional_codes, account_setups)
 

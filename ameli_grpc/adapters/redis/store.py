@@ -38,9 +38,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
-from ameli_grpc.adapters import redis_scripts as lua
-from ameli_grpc.adapters.redis_connection import RedisClient
-from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.adapters.outages import map_outages
+from ameli_grpc.adapters.redis import scripts as lua
+from ameli_grpc.adapters.redis.connection import RedisClient
 from ameli_grpc.domain.model import (
     AttemptClaim,
     AttemptKind,
@@ -83,10 +83,8 @@ def _fail_closed(
 
     @functools.wraps(method)
     async def guarded(self: _Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
+        with map_outages("redis", _OUTAGES):
             return await method(self, *args, **kwargs)
-        except _OUTAGES as error:
-            raise DependencyUnavailable(f"redis: {type(error).__name__}") from error
 
     return guarded
 

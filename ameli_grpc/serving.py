@@ -1,5 +1,8 @@
 """Running the server from the CLI: one process, or N processes on one port.
 
+Each process builds its container (``ameli_grpc.bootstrap``), serves until
+SIGTERM or SIGINT, drains, and closes every resource.
+
 With ``--workers N`` the parent migrates the database once, then starts N
 processes that each bind the same address with ``SO_REUSEPORT`` (the kernel
 spreads connections between them). SIGTERM or SIGINT to the parent is passed
@@ -16,26 +19,12 @@ from types import FrameType
 
 import structlog
 
-from ameli_grpc.adapters.sql_migrations import upgrade
-from ameli_grpc.bootstrap import build_container
+from ameli_grpc.bootstrap import build_container, migrate, server_options
 from ameli_grpc.config import ConfigurationError, Settings
 from ameli_grpc.log import configure_logging
-from ameli_grpc.server.app import ServerOptions, serve_until_signalled
+from ameli_grpc.server.app import start_server
 
-log = structlog.get_logger("ameli_grpc.workers")
-
-
-def options_from(settings: Settings, reuse_port: bool = False) -> ServerOptions:
-    return ServerOptions(
-        listen=settings.listen,
-        tls_cert_file=settings.tls_cert_file,
-        tls_key_file=settings.tls_key_file,
-        allow_insecure=settings.allow_insecure,
-        max_message_bytes=settings.max_message_bytes,
-        shutdown_grace=settings.shutdown_grace,
-        health_interval=settings.health_interval,
-        reuse_port=reuse_port,
-    )
+log = structlog.get_logger("ameli_grpc.serving")
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
@@ -64,8 +53,21 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and close every resource."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     container = await build_container(settings, migrate=migrate)
-    await serve_until_signalled(container, options_from(settings, reuse_port))
+    try:
+        options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
+        running = await start_server(container.app, options)
+        await stop.wait()
+        log.info("stopping", grace_seconds=options.shutdown_grace)
+        await running.stop()
+        log.info("stopped")
+    finally:
+        await container.aclose()
 
 
 def _worker_main(settings: Settings) -> None:
@@ -74,7 +76,7 @@ def _worker_main(settings: Settings) -> None:
 
 
 def _serve_many(settings: Settings, workers: int) -> int:
-    asyncio.run(upgrade(settings.database_url))
+    asyncio.run(migrate(settings))
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")

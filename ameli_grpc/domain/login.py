@@ -1,6 +1,8 @@
-"""The five use cases of the login, in the order of SPEC §2. Every rule has its line here.
+"""The login of the guide, in the order of SPEC §2: CheckCredentials, RequestCode, VerifyCode.
 
-``AuthService`` only talks to ports; ``ameli_grpc.bootstrap`` plugs adapters in.
+Every rule has its line here. ``LoginUseCases`` only talks to ports;
+``ameli_grpc.bootstrap`` plugs adapters in. The advisor's use cases are its
+sibling, ``ameli_grpc.domain.advisor.AdvisorUseCases``.
 """
 
 from __future__ import annotations
@@ -8,7 +10,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from ameli_grpc.domain.advisor import AdvisorUseCases
+from ameli_grpc.domain.audit import (
+    MAX_ID_LENGTH,
+    MAX_SECRET_LENGTH,
+    AuditTrail,
+    require_text,
+)
 from ameli_grpc.domain.clock import add_calendar_months
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.locks import lock_error, raise_if_locked
@@ -36,14 +43,14 @@ from ameli_grpc.domain.outcomes import (
     CredentialsInput,
     CredentialsOutcome,
 )
-from ameli_grpc.domain.policy import QuotaRule
+from ameli_grpc.domain.policy import Policy, QuotaRule
+from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import (
     constant_time_equal,
     new_security_code,
     new_token,
     sha256_hex,
 )
-from ameli_grpc.domain.use_case import MAX_ID_LENGTH, MAX_SECRET_LENGTH, require_text
 
 # Reasons and texts only: each refusal is a new AuthError (a shared exception object
 # would keep every raise's frames, and the secrets in them, alive).
@@ -53,8 +60,13 @@ _AFFILIATION_REFUSALS = {
 }
 
 
-class AuthService(AdvisorUseCases):
-    """The login of the guide; the advisor's use cases come from ``AdvisorUseCases``."""
+class LoginUseCases:
+    """What the portal gateways call: the insured person's login, step by step."""
+
+    def __init__(self, ports: Ports, policy: Policy) -> None:
+        self._p = ports
+        self._policy = policy
+        self._audit = AuditTrail(ports.audit)
 
     # --- CheckCredentials -------------------------------------------------------------
 
@@ -138,7 +150,7 @@ class AuthService(AdvisorUseCases):
         await self._p.store.settle_success(
             nir_ref, AttemptKind.PASSWORD, ticket, login_complete=True
         )
-        await self._audit("provisional_code_used", nir_ref, now, client=request)
+        await self._audit.record("provisional_code_used", nir_ref, now, client=request)
         return AccountSetupRequired(setup_token=token)
 
     async def _methods_without_code(
@@ -276,7 +288,7 @@ class AuthService(AdvisorUseCases):
     ) -> AuthError:
         """Case 4 with the attempts left, or — on the entry that reaches the limit — the lock."""
         if claim.lock is not None:
-            await self._audit(f"locked_{claim.lock.kind.value}", nir_ref, now)
+            await self._audit.record(f"locked_{claim.lock.kind.value}", nir_ref, now)
             return lock_error(claim.lock, self._quota)
         limit = self._policy.failure_rule(
             AttemptKind.PASSWORD if reason is ErrorReason.INVALID_CREDENTIALS else AttemptKind.CODE
@@ -294,7 +306,7 @@ class AuthService(AdvisorUseCases):
         request: CredentialsInput | None,
     ) -> Authenticated:
         detail = ",".join(method.value for method in methods)
-        await self._audit(
+        await self._audit.record(
             "authenticated", nir_ref, now, account.account_id, detail=detail, client=request
         )
         return Authenticated(account.account_id, methods, now)

@@ -33,6 +33,7 @@ from datetime import timedelta
 import httpx
 import structlog
 
+from ameli_grpc.adapters.outages import map_outages, type_name
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_phone
 from ameli_grpc.domain.messages import provisional_code_sms
@@ -98,36 +99,39 @@ class HttpSmsSender:
         }
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._client.post(
-                    self._url, json=payload, headers=self._headers, follow_redirects=False
-                )
-            if response.status_code not in _ACCEPTED:
-                raise httpx.HTTPStatusError(
-                    f"the SMS gateway answered {response.status_code}",
-                    request=response.request,
-                    response=response,
-                )
-        except (httpx.HTTPError, OSError, TimeoutError) as error:
+            with map_outages("sms", (httpx.HTTPError, OSError, TimeoutError), describe=_failure):
+                status = await self._post(payload)
+        except DependencyUnavailable as error:
             # Our own label only: the gateway's words might quote the number or the text.
-            why = _failure(error)
             _log.warning(
                 "provisional_code_sms_failed",
                 transport="http",
                 to=masked,
-                error=why,
+                error=error.detail,
                 duration_ms=_ms_since(started),
             )
-            raise DependencyUnavailable(
-                f"the SMS gateway did not accept the SMS ({why})"
-            ) from error
+            raise
         _log.info(
             "provisional_code_sms_sent",
             transport="http",
             to=masked,
-            status=response.status_code,
+            status=status,
             duration_ms=_ms_since(started),
         )
+
+    async def _post(self, payload: dict[str, str]) -> int:
+        """POST the SMS; its status, or ``HTTPStatusError`` unless accepted."""
+        async with asyncio.timeout(self._timeout):
+            response = await self._client.post(
+                self._url, json=payload, headers=self._headers, follow_redirects=False
+            )
+        if response.status_code not in _ACCEPTED:
+            raise httpx.HTTPStatusError(
+                f"the SMS gateway answered {response.status_code}",
+                request=response.request,
+                response=response,
+            )
+        return response.status_code
 
     async def aclose(self) -> None:
         """Close the HTTP client if this sender created it (an injected one is the caller's)."""
@@ -138,7 +142,7 @@ class HttpSmsSender:
 def _failure(error: BaseException) -> str:
     if isinstance(error, httpx.HTTPStatusError):
         return f"http_{error.response.status_code}"
-    return type(error).__name__
+    return type_name(error)
 
 
 def _ms_since(started: float) -> int:

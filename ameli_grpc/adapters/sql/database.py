@@ -2,14 +2,15 @@
 
 The same code runs on SQLite (aiosqlite, one replica) and PostgreSQL (asyncpg,
 many replicas). No I/O happens before the first session is opened. The errors
-of an unreachable database become ``DependencyUnavailable`` here, and only here.
+of an unreachable database become ``DependencyUnavailable`` here, and only here
+(``map_outages`` with ``is_unavailable_error``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
@@ -22,10 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from ameli_grpc.domain.errors import DependencyUnavailable
-
-if TYPE_CHECKING:
-    from ameli_grpc.config import Settings
+from ameli_grpc.adapters.outages import map_outages
 
 # PostgreSQL SQLSTATE classes that mean "the server cannot serve us now", not "the query is wrong":
 # connection exception, invalid authorization, invalid catalog (database), insufficient
@@ -38,8 +36,6 @@ def is_unavailable_error(error: BaseException) -> bool:
 
     Integrity and programming errors are bugs and stay what they are.
     """
-    if isinstance(error, DependencyUnavailable):
-        return False
     if isinstance(error, sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
         # Pool exhausted; lost or refused connection; SQLite "database is locked".
         return True
@@ -48,17 +44,6 @@ def is_unavailable_error(error: BaseException) -> bool:
         return error.connection_invalidated or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     # Raised as they are by the drivers while connecting: refused, unreachable, DNS, timeouts.
     return isinstance(error, OSError | TimeoutError)
-
-
-@contextmanager
-def unavailable_as_dependency_error() -> Iterator[None]:
-    """Re-raise the errors of an unreachable database as ``DependencyUnavailable``."""
-    try:
-        yield
-    except Exception as error:
-        if is_unavailable_error(error):
-            raise DependencyUnavailable(f"database unavailable ({type(error).__name__})") from error
-        raise
 
 
 def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[[Any, Any], None]:
@@ -122,15 +107,6 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", listener)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            timeout=settings.database_timeout,
-        )
-
     @property
     def dialect_name(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
@@ -143,14 +119,14 @@ class Database:
         Any error of an unreachable database, raised inside or on exit, comes
         out as ``DependencyUnavailable``.
         """
-        with unavailable_as_dependency_error():
+        with map_outages("database", is_unavailable_error):
             async with self._sessions.begin() as session:
                 yield session
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A bare connection (no transaction begun), with the same error translation."""
-        with unavailable_as_dependency_error():
+        with map_outages("database", is_unavailable_error):
             async with self.engine.connect() as connection:
                 yield connection
 

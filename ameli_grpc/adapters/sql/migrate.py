@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
-from ameli_grpc.adapters.sql_database import Database
+from ameli_grpc.adapters.sql.database import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -1,6 +1,6 @@
 """Alembic environment of ameli-grpc: async, configured in code (no alembic.ini).
 
-``ameli_grpc.adapters.sql_migrations`` runs it on a connection it opened
+``ameli_grpc.adapters.sql.migrate`` runs it on a connection it opened
 (``config.attributes["connection"]``); given only a URL
 (``config.attributes["database_url"]``) it opens one itself.
 """
@@ -12,8 +12,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_schema import metadata
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.schema import metadata
 
 
 def run_migrations(connection: Connection) -> None:

@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Insert
 
-from ameli_grpc.adapters.sql_database import Database
-from ameli_grpc.adapters.sql_schema import (
+from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.schema import (
     account_setups,
     accounts,
     audit_events,
