@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
@@ -62,8 +63,14 @@ async def shared_settings(
 async def two_servers(
     shared_settings: dict[str, Any],
 ) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceStub]]:
-    async with server_process(shared_settings) as first, server_process(shared_settings) as second:
-        channels = [grpc.aio.insecure_channel(s.address) for s in (first, second)]
+    """Two server processes on the same Redis and PostgreSQL, started side by side."""
+    async with AsyncExitStack() as stack:
+        async with asyncio.TaskGroup() as starting:  # a failed start cancels the other
+            tasks = [
+                starting.create_task(stack.enter_async_context(server_process(shared_settings)))
+                for _ in range(2)
+            ]
+        channels = [grpc.aio.insecure_channel(task.result().address) for task in tasks]
         yield [auth_pb2_grpc.AuthServiceStub(channel) for channel in channels]
         for channel in channels:
             await channel.close()
