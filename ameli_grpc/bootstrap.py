@@ -68,7 +68,8 @@ async def build_container(
 ) -> Container:
     """Every adapter the settings name, the two use-case sets over them, the server's view."""
     clock = clock or SystemClock()
-    keyring = Keyring(load_secret_key(settings))  # first: it may refuse the settings
+    keyring = Keyring(load_secret_key(settings))  # first: these two may refuse the settings
+    callers = caller_keys(settings)
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
@@ -97,7 +98,7 @@ async def build_container(
     app = Application(
         login=LoginUseCases(ports, policy),
         advisor=AdvisorUseCases(ports, policy),
-        caller_keys=caller_keys(settings),
+        caller_keys=callers,
         clock=clock,
         health_checks=(database.ping, store.ping, *registry_checks),
     )
@@ -116,12 +117,8 @@ async def build_container(
 
 
 def caller_keys(settings: Settings) -> CallerKeys:
-    return CallerKeys(
-        {
-            Role.PORTAL: Settings.keys(settings.portal_api_keys),
-            Role.ADVISOR: Settings.keys(settings.advisor_api_keys),
-        }
-    )
+    """The named callers of each role (``AMELI_<ROLE>_API_KEYS`` and their ``_FILE``)."""
+    return CallerKeys({role: settings.api_keys(role.value) for role in Role})
 
 
 def server_options(
@@ -146,7 +143,7 @@ def _listening_credentials(settings: Settings, keys: CallerKeys) -> grpc.ServerC
     loopback = is_loopback(listen)
     if keys.open and not loopback:
         raise ConfigurationError(
-            "no AMELI_PORTAL_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
+            "no AMELI_PORTAL_API_KEYS / AMELI_MOBILE_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
             f"refusing to listen on {listen} (only loopback addresses run without keys)"
         )
     if cert_file and key_file:

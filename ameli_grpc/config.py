@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +26,21 @@ def is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_CALLER_NAME = re.compile(r"[a-z0-9-]{1,40}")
+
+
+def _caller_entry(entry: str, source: str) -> tuple[str | None, str]:
+    """``name:key`` → (name, key); a bare key → (None, key); the key is never echoed."""
+    if ":" not in entry:
+        return None, entry
+    name, key = (part.strip() for part in entry.split(":", 1))
+    if not _CALLER_NAME.fullmatch(name):
+        raise ConfigurationError(f"{source}: caller names are 1 to 40 of a-z, 0-9 and '-'")
+    if not key:
+        raise ConfigurationError(f"{source}: the caller {name!r} has an empty key")
+    return name, key
 
 
 DEFAULT_MAIL_FROM = "Votre Assurance Maladie <ne-pas-repondre@app.assurance-maladie.fr>"
@@ -74,7 +90,11 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     allow_insecure: bool = False
     portal_api_keys: str = ""
+    portal_api_keys_file: Path | None = None
+    mobile_api_keys: str = ""
+    mobile_api_keys_file: Path | None = None
     advisor_api_keys: str = ""
+    advisor_api_keys_file: Path | None = None
     log_format: str = "console"
     max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     hash_workers: int = Field(default=0, ge=0)
@@ -105,6 +125,34 @@ class Settings(BaseSettings):
         """
         return is_loopback(self.listen) and not self.redis_url
 
-    @staticmethod
-    def keys(raw: str) -> frozenset[str]:
-        return frozenset(key.strip() for key in raw.split(",") if key.strip())
+    def api_keys(self, role: str) -> list[tuple[str, str]]:
+        """The ``(name, key)`` callers of one role: ``"portal"``, ``"mobile"`` or ``"advisor"``.
+
+        ``AMELI_<ROLE>_API_KEYS`` holds comma-separated entries, then
+        ``AMELI_<ROLE>_API_KEYS_FILE`` one entry a line (blank lines and ``#``
+        comments skipped). An entry is ``name:key`` (name ``[a-z0-9-]{1,40}``) or a
+        bare key, named ``<role>-1``, ``<role>-2``… in order (SPEC §7.1).
+        """
+        variable = f"AMELI_{role.upper()}_API_KEYS"
+        raw: str = getattr(self, f"{role}_api_keys")
+        entries = [(variable, entry) for entry in raw.split(",")]
+        path: Path | None = getattr(self, f"{role}_api_keys_file")
+        if path is not None:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeError) as error:
+                raise ConfigurationError(
+                    f"{variable}_FILE: cannot read {path} ({type(error).__name__})"
+                ) from None
+            entries += [(f"{variable}_FILE", line) for line in lines if not line.startswith("#")]
+        callers: list[tuple[str, str]] = []
+        bare = 0
+        for source, entry in entries:
+            name, key = _caller_entry(entry.strip(), source)
+            if not key:
+                continue
+            if name is None:
+                bare += 1
+                name = f"{role}-{bare}"
+            callers.append((name, key))
+        return callers

@@ -180,11 +180,15 @@ async def benchmark(args: argparse.Namespace) -> list[Phase]:
             f"per NIR, {settings.max_password_failures} wrong passwords or codes lock "
             "(production defaults, unchanged)"
         )
-        return await run_phases(args, service.portal, nirs, inbox)
+        return await run_phases(args, service.portal, service.mobile, nirs, inbox)
 
 
 async def run_phases(
-    args: argparse.Namespace, stub: auth_pb2_grpc.AuthServiceStub, nirs: list[str], inbox: _Inbox
+    args: argparse.Namespace,
+    stub: auth_pb2_grpc.AuthServiceStub,
+    mobile_stub: auth_pb2_grpc.AuthServiceStub,
+    nirs: list[str],
+    inbox: _Inbox,
 ) -> list[Phase]:
     accounts, concurrency = len(nirs), args.concurrency
     mobile = auth_pb2.CHANNEL_MOBILE_APP
@@ -192,7 +196,8 @@ async def run_phases(
     async def check_mobile(worker: int, iteration: int) -> None:
         account = nirs[(worker + iteration * concurrency) % accounts]
         request = auth_pb2.CheckCredentialsRequest(nir=account, password=PASSWORD, channel=mobile)
-        response = await stub.CheckCredentials(request, timeout=CALL_TIMEOUT)
+        # only the mobile back end's key may claim the mobile channel
+        response = await mobile_stub.CheckCredentials(request, timeout=CALL_TIMEOUT)
         assert response.WhichOneof("result") == "authenticated"
 
     flow_workers = min(concurrency, accounts)  # each caller owns its accounts

@@ -1,11 +1,13 @@
 """One interceptor around every AuthService call: who is calling, and how it ended.
 
-- caller authentication: ``authorization: Bearer <key>`` → a role; a role may
-  call only its methods (SPEC §5); health and reflection stay open;
+- caller authentication: ``authorization: Bearer <key>`` → a named caller and
+  its roles; a role may call only its methods (SPEC §5, §7.1); health and
+  reflection stay open;
 - error translation in one place: ``AuthError`` → its rich status,
   ``DependencyUnavailable`` → UNAVAILABLE, anything else → INTERNAL with
   nothing of the cause leaked to the caller;
-- one log line per call, with no personal data (method, outcome, duration).
+- one log line per call, with no personal data (method, outcome, duration), and
+  the caller's name (never its key) bound to every log line of the call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import structlog
 from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
-from ameli_grpc.server.callers import ALLOWED_METHODS, CallerKeys, Role
+from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
 from ameli_grpc.server.errors import internal_status, refusal_status
 
 SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
@@ -49,53 +51,64 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is None:
             return handler
         method = details.method.removeprefix(SERVICE_PREFIX)
-        roles = self._keys.roles(details.invocation_metadata)
+        caller = self._keys.caller(details.invocation_metadata)
         return grpc.unary_unary_rpc_method_handler(
             # grpc.aio hands this interceptor the servicer's coroutine method
-            self._wrap(method, roles, cast(Behaviour, handler.unary_unary)),
+            self._wrap(method, caller, cast(Behaviour, handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap(self, method: str, roles: set[Role] | None, behaviour: Behaviour) -> Behaviour:
+    def _wrap(self, method: str, caller: Caller | None, behaviour: Behaviour) -> Behaviour:
         async def guarded(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            outcome = "OK"
-            try:
-                self._check_caller(method, roles)
-                return await behaviour(request, context)
-            except AuthError as error:
-                outcome = error.reason.value
-                code = grpc.StatusCode.UNAUTHENTICATED if roles is None else None
-                status = refusal_status(error, self._clock.now(), code)
-            except DependencyUnavailable as error:
-                outcome = ErrorReason.SERVICE_UNAVAILABLE.value
-                log.warning(
-                    "dependency_unavailable",
-                    method=method,
-                    dependency=error.dependency,
-                    error=error.detail,
-                )
-                status = refusal_status(_unavailable(), self._clock.now())
-            except Exception:
-                outcome = "INTERNAL"
-                log.exception("unexpected_error", method=method)
-                status = internal_status()
-            finally:
-                log.info(
-                    "rpc",
-                    method=method,
-                    outcome=outcome,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                )
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            with structlog.contextvars.bound_contextvars(
+                caller=caller.name if caller else "unknown"
+            ):
+                return await self._guarded(method, caller, behaviour, request, context)
 
         return guarded
 
-    @staticmethod
-    def _check_caller(method: str, roles: set[Role] | None) -> None:
-        if roles is None or not any(method in ALLOWED_METHODS[role] for role in roles):
-            raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
+    async def _guarded(
+        self,
+        method: str,
+        caller: Caller | None,
+        behaviour: Behaviour,
+        request: Any,
+        context: Context,
+    ) -> Any:
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            if caller is None or not caller.may_call(method):
+                raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
+            current_caller.set(caller)
+            return await behaviour(request, context)
+        except AuthError as error:
+            outcome = error.reason.value
+            code = grpc.StatusCode.UNAUTHENTICATED if caller is None else None
+            status = refusal_status(error, self._clock.now(), code)
+        except DependencyUnavailable as error:
+            outcome = ErrorReason.SERVICE_UNAVAILABLE.value
+            log.warning(
+                "dependency_unavailable",
+                method=method,
+                dependency=error.dependency,
+                error=error.detail,
+            )
+            status = refusal_status(_unavailable(), self._clock.now())
+        except Exception:
+            outcome = "INTERNAL"
+            log.exception("unexpected_error", method=method)
+            status = internal_status()
+        finally:
+            log.info(
+                "rpc",
+                method=method,
+                caller=caller.name if caller else "unknown",  # explicit: also in capture_logs
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _unavailable() -> AuthError:

@@ -10,7 +10,9 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ameli_grpc.domain.advisor import AdvisorUseCases
+from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.login import LoginUseCases
+from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuthMethod, Channel
 from ameli_grpc.domain.outcomes import (
     AccountSetupRequired,
@@ -18,6 +20,7 @@ from ameli_grpc.domain.outcomes import (
     CodeRequired,
     CredentialsInput,
 )
+from ameli_grpc.server.callers import current_caller
 
 _CHANNELS = {
     auth_pb2.CHANNEL_WEB: Channel.WEB,
@@ -45,12 +48,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CheckCredentials(  # noqa: N802 - generated interface
         self, request: auth_pb2.CheckCredentialsRequest, context: Context
     ) -> auth_pb2.CheckCredentialsResponse:
+        # unspecified or unknown channels get the strictest rules, the web's
+        channel = _CHANNELS.get(request.channel, Channel.WEB)
+        if not current_caller.get().may_claim(channel):  # before anything is counted
+            raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
         outcome = await self._login.check_credentials(
             CredentialsInput(
                 nir=request.nir,
                 password=request.password,
-                # unspecified or unknown channels get the strictest rules, the web's
-                channel=_CHANNELS.get(request.channel, Channel.WEB),
+                channel=channel,
                 device_token=request.device_token,
                 client_ip=request.client.ip[:_CLIENT_FIELD_LIMIT],
                 user_agent=request.client.user_agent[:_CLIENT_FIELD_LIMIT],

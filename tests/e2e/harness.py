@@ -31,6 +31,7 @@ from tests.support.clock import AdjustableClock
 from tests.support.mail import SmtpTestServer, extract_code
 
 PORTAL_KEY = "portal-test-key"
+MOBILE_KEY = "mobile-test-key"
 ADVISOR_KEY = "advisor-test-key"
 PASSWORD = "Bon-Mot-de-Passe-1"
 EMAIL = "toto@test.com"
@@ -88,6 +89,7 @@ class ServiceUnderTest:
     clock: AdjustableClock = field(default_factory=AdjustableClock)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     portal: auth_pb2_grpc.AuthServiceStub = field(init=False)
+    mobile: auth_pb2_grpc.AuthServiceStub = field(init=False)
     advisor: auth_pb2_grpc.AuthServiceStub = field(init=False)
 
     @property
@@ -102,6 +104,7 @@ class ServiceUnderTest:
             ServerOptions(listen="127.0.0.1:0", health_interval=0.5, shutdown_grace=1.0),
         )
         self.portal = self.stub(PORTAL_KEY)
+        self.mobile = self.stub(MOBILE_KEY)
         self.advisor = self.stub(ADVISOR_KEY)
 
     async def stop(self) -> None:
@@ -151,7 +154,10 @@ class ServiceUnderTest:
         )
 
     async def login(self, nir: str, password: str = PASSWORD, **fields: Any) -> Message:
-        return await self.portal.CheckCredentials(
+        """CheckCredentials as a gateway of that channel would: the mobile back end's key for
+        ``CHANNEL_MOBILE_APP`` (only it may claim that channel), the portal's otherwise."""
+        mobile = fields.get("channel") == auth_pb2.CHANNEL_MOBILE_APP
+        return await (self.mobile if mobile else self.portal).CheckCredentials(
             auth_pb2.CheckCredentialsRequest(nir=nir, password=password, **fields)
         )
 
@@ -200,7 +206,8 @@ def settings_for_tests(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "secret_key": secrets.token_hex(32),
-        "portal_api_keys": PORTAL_KEY,
+        "portal_api_keys": f"test-portal:{PORTAL_KEY}",
+        "mobile_api_keys": f"test-mobile:{MOBILE_KEY}",
         "advisor_api_keys": ADVISOR_KEY,
         "hash_workers": 2,
     }

@@ -1,13 +1,22 @@
-"""Calling applications: bearer keys, roles, health and reflection."""
+"""Calling applications: named keys, roles, the channels they may claim, health, reflection."""
 
 from __future__ import annotations
 
 import grpc
+import structlog
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.e2e.harness import ServiceUnderTest, nir, refused
+from tests.e2e.harness import (
+    ADVISOR_KEY,
+    MOBILE_KEY,
+    PASSWORD,
+    PORTAL_KEY,
+    ServiceUnderTest,
+    nir,
+    refused,
+)
 
 
 async def test_no_key_or_unknown_key_is_unauthenticated(service: ServiceUnderTest) -> None:
@@ -59,3 +68,56 @@ async def test_health_and_reflection_need_no_key(service: ServiceUnderTest) -> N
         for service in response.list_services_response.service
     ]
     assert "ameli.auth.v1.AuthService" in names
+
+
+async def test_a_portal_key_may_not_claim_the_mobile_channel(service: ServiceUnderTest) -> None:
+    """A portal key claiming the mobile app (password only) is refused, and nothing is counted."""
+    await service.add_account(nir(44))
+    for password in (PASSWORD, "faux", "faux", "faux"):
+        refusal = await refused(
+            service.portal.CheckCredentials(
+                auth_pb2.CheckCredentialsRequest(
+                    nir=nir(44), password=password, channel=auth_pb2.CHANNEL_MOBILE_APP
+                )
+            )
+        )
+        assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
+        assert refusal.reason == "CALLER_NOT_ALLOWED"
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(44)))
+    assert (status.locked, status.password_failures) == (False, 0)
+    web = await service.portal.CheckCredentials(
+        auth_pb2.CheckCredentialsRequest(nir=nir(44), password=PASSWORD)
+    )
+    assert web.WhichOneof("result") == "code_required"
+
+
+async def test_the_mobile_key_may_claim_every_channel(service: ServiceUnderTest) -> None:
+    """The mobile back end's key logs in without a code on the app, and may use the web's flow."""
+    await service.add_account(nir(45))
+    results = [
+        (
+            await service.mobile.CheckCredentials(
+                auth_pb2.CheckCredentialsRequest(nir=nir(45), password=PASSWORD, channel=channel)
+            )
+        ).WhichOneof("result")
+        for channel in (
+            auth_pb2.CHANNEL_MOBILE_APP,
+            auth_pb2.CHANNEL_WEB,
+            auth_pb2.CHANNEL_FRANCECONNECT,
+        )
+    ]
+    assert results == ["authenticated", "code_required", "code_required"]
+
+
+async def test_each_call_logs_its_caller_by_name_never_by_key(service: ServiceUnderTest) -> None:
+    """The per-call log line names the calling application (a bare key gets its role's name)."""
+    request = auth_pb2.GetLockStatusRequest(nir=nir(46))
+    with structlog.testing.capture_logs() as logs:
+        await service.portal.GetLockStatus(request)
+        await service.mobile.GetLockStatus(request)
+        await service.advisor.GetLockStatus(request)
+        await refused(service.stub("not-a-key").GetLockStatus(request))
+    callers = [line["caller"] for line in logs if line["event"] == "rpc"]
+    assert callers == ["test-portal", "test-mobile", "advisor-1", "unknown"]
+    for key in (PORTAL_KEY, MOBILE_KEY, ADVISOR_KEY, "not-a-key"):
+        assert key not in repr(logs)

@@ -99,3 +99,44 @@ async def test_tls_when_configured(tmp_path: Path) -> None:
     finally:
         await running.stop()
         await container.aclose()
+
+
+def test_caller_entries_are_named_or_numbered_and_read_from_files(tmp_path: Path) -> None:
+    """`name:key` entries keep their name, bare keys are numbered per role; files add lines."""
+    keys_file = tmp_path / "mobile.keys"
+    keys_file.write_text("# the mobile back ends\napp-ios:k-ios\n\nk-bare\n", encoding="utf-8")
+    settings = settings_in(
+        tmp_path,
+        portal_api_keys=" gateway-a:k-a , k-b,k-c ",
+        mobile_api_keys_file=keys_file,
+        advisor_api_keys="",
+    )
+    assert settings.api_keys("portal") == [
+        ("gateway-a", "k-a"),
+        ("portal-1", "k-b"),
+        ("portal-2", "k-c"),
+    ]
+    assert settings.api_keys("mobile") == [("app-ios", "k-ios"), ("mobile-1", "k-bare")]
+    assert settings.api_keys("advisor") == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [("Gateway:secret-key", "caller names"), ("gateway:", "empty key"), (":secret-key", "names")],
+)
+def test_a_malformed_caller_entry_refuses_to_start(
+    tmp_path: Path, entry: str, complaint: str
+) -> None:
+    """A bad name or an empty key is refused, naming the variable and never echoing the key."""
+    settings = settings_in(tmp_path, portal_api_keys=entry)
+    with pytest.raises(ConfigurationError, match=complaint) as refused:
+        caller_keys(settings)
+    assert "AMELI_PORTAL_API_KEYS" in str(refused.value)
+    assert "secret-key" not in str(refused.value)
+
+
+def test_an_unreadable_keys_file_refuses_to_start(tmp_path: Path) -> None:
+    """A keys file that cannot be read is a configuration error naming its variable."""
+    settings = settings_in(tmp_path, advisor_api_keys_file=tmp_path / "missing.keys")
+    with pytest.raises(ConfigurationError, match="AMELI_ADVISOR_API_KEYS_FILE"):
+        caller_keys(settings)
