@@ -184,7 +184,10 @@ async def benchmark(args: argparse.Namespace) -> list[Phase]:
 
 
 async def run_phases(
-    args: argparse.Namespace, stub: auth_pb2_grpc.AuthServiceStub, nirs: list[str], inbox: _Inbox
+    args: argparse.Namespace,
+    stub: auth_pb2_grpc.AuthServiceAsyncStub,
+    nirs: list[str],
+    inbox: _Inbox,
 ) -> list[Phase]:
     accounts, concurrency = len(nirs), args.concurrency
     mobile = auth_pb2.CHANNEL_MOBILE_APP
