@@ -43,6 +43,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
+## typecheck: mypy --strict on ameli_grpc, tests/, scripts/ (see [tool.mypy]), then the client
 typecheck: install
 	$(BIN)/mypy
 	cd clients/python && ../../$(BIN)/mypy

@@ -185,8 +185,8 @@ async def benchmark(args: argparse.Namespace) -> list[Phase]:
 
 async def run_phases(
     args: argparse.Namespace,
-    stub: auth_pb2_grpc.AuthServiceStub,
-    mobile_stub: auth_pb2_grpc.AuthServiceStub,
+    stub: auth_pb2_grpc.AuthServiceAsyncStub,
+    mobile_stub: auth_pb2_grpc.AuthServiceAsyncStub,
     nirs: list[str],
     inbox: _Inbox,
 ) -> list[Phase]:

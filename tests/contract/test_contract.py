@@ -25,6 +25,7 @@ BUF = Path(sys.executable).parent / "buf"
 BASELINE = REPO_ROOT / "protos" / "baseline" / "ameli-auth-v1.binpb"
 PROTO = Path("protos") / "ameli" / "auth" / "v1" / "auth.proto"
 
+_Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
 
 WRONG_ENTRY_TEXT = (
@@ -151,7 +152,9 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         self.refusal: Refusal | None = None
         self.metadata: list[dict[str, str | bytes]] = []
 
-    async def _answer(self, context: grpc.aio.ServicerContext, response: _Response) -> _Response:
+    async def _answer(
+        self, context: grpc.aio.ServicerContext[_Request, _Response], response: _Response
+    ) -> _Response:
         self.metadata.append(dict(context.invocation_metadata() or ()))
         if self.refusal is not None:
             await context.abort(
@@ -160,30 +163,48 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         return response
 
     async def CheckCredentials(  # noqa: N802 - generated servicer method names
-        self, request: auth_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: auth_pb2.CheckCredentialsRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.CheckCredentialsRequest, auth_pb2.CheckCredentialsResponse
+        ],
     ) -> auth_pb2.CheckCredentialsResponse:
         result = auth_pb2.CodeRequired(login_id="login-1", masked_email="t***@t***.com")
         return await self._answer(context, auth_pb2.CheckCredentialsResponse(code_required=result))
 
     async def RequestCode(  # noqa: N802
-        self, request: auth_pb2.RequestCodeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: auth_pb2.RequestCodeRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.RequestCodeRequest, auth_pb2.RequestCodeResponse
+        ],
     ) -> auth_pb2.RequestCodeResponse:
         return await self._answer(context, auth_pb2.RequestCodeResponse(codes_remaining=4))
 
     async def VerifyCode(  # noqa: N802
-        self, request: auth_pb2.VerifyCodeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: auth_pb2.VerifyCodeRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.VerifyCodeRequest, auth_pb2.VerifyCodeResponse],
     ) -> auth_pb2.VerifyCodeResponse:
         authenticated = auth_pb2.Authenticated(account_id=f"account-of-{request.login_id}")
         response = auth_pb2.VerifyCodeResponse(authenticated=authenticated)
         return await self._answer(context, response)
 
     async def GetLockStatus(  # noqa: N802
-        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+        self,
+        request: auth_pb2.GetLockStatusRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.GetLockStatusRequest, auth_pb2.GetLockStatusResponse
+        ],
     ) -> auth_pb2.GetLockStatusResponse:
         return await self._answer(context, auth_pb2.GetLockStatusResponse(locked=True))
 
     async def ResetAccount(  # noqa: N802
-        self, request: auth_pb2.ResetAccountRequest, context: grpc.aio.ServicerContext
+        self,
+        request: auth_pb2.ResetAccountRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.ResetAccountRequest, auth_pb2.ResetAccountResponse
+        ],
     ) -> auth_pb2.ResetAccountResponse:
         sent = request.send_provisional_code
         return await self._answer(

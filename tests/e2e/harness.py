@@ -9,11 +9,11 @@ server's clock (``service.clock.advance(minutes=15)``) instead of sleeping.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -67,12 +67,14 @@ class Refusal:
         return dict(self.detail(error_details_pb2.ErrorInfo).metadata)
 
 
-async def refused(call: Any) -> Refusal:
+async def refused(call: Awaitable[Message]) -> Refusal:
     """Await a call that must fail; return its rich status."""
     try:
         response = await call
     except grpc.aio.AioRpcError as error:
-        status = rpc_status.from_call(error)
+        # from_call reads only code(), details() and trailing_metadata(), which an AioRpcError
+        # has; its stub asks for a synchronous grpc.Call.
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
         if status is None:
             message = f"{error.code()} without rich status: {error.details()}"
             raise AssertionError(message) from error
@@ -88,9 +90,9 @@ class ServiceUnderTest:
     running: RunningServer | None = None
     clock: AdjustableClock = field(default_factory=AdjustableClock)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
-    portal: auth_pb2_grpc.AuthServiceStub = field(init=False)
-    mobile: auth_pb2_grpc.AuthServiceStub = field(init=False)
-    advisor: auth_pb2_grpc.AuthServiceStub = field(init=False)
+    portal: auth_pb2_grpc.AuthServiceAsyncStub = field(init=False)
+    mobile: auth_pb2_grpc.AuthServiceAsyncStub = field(init=False)
+    advisor: auth_pb2_grpc.AuthServiceAsyncStub = field(init=False)
 
     @property
     def address(self) -> str:
@@ -121,7 +123,7 @@ class ServiceUnderTest:
         await self.stop()
         await self.start()
 
-    def stub(self, key: str | None) -> auth_pb2_grpc.AuthServiceStub:
+    def stub(self, key: str | None) -> auth_pb2_grpc.AuthServiceAsyncStub:
         """A stub whose calls carry ``authorization: Bearer <key>`` (none if ``key`` is None)."""
         interceptors = [_BearerKey(key)] if key else []
         channel = grpc.aio.insecure_channel(self.address, interceptors=interceptors)
@@ -153,7 +155,9 @@ class ServiceUnderTest:
             self.container.ports.hasher,
         )
 
-    async def login(self, nir: str, password: str = PASSWORD, **fields: Any) -> Message:
+    async def login(
+        self, nir: str, password: str = PASSWORD, **fields: Any
+    ) -> auth_pb2.CheckCredentialsResponse:
         """CheckCredentials as a gateway of that channel would: the mobile back end's key for
         ``CHANNEL_MOBILE_APP`` (only it may claim that channel), the portal's otherwise."""
         mobile = fields.get("channel") == auth_pb2.CHANNEL_MOBILE_APP
@@ -161,7 +165,7 @@ class ServiceUnderTest:
             auth_pb2.CheckCredentialsRequest(nir=nir, password=password, **fields)
         )
 
-    async def login_on_personal_computer(self, nir: str) -> Message:
+    async def login_on_personal_computer(self, nir: str) -> auth_pb2.VerifyCodeResponse:
         """The whole login with the box "ordinateur personnel" ticked: the VerifyCode answer."""
         login_id = (await self.login(nir)).code_required.login_id
         code = await self.request_code(login_id)
@@ -177,12 +181,27 @@ class ServiceUnderTest:
         return extract_code(messages[-1])
 
 
-class _BearerKey(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+class _BearerKey(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self._metadata = (("authorization", f"Bearer {key}"),)
 
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        details = details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Request],
+            Awaitable[grpc.aio.UnaryUnaryCall[_Request, _Response]],
+        ],
+        details: grpc.aio.ClientCallDetails,
+        request: _Request,
+    ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
+        # A namedtuple at run time; the stub declares its fields but not _replace.
+        details = details._replace(  # type: ignore[attr-defined]
+            metadata=(*(details.metadata or ()), *self._metadata)
+        )
         return await continuation(details, request)
 
 

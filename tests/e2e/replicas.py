@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
+from tests.support.grpc_stubs import health_stub
 from tests.support.mail import free_port
 from tests.support.waiting import wait_for
 
@@ -48,7 +49,7 @@ def environment(settings: dict[str, Any]) -> dict[str, str]:
 async def wait_until_serving(server: ServerProcess) -> None:
     process = server.process
     async with grpc.aio.insecure_channel(server.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_stub(channel)
 
         async def serving() -> bool:
             if process.poll() is not None:

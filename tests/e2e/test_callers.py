@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import structlog
 from ameli.auth.v1 import auth_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from tests.e2e.harness import (
     ADVISOR_KEY,
@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     nir,
     refused,
 )
+from tests.support.grpc_stubs import health_stub, reflection_stub
 
 
 async def test_no_key_or_unknown_key_is_unauthenticated(service: ServiceUnderTest) -> None:
@@ -54,11 +55,11 @@ async def test_advisor_may_not_log_people_in(service: ServiceUnderTest) -> None:
 async def test_health_and_reflection_need_no_key(service: ServiceUnderTest) -> None:
     """Health says SERVING and reflection lists the AuthService, without any key."""
     channel = service.channel()
-    health = health_pb2_grpc.HealthStub(channel)
+    health = health_stub(channel)
     for name in ("", "ameli.auth.v1.AuthService"):
         answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    reflection = reflection_stub(channel)
     responses = reflection.ServerReflectionInfo(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")])
     )

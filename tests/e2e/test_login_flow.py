@@ -6,6 +6,7 @@ from email.utils import parseaddr
 
 from ameli.auth.v1 import auth_pb2
 
+from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import EMAIL, ServiceUnderTest, nir, refused
 from tests.support.mail import extract_code, text_part
 
@@ -88,16 +89,14 @@ async def test_mobile_app_needs_no_code(service: ServiceUnderTest) -> None:
 
 
 async def test_franceconnect_asks_for_a_code_unless_configured_otherwise(
-    make_service: object,
+    make_service: ServiceFactory,
 ) -> None:
     """FranceConnect requires the code by default; configuration can lift it."""
-    strict: ServiceUnderTest = await make_service()  # type: ignore[operator]
+    strict: ServiceUnderTest = await make_service()
     await strict.add_account(nir(7))
     response = await strict.login(nir(7), channel=auth_pb2.CHANNEL_FRANCECONNECT)
     assert response.WhichOneof("result") == "code_required"
-    lenient: ServiceUnderTest = await make_service(  # type: ignore[operator]
-        franceconnect_requires_code=False
-    )
+    lenient: ServiceUnderTest = await make_service(franceconnect_requires_code=False)
     response = await lenient.login(nir(7), channel=auth_pb2.CHANNEL_FRANCECONNECT)
     assert response.WhichOneof("result") == "authenticated"
 

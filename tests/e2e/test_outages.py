@@ -10,13 +10,14 @@ from pathlib import Path
 import grpc
 import pytest
 from ameli.auth.v1 import auth_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
 
 from ameli_grpc.adapters.sql.database import Database
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused, running_service
 from tests.support.databases import clear_tables, migrated_sqlite_database
+from tests.support.grpc_stubs import health_stub
 from tests.support.mail import SmtpTestServer
 from tests.support.proxy import tcp_proxy
 from tests.support.redis import throwaway_redis_server
@@ -31,7 +32,7 @@ needs_redis_server = pytest.mark.skipif(
 
 
 async def health_status(service: ServiceUnderTest) -> int:
-    stub = health_pb2_grpc.HealthStub(service.channel())
+    stub = health_stub(service.channel())
     answer = await stub.Check(health_pb2.HealthCheckRequest(service="ameli.auth.v1.AuthService"))
     return int(answer.status)
 

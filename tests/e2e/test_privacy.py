@@ -28,8 +28,8 @@ async def test_unknown_nir_is_indistinguishable_from_a_wrong_password(
 async def test_unknown_nir_takes_as_long_as_a_wrong_password(service: ServiceUnderTest) -> None:
     """The response time of an unknown NIR is that of a known one, within noise (dummy argon2)."""
     known_nirs = [nir(80 + i) for i in range(4)]
-    for known in known_nirs:
-        await service.add_account(known)
+    for known_nir in known_nirs:
+        await service.add_account(known_nir)
 
     async def median_wrong_password(nirs: list[str]) -> float:
         samples = []

@@ -62,7 +62,7 @@ async def shared_settings(
 @pytest.fixture
 async def two_servers(
     shared_settings: dict[str, Any],
-) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceStub]]:
+) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceAsyncStub]]:
     """Two server processes on the same Redis and PostgreSQL, started side by side."""
     async with AsyncExitStack() as stack:
         async with asyncio.TaskGroup() as starting:  # a failed start cancels the other
@@ -76,7 +76,7 @@ async def two_servers(
             await channel.close()
 
 
-async def start_login(stub: auth_pb2_grpc.AuthServiceStub, nir_value: str) -> str:
+async def start_login(stub: auth_pb2_grpc.AuthServiceAsyncStub, nir_value: str) -> str:
     response = await stub.CheckCredentials(
         auth_pb2.CheckCredentialsRequest(nir=nir_value, password=PASSWORD), metadata=METADATA
     )
@@ -84,7 +84,7 @@ async def start_login(stub: auth_pb2_grpc.AuthServiceStub, nir_value: str) -> st
 
 
 async def send_code(
-    stub: auth_pb2_grpc.AuthServiceStub, login_id: str, smtp: SmtpTestServer
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, login_id: str, smtp: SmtpTestServer
 ) -> str:
     """RequestCode, and the code of the email it sent (not of an earlier one)."""
     before = len(smtp.deliveries)
@@ -92,14 +92,16 @@ async def send_code(
     return extract_code((await smtp.wait_for_messages(before + 1))[before])
 
 
-def verify(stub: auth_pb2_grpc.AuthServiceStub, login_id: str, code: str) -> Any:
+def verify(
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, login_id: str, code: str
+) -> grpc.aio.UnaryUnaryCall[auth_pb2.VerifyCodeRequest, auth_pb2.VerifyCodeResponse]:
     return stub.VerifyCode(
         auth_pb2.VerifyCodeRequest(login_id=login_id, code=code), metadata=METADATA
     )
 
 
 async def test_wrong_codes_alternated_between_servers_lock_at_three(
-    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+    two_servers: list[auth_pb2_grpc.AuthServiceAsyncStub], smtp: SmtpTestServer
 ) -> None:
     """Wrong codes sent to one server then the other lock the NIR at exactly the third."""
     first, second = two_servers
@@ -114,7 +116,7 @@ async def test_wrong_codes_alternated_between_servers_lock_at_three(
 
 
 async def test_sixty_parallel_wrong_codes_over_two_servers(
-    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+    two_servers: list[auth_pb2_grpc.AuthServiceAsyncStub], smtp: SmtpTestServer
 ) -> None:
     """60 wrong codes at once, spread over both servers: at most 3 are evaluated."""
     login_id = await start_login(two_servers[0], nir(2))
@@ -134,12 +136,12 @@ async def test_sixty_parallel_wrong_codes_over_two_servers(
 
 
 async def test_sixty_parallel_code_requests_over_two_servers_send_five(
-    two_servers: list[auth_pb2_grpc.AuthServiceStub], smtp: SmtpTestServer
+    two_servers: list[auth_pb2_grpc.AuthServiceAsyncStub], smtp: SmtpTestServer
 ) -> None:
     """60 RequestCode at once, spread over both servers: exactly 5 emails are sent."""
     login_id = await start_login(two_servers[1], nir(3))
 
-    async def request(stub: auth_pb2_grpc.AuthServiceStub) -> grpc.StatusCode:
+    async def request(stub: auth_pb2_grpc.AuthServiceAsyncStub) -> grpc.StatusCode:
         try:
             await stub.RequestCode(
                 auth_pb2.RequestCodeRequest(login_id=login_id), metadata=METADATA

@@ -6,9 +6,31 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
+
+
+@overload
+async def wait_for(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = 5.0,  # noqa: ASYNC109
+    *,
+    interval: float = 0.02,
+    ignoring: tuple[type[BaseException], ...] = (),
+    what: str = "the condition",
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,  # noqa: ASYNC109
+    *,
+    interval: float = 0.02,
+    ignoring: tuple[type[BaseException], ...] = (),
+    what: str = "the condition",
+) -> T: ...
 
 
 async def wait_for(
@@ -33,7 +55,7 @@ async def wait_for(
             if inspect.isawaitable(value):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]  # awaited above when awaitable
+                return value
         except ignoring as error:
             last_error = error
         if time.monotonic() >= deadline:
