@@ -72,11 +72,13 @@ async def test_added_account_is_found_by_id_and_by_nir(accounts: SqlAccountRepos
 
 
 async def test_adding_an_account_of_a_known_nir_replaces_it_and_keeps_its_id(
-    accounts: SqlAccountRepository,
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
 ) -> None:
-    """Importing a NIR again replaces its account's fields but keeps the first account id."""
+    """Importing a NIR again replaces its account's fields but keeps its id and its devices."""
     first = make_account()
     await accounts.add(first)
+    device = make_device(first.account_id)
+    await devices.add(device)
     second = make_account(password_hash="new-hash", email="titi@test.com", email_validated=False)
     await accounts.add(second)
 
@@ -90,6 +92,7 @@ async def test_adding_an_account_of_a_known_nir_replaces_it_and_keeps_its_id(
         mobile_phone=second.mobile_phone,
     )
     assert await accounts.get(second.account_id) is None
+    assert await devices.find(device.token_hash) == device  # updated in place, not deleted
 
 
 async def test_update_password_hash_changes_only_that_account(
