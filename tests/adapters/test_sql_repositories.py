@@ -26,10 +26,11 @@ from ameli_grpc.adapters.sql.repositories import (
     SqlProvisionalCodeRepository,
     SqlTrustedDeviceRepository,
 )
-from ameli_grpc.adapters.sql.schema import audit_events, metadata
+from ameli_grpc.adapters.sql.schema import account_setups, audit_events, metadata
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import (
     Account,
+    AccountSetup,
     Affiliation,
     AuditEvent,
     ProvisionalCode,
@@ -72,11 +73,13 @@ async def test_added_account_is_found_by_id_and_by_nir(accounts: SqlAccountRepos
 
 
 async def test_adding_an_account_of_a_known_nir_replaces_it_and_keeps_its_id(
-    accounts: SqlAccountRepository,
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
 ) -> None:
-    """Importing a NIR again replaces its account's fields but keeps the first account id."""
+    """Importing a NIR again replaces its account's fields but keeps its id and its devices."""
     first = make_account()
     await accounts.add(first)
+    device = make_device(first.account_id)
+    await devices.add(device)
     second = make_account(password_hash="new-hash", email="titi@test.com", email_validated=False)
     await accounts.add(second)
 
@@ -90,6 +93,7 @@ async def test_adding_an_account_of_a_known_nir_replaces_it_and_keeps_its_id(
         mobile_phone=second.mobile_phone,
     )
     assert await accounts.get(second.account_id) is None
+    assert await devices.find(device.token_hash) == device  # updated in place, not deleted
 
 
 async def test_update_password_hash_changes_only_that_account(
@@ -210,6 +214,124 @@ async def test_provisional_code_is_consumed_once_under_concurrency(
 
     assert results.count(True) == 1
     assert await provisional_codes.get(NIR) is None
+
+
+class _FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+CODE = ProvisionalCode(NIR, "code-hash", NOW + timedelta(hours=1))
+
+
+def make_setup(token_hash: str = "5" * 64, nir: str = NIR) -> AccountSetup:
+    """The setup token a redeemed provisional code of ``nir`` leads to, valid 15 minutes."""
+    return AccountSetup(token_hash, nir, NOW + timedelta(minutes=15))
+
+
+@pytest.fixture
+def redeemer(database: Database) -> SqlProvisionalCodeRepository:
+    """The provisional codes on a clock stopped at ``NOW``, so a setup's created_time is known."""
+    return SqlProvisionalCodeRepository(database, _FixedClock())
+
+
+async def _setup_rows(database: Database) -> list[dict[str, Any]]:
+    """Every ``account_setups`` row, by token hash."""
+    async with database.session() as session:
+        statement = select(account_setups).order_by(account_setups.c.token_hash)
+        return [row._asdict() for row in (await session.execute(statement)).all()]
+
+
+def _setup_row(setup: AccountSetup) -> dict[str, Any]:
+    return {
+        "token_hash": setup.token_hash,
+        "nir": setup.nir,
+        "created_time": NOW,
+        "expire_time": setup.expire_time,
+    }
+
+
+async def test_redeem_consumes_the_code_and_records_the_setup_token(
+    database: Database, redeemer: SqlProvisionalCodeRepository
+) -> None:
+    """Redeeming the current code deletes it and records the setup's token hash, NIR and expiry."""
+    await redeemer.put(CODE)
+    await redeemer.put(ProvisionalCode(OTHER_NIR, "other-hash", NOW + timedelta(hours=1)))
+    setup = make_setup()
+
+    assert await redeemer.redeem(NIR, CODE.code_hash, setup) is True
+
+    assert await redeemer.get(NIR) is None
+    assert await redeemer.get(OTHER_NIR) is not None
+    assert await _setup_rows(database) == [_setup_row(setup)]
+
+
+async def test_a_second_redeem_of_the_same_code_is_false_and_records_nothing(
+    database: Database, redeemer: SqlProvisionalCodeRepository
+) -> None:
+    """A provisional code redeems once: the second redeem is False and adds no setup."""
+    await redeemer.put(CODE)
+    first = make_setup("1" * 64)
+    assert await redeemer.redeem(NIR, CODE.code_hash, first) is True
+
+    assert await redeemer.redeem(NIR, CODE.code_hash, make_setup("2" * 64)) is False
+
+    assert await _setup_rows(database) == [_setup_row(first)]
+
+
+@pytest.mark.parametrize(
+    ("nir", "code_hash"),
+    [(NIR, "first-hash"), (OTHER_NIR, "code-hash")],
+    ids=["replaced by a newer code", "another NIR"],
+)
+async def test_a_redeem_of_a_code_that_is_not_the_current_one_is_false(
+    database: Database, redeemer: SqlProvisionalCodeRepository, nir: str, code_hash: str
+) -> None:
+    """A code hash that is not this NIR's current code redeems nothing and consumes nothing."""
+    await redeemer.put(ProvisionalCode(NIR, "first-hash", NOW + timedelta(minutes=30)))
+    await redeemer.put(CODE)
+
+    assert await redeemer.redeem(nir, code_hash, make_setup(nir=nir)) is False
+
+    assert await redeemer.get(NIR) == CODE
+    assert await redeemer.get(OTHER_NIR) is None
+    assert await _setup_rows(database) == []
+
+
+async def test_provisional_code_is_redeemed_once_under_concurrency(
+    database: Database, redeemer: SqlProvisionalCodeRepository
+) -> None:
+    """Of twenty concurrent redeems of one code, exactly one succeeds and records its setup."""
+    await redeemer.put(CODE)
+    setups = [make_setup(f"{index:064x}") for index in range(20)]
+
+    results = await asyncio.gather(
+        *(redeemer.redeem(NIR, CODE.code_hash, setup) for setup in setups)
+    )
+
+    assert results.count(True) == 1
+    winner = setups[results.index(True)]
+    assert await _setup_rows(database) == [_setup_row(winner)]
+    assert await redeemer.get(NIR) is None
+
+
+async def test_a_setup_that_cannot_be_recorded_leaves_the_code_unconsumed(
+    database: Database, redeemer: SqlProvisionalCodeRepository
+) -> None:
+    """If the setup row is refused (a token hash already used), the code's deletion is undone."""
+    await redeemer.put(ProvisionalCode(NIR, "first-hash", NOW + timedelta(minutes=30)))
+    taken = make_setup("7" * 64)
+    assert await redeemer.redeem(NIR, "first-hash", taken) is True
+    await redeemer.put(CODE)
+
+    with pytest.raises(IntegrityError):
+        await redeemer.redeem(NIR, CODE.code_hash, make_setup(taken.token_hash))
+
+    assert await redeemer.get(NIR) == CODE
+    assert await _setup_rows(database) == [_setup_row(taken)]
+    fresh = make_setup("8" * 64)
+    assert await redeemer.redeem(NIR, CODE.code_hash, fresh) is True
+    assert await _setup_rows(database) == [_setup_row(taken), _setup_row(fresh)]
 
 
 async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -> None:

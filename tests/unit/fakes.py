@@ -114,6 +114,7 @@ class FakeAccountRepository:
         self._devices = devices
 
     def put(self, account: Account) -> None:
+        """Seed ``account`` as it is (its own id), replacing any account of the same NIR."""
         for account_id in [i for i, a in self.accounts.items() if a.nir == account.nir]:
             del self.accounts[account_id]
         self.accounts[account.account_id] = account
@@ -127,8 +128,10 @@ class FakeAccountRepository:
         return self.accounts.get(account_id)
 
     async def add(self, account: Account) -> None:
+        """Insert, or replace the account of the same NIR, which keeps its ``account_id``."""
         await checkpoint()
-        self.put(account)
+        existing = next((a for a in self.accounts.values() if a.nir == account.nir), None)
+        self.put(account if existing is None else replace(account, account_id=existing.account_id))
 
     async def update_password_hash(self, account_id: str, password_hash: str) -> None:
         await checkpoint()

@@ -270,16 +270,27 @@ async def test_a_failing_sms_withdraws_the_provisional_code() -> None:
     assert "provisional_code_sent=False" in event.detail
 
 
-async def test_a_reset_that_fails_midway_is_undone_or_audited() -> None:
-    """If the provisional code cannot be stored, the account is kept or its deletion audited."""
+async def test_a_provisional_code_that_cannot_be_stored_resets_nothing() -> None:
+    """If the provisional code cannot be stored, the reset fails before deleting anything."""
     service, fakes = make_service()
-    fakes.add_account()
+    account = fakes.add_account()
+    device_token, _ = await _busy_account(service, fakes)
+    devices_before = dict(fakes.devices.devices)
+    status_before = _numbers(await service.advisor.get_lock_status(NIR))
+    audit_before = list(fakes.audit.events)
     fakes.provisional_codes.failure = DependencyUnavailable("database", "down")
 
     with pytest.raises(DependencyUnavailable):
         await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
 
-    assert fakes.accounts.accounts or fakes.audit.of_kind("account_reset")
+    assert fakes.accounts.accounts == {account.account_id: account}
+    assert fakes.devices.devices == devices_before
+    assert fakes.keyring.token_hash(device_token) in fakes.devices.devices
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == status_before == (True, 3, 1, 1)
+    assert fakes.audit.events == audit_before
+    assert fakes.audit.of_kind("account_reset") == []
+    assert fakes.provisional_codes.codes == {}
+    assert fakes.sms.attempts == []
 
 
 async def test_the_provisional_code_works_once_in_the_password_field() -> None:

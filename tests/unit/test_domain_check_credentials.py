@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -474,6 +475,27 @@ async def test_a_trusted_device_of_this_account_skips_the_code_on_the_web() -> N
     outcome = await service.login.check_credentials(credentials(device_token=token))
 
     assert isinstance(outcome, Authenticated)
+    assert outcome.methods == (AuthMethod.PASSWORD, AuthMethod.TRUSTED_DEVICE)
+    assert fakes.mailer.attempts == []
+
+
+async def test_a_re_imported_account_keeps_its_id_and_its_trusted_devices() -> None:
+    """Importing a NIR again (new password, new id offered) leaves its devices trusted."""
+    service, fakes = make_service()
+    account = fakes.add_account()
+    token = new_token()
+    await _trust(fakes, token, account.account_id)
+    re_imported = replace(
+        account, account_id="a-new-id", password_hash=FakePasswordHasher.PREFIX + "New-Pass-8"
+    )
+
+    await fakes.accounts.add(re_imported)
+    outcome = await service.login.check_credentials(
+        credentials(password="New-Pass-8", device_token=token)
+    )
+
+    assert isinstance(outcome, Authenticated)
+    assert outcome.account_id == account.account_id
     assert outcome.methods == (AuthMethod.PASSWORD, AuthMethod.TRUSTED_DEVICE)
     assert fakes.mailer.attempts == []
 

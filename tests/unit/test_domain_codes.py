@@ -567,8 +567,8 @@ async def test_the_password_lock_wins_when_it_ends_last() -> None:
 # --- parallel requests -------------------------------------------------------------------------
 
 
-async def test_forty_parallel_wrong_codes_evaluate_at_most_three() -> None:
-    """Forty concurrent wrong codes: at most three are evaluated, every other one is locked out."""
+async def test_forty_parallel_wrong_codes_evaluate_exactly_three() -> None:
+    """Forty concurrent wrong codes: exactly three are evaluated, and the third sets the lock."""
     service, fakes, login_id = await _ready()
     code = await send_code(service, fakes, login_id)
 
@@ -578,17 +578,22 @@ async def test_forty_parallel_wrong_codes_evaluate_at_most_three() -> None:
     )
 
     assert all(isinstance(result, AuthError) for result in results)
-    reasons = [result.reason for result in results if isinstance(result, AuthError)]
-    evaluated = reasons.count(ErrorReason.INVALID_CODE) + len(fakes.audit.of_kind("locked_code"))
-    assert evaluated <= 3
-    assert reasons.count(ErrorReason.CODE_ATTEMPTS_LOCKED) == 40 - reasons.count(
-        ErrorReason.INVALID_CODE
-    )
-    assert (await service.advisor.get_lock_status(NIR)).code_failures <= 3
+    errors = [result for result in results if isinstance(result, AuthError)]
+    reasons = [error.reason for error in errors]
+    assert reasons.count(ErrorReason.INVALID_CODE) == 2
+    assert reasons.count(ErrorReason.CODE_ATTEMPTS_LOCKED) == 38
+    remaining = sorted(e.attempts_remaining for e in errors if e.reason is ErrorReason.INVALID_CODE)
+    assert remaining == [1, 2]
+    assert len(fakes.audit.of_kind("locked_code")) == 1  # the third evaluated code set the lock
+    status = await service.advisor.get_lock_status(NIR)
+    assert (status.locked, status.code_failures) == (True, 3)
+    (lock,) = status.locks
+    assert lock.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
+    assert {e.lock_expire_time for e in errors if e.reason is lock.reason} == {lock.expire_time}
 
 
-async def test_forty_parallel_wrong_passwords_verify_at_most_three() -> None:
-    """Forty concurrent wrong passwords cost at most three argon2 verifies."""
+async def test_forty_parallel_wrong_passwords_verify_exactly_three() -> None:
+    """Forty concurrent wrong passwords cost three argon2 verifies; the third locks the NIR."""
     service, fakes = make_service()
     fakes.add_account()
 
@@ -598,7 +603,13 @@ async def test_forty_parallel_wrong_passwords_verify_at_most_three() -> None:
     )
 
     assert all(isinstance(result, AuthError) for result in results)
-    assert fakes.hasher.verifications <= 3
+    reasons = [result.reason for result in results if isinstance(result, AuthError)]
+    assert reasons.count(ErrorReason.INVALID_CREDENTIALS) == 2
+    assert reasons.count(ErrorReason.PASSWORD_ATTEMPTS_LOCKED) == 38
+    assert (fakes.hasher.verify_calls, fakes.hasher.verify_dummy_calls) == (3, 0)
+    assert len(fakes.audit.of_kind("locked_password")) == 1
+    status = await service.advisor.get_lock_status(NIR)
+    assert (status.locked, status.password_failures) == (True, 3)
 
 
 async def test_thirty_parallel_code_requests_send_exactly_five_mails() -> None:
