@@ -61,9 +61,7 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, caller: Caller | None, behaviour: Behaviour) -> Behaviour:
         async def guarded(request: Any, context: Context) -> Any:
-            with structlog.contextvars.bound_contextvars(
-                caller=caller.name if caller else "unknown"
-            ):
+            with structlog.contextvars.bound_contextvars(caller=_name(caller)):
                 return await self._guarded(method, caller, behaviour, request, context)
 
         return guarded
@@ -104,11 +102,16 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
             log.info(
                 "rpc",
                 method=method,
-                caller=caller.name if caller else "unknown",  # explicit: also in capture_logs
+                caller=_name(caller),  # also bound above; explicit for capture_logs
                 outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
         await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _name(caller: Caller | None) -> str:
+    """The caller's name for the logs; never its key."""
+    return caller.name if caller else "unknown"
 
 
 def _unavailable() -> AuthError:
