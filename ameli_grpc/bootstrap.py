@@ -175,7 +175,7 @@ async def migrate(settings: Settings) -> None:
 
 async def import_accounts(settings: Settings, rows: Iterable[AccountRow]) -> int:
     """Migrate, then hash and upsert each account with its RFI affiliation."""
-    await upgrade(settings.database_url)
+    await migrate(settings)
     database = open_database(settings)
     hasher = Argon2PasswordHasher(workers=settings.hash_workers)
     try:
