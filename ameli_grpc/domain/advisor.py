@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ameli_grpc.domain.audit import MAX_ID_LENGTH, MAX_REASON_LENGTH, AuditTrail, require_text
+from ameli_grpc.domain.audit import (
+    MAX_ADVISOR_ID_LENGTH,
+    MAX_REASON_LENGTH,
+    AuditTrail,
+    require_text,
+)
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.locks import governing_lock, lock_view
 from ameli_grpc.domain.masking import mask_phone
 from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import ProvisionalCode
 from ameli_grpc.domain.nir import Nir
-from ameli_grpc.domain.outcomes import AccountReset, LockStatus
+from ameli_grpc.domain.outcomes import AccountReset, AccountUnlocked, LockStatus
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import new_provisional_code
@@ -42,13 +47,33 @@ class AdvisorUseCases:
             codes_sent_in_window=status.codes_sent_in_window,
         )
 
+    async def unlock_account(self, raw_nir: str, advisor_id: str, reason: str) -> AccountUnlocked:
+        """Lift every lock, counter and the quota of a NIR; the account and its devices stay.
+
+        Works for a NIR without an account too (its locks are kept alike).
+        """
+        nir = Nir.parse(raw_nir)
+        _require_advisor_fields(advisor_id, reason)
+        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        account = await self._p.accounts.get_by_nir(nir.value)
+        active = await self._p.store.active_locks(nir_ref, now)
+        await self._p.store.reset(nir_ref)
+        await self._audit.record(
+            "account_unlocked",
+            nir_ref,
+            now,
+            account.account_id if account else None,
+            advisor_id,
+            f"{reason} | locks_cleared={len(active)}",
+        )
+        return AccountUnlocked(now, len(active))
+
     async def reset_account(
         self, raw_nir: str, advisor_id: str, reason: str, send_provisional_code: bool
     ) -> AccountReset:
         """The advisor's "réinitialisation": delete the account, its devices, locks, counters."""
         nir = Nir.parse(raw_nir)
-        require_text("advisor_id", advisor_id, MAX_ID_LENGTH)
-        require_text("reason", reason, MAX_REASON_LENGTH)
+        _require_advisor_fields(advisor_id, reason)
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise AuthError(ErrorReason.ACCOUNT_NOT_FOUND, Messages.ACCOUNT_NOT_FOUND)
@@ -68,7 +93,7 @@ class AdvisorUseCases:
                 now,
                 account.account_id,
                 advisor_id,
-                f"{reason[:200]} | provisional_code_sent={sent}",
+                f"{reason} | provisional_code_sent={sent}",
             )
         if not (sent and provisional and phone):
             return AccountReset(now, provisional_code_sent=False)
@@ -93,3 +118,9 @@ class AdvisorUseCases:
             await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
             return False
         return True
+
+
+def _require_advisor_fields(advisor_id: str, reason: str) -> None:
+    """SPEC §8: ``advisor_id`` 1–64 printable characters, ``reason`` 1–500, before any effect."""
+    require_text("advisor_id", advisor_id, MAX_ADVISOR_ID_LENGTH)
+    require_text("reason", reason, MAX_REASON_LENGTH)

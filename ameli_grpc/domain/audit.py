@@ -11,8 +11,9 @@ from ameli_grpc.domain.outcomes import CredentialsInput
 from ameli_grpc.domain.ports import AuditLog
 
 MAX_SECRET_LENGTH = 1024  # longer passwords or codes are wrong entries, never hashed
-MAX_ID_LENGTH = 256  # login ids, device tokens, advisor ids
-MAX_REASON_LENGTH = 2000
+MAX_ID_LENGTH = 256  # login ids, device tokens
+MAX_ADVISOR_ID_LENGTH = 64  # SPEC §8
+MAX_REASON_LENGTH = 500  # SPEC §8: the advisor's free text
 
 
 class AuditTrail:
@@ -39,8 +40,13 @@ class AuditTrail:
 
 
 def require_text(field: str, value: str, max_length: int | None = None) -> None:
-    """A mandatory text field, at most ``max_length`` characters (INVALID_REQUEST otherwise)."""
-    if not value.strip() or (max_length is not None and len(value) > max_length):
+    """A mandatory printable text field, at most ``max_length`` characters.
+
+    INVALID_REQUEST otherwise: blank, too long, or with a NUL or any other
+    control character (which a database could refuse after a side effect).
+    """
+    too_long = max_length is not None and len(value) > max_length
+    if not value.strip() or too_long or not value.isprintable():
         raise AuthError(
             ErrorReason.INVALID_REQUEST,
             Messages.INVALID_REQUEST,

@@ -64,6 +64,13 @@ class Messages:
         "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
     )
     INVALID_REQUEST = "La demande est incomplète ou invalide."
+    ACCOUNT_SUSPENDED = (
+        "Pour des raisons de sécurité, l'accès à votre compte ameli est suspendu. "
+        "Contactez votre caisse d'assurance maladie au 3646."
+    )
+    ATTEMPT_IN_PROGRESS = (
+        "Une connexion à votre compte est déjà en cours. Merci de réessayer dans quelques instants."
+    )
     INTERNAL = "Une erreur technique est survenue. Merci de réessayer dans quelques instants."
 
     NIR_FORMAT = "13 caractères, ou 15 avec la clé"
@@ -72,7 +79,7 @@ class Messages:
     def required_field(max_length: int | None) -> str:
         """BadRequest description of a mandatory field."""
         limit = f", {max_length} caractères au plus" if max_length is not None else ""
-        return f"champ obligatoire{limit}"
+        return f"champ obligatoire{limit}, sans caractère de contrôle"
 
     @staticmethod
     def quota_rule(limit: int, window: timedelta) -> str:
@@ -113,6 +120,14 @@ class Messages:
             f"L'accès au service est bloqué jusqu'au {paris_time(until, _SHORT_DATE)} "
             "(heure de Paris). À la fin du blocage, pensez à vérifier le dossier Spam ou "
             "Indésirable de votre boîte mail."
+        )
+
+    @staticmethod
+    def client_throttled(until: datetime) -> str:
+        """SPEC §7.6: too many wrong entries from one client address."""
+        return (
+            "Trop de tentatives de connexion depuis votre appareil. Merci de réessayer après le "
+            f"{paris_time(until, _SHORT_DATE)} (heure de Paris)."
         )
 
     @staticmethod

@@ -75,6 +75,12 @@ class LockStatus:
 
 
 @dataclass(frozen=True)
+class AccountUnlocked:
+    unlock_time: datetime
+    locks_cleared: int
+
+
+@dataclass(frozen=True)
 class AccountReset:
     reset_time: datetime
     provisional_code_sent: bool

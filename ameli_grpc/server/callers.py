@@ -27,7 +27,7 @@ _LOGIN_METHODS = frozenset({"CheckCredentials", "RequestCode", "VerifyCode", "Ge
 ALLOWED_METHODS: dict[Role, frozenset[str]] = {
     Role.PORTAL: _LOGIN_METHODS,
     Role.MOBILE: _LOGIN_METHODS,
-    Role.ADVISOR: frozenset({"GetLockStatus", "ResetAccount"}),
+    Role.ADVISOR: frozenset({"GetLockStatus", "ResetAccount", "UnlockAccount"}),
 }
 CLAIMABLE_CHANNELS: dict[Role, frozenset[Channel]] = {
     Role.PORTAL: frozenset({Channel.WEB, Channel.FRANCECONNECT}),

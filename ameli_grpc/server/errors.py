@@ -57,6 +57,15 @@ REFUSALS: dict[ErrorReason, Refusal] = {
     ErrorReason.SERVICE_UNAVAILABLE: Refusal(
         grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable"
     ),
+    ErrorReason.ACCOUNT_SUSPENDED: Refusal(
+        grpc.StatusCode.FAILED_PRECONDITION, "suspended until an advisor unlocks it"
+    ),
+    ErrorReason.CLIENT_THROTTLED: Refusal(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "too many wrong entries from this client address"
+    ),
+    ErrorReason.ATTEMPT_IN_PROGRESS: Refusal(
+        grpc.StatusCode.ABORTED, "attempts in flight make up the limit: retry"
+    ),
 }
 
 

@@ -138,6 +138,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         return response
 
+    async def UnlockAccount(  # noqa: N802 - generated interface
+        self, request: auth_pb2.UnlockAccountRequest, context: Context
+    ) -> auth_pb2.UnlockAccountResponse:
+        unlocked = await self._advisor.unlock_account(
+            request.nir, request.advisor_id, request.reason
+        )
+        return auth_pb2.UnlockAccountResponse(
+            unlock_time=_timestamp(unlocked.unlock_time), locks_cleared=unlocked.locks_cleared
+        )
+
 
 def _timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()

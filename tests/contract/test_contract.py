@@ -55,6 +55,9 @@ FAMILIES: dict[str, tuple[grpc.StatusCode, type[auth.AuthServiceError]]] = {
     "ACCOUNT_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.NotFound),
     "CALLER_NOT_ALLOWED": (grpc.StatusCode.PERMISSION_DENIED, auth.CallerNotAllowed),
     "SERVICE_UNAVAILABLE": (grpc.StatusCode.UNAVAILABLE, auth.ServiceUnavailable),
+    "ACCOUNT_SUSPENDED": (grpc.StatusCode.FAILED_PRECONDITION, auth.Locked),
+    "CLIENT_THROTTLED": (grpc.StatusCode.RESOURCE_EXHAUSTED, auth.Locked),
+    "ATTEMPT_IN_PROGRESS": (grpc.StatusCode.ABORTED, auth.ServiceUnavailable),
 }
 
 
@@ -210,6 +213,15 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         return await self._answer(
             context, auth_pb2.ResetAccountResponse(provisional_code_sent=sent)
         )
+
+    async def UnlockAccount(  # noqa: N802
+        self,
+        request: auth_pb2.UnlockAccountRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.UnlockAccountRequest, auth_pb2.UnlockAccountResponse
+        ],
+    ) -> auth_pb2.UnlockAccountResponse:
+        return await self._answer(context, auth_pb2.UnlockAccountResponse(locks_cleared=2))
 
 
 @pytest.fixture

@@ -131,3 +131,41 @@ async def test_reset_sends_the_provisional_code_through_the_sms_gateway(
         assert (await refused(service.login(nir(58), password=withdrawn))).reason == (
             "INVALID_CREDENTIALS"
         )
+
+
+def unlock(nir_value: str, advisor_id: str = "conseiller-3646") -> auth_pb2.UnlockAccountRequest:
+    return auth_pb2.UnlockAccountRequest(nir=nir_value, advisor_id=advisor_id, reason="appel")
+
+
+async def test_unlock_lifts_the_locks_and_keeps_account_and_device(
+    service: ServiceUnderTest,
+) -> None:
+    """UnlockAccount lifts the password lock and the counters; the trusted device still works."""
+    await service.add_account(nir(56))
+    token = (await service.login_on_personal_computer(nir(56))).device_token
+    for _ in range(3):
+        await refused(service.login(nir(56), password="faux"))
+    assert (await refused(service.login(nir(56)))).reason == "PASSWORD_ATTEMPTS_LOCKED"
+
+    unlocked = await service.advisor.UnlockAccount(unlock(nir(56)))
+
+    assert unlocked.locks_cleared == 1
+    assert unlocked.unlock_time.seconds > 0
+    status = await service.advisor.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(56)))
+    assert (status.locked, status.password_failures) == (False, 0)
+    trusted = await service.login(nir(56), device_token=token)
+    assert trusted.WhichOneof("result") == "authenticated"
+
+
+async def test_unlock_is_for_advisors_and_checks_its_fields(service: ServiceUnderTest) -> None:
+    """A portal may not unlock; a NUL in the advisor id is INVALID_REQUEST and lifts nothing."""
+    await service.add_account(nir(57))
+    for _ in range(3):
+        await refused(service.login(nir(57), password="faux"))
+
+    denied = await refused(service.portal.UnlockAccount(unlock(nir(57))))
+    assert (denied.code, denied.reason) == (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
+    bad = await refused(service.advisor.UnlockAccount(unlock(nir(57), advisor_id="a\x00b")))
+    assert (bad.code, bad.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    status = await service.advisor.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(57)))
+    assert status.locked

@@ -75,6 +75,22 @@ async def test_reset_with_a_provisional_code(
     assert status.password_failures == 0
 
 
+async def test_unlock_lifts_the_lock_and_keeps_the_account(
+    service: ServiceUnderTest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`unlock` lifts the password lock without a question; the right password then works."""
+    await service.add_account(nir(64))
+    for _ in range(3):
+        await refused(service.login(nir(64), password="faux"))
+
+    args = ["unlock", nir(64), "--advisor-id", "conseiller-3646", "--reason", "appel 3646"]
+    assert await advisor(service, *args) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert re.search(rf"Blocages levés le {PARIS_TIME} : 1 blocage\(s\) actif\(s\)", out), out
+    assert (await service.login(nir(64))).WhichOneof("result") == "code_required"
+
+
 async def test_declined_confirmation_keeps_the_account(
     service: ServiceUnderTest, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,7 +23,7 @@ from fakes import (
 from ameli_grpc.domain.errors import DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, Channel
-from ameli_grpc.domain.outcomes import AccountSetupRequired, CodeVerified, LockStatus
+from ameli_grpc.domain.outcomes import AccountSetupRequired, Authenticated, CodeVerified, LockStatus
 from ameli_grpc.domain.policy import Policy
 
 ADVISOR = "advisor-3646-042"
@@ -380,10 +380,13 @@ async def test_reset_of_a_nir_without_account_is_account_not_found() -> None:
     [
         ("", REASON, "advisor_id"),
         ("   ", REASON, "advisor_id"),
-        ("a" * 257, REASON, "advisor_id"),
+        ("a" * 65, REASON, "advisor_id"),
+        ("conseiller\x00", REASON, "advisor_id"),
         (ADVISOR, "", "reason"),
+        (ADVISOR, "r" * 501, "reason"),
+        (ADVISOR, "motif\navec saut de ligne", "reason"),
     ],
-    ids=["empty advisor", "blank advisor", "huge advisor", "empty reason"],
+    ids=["empty advisor", "blank advisor", "65 chars", "NUL", "empty reason", "501", "newline"],
 )
 async def test_a_reset_without_advisor_is_invalid_request(
     advisor_id: str, reason: str, field: str
@@ -409,3 +412,77 @@ async def test_a_reset_with_an_invalid_nir_is_invalid_nir() -> None:
 
     assert error.reason is ErrorReason.INVALID_NIR
     assert len(fakes.accounts.accounts) == 1
+
+
+# --- UnlockAccount ---------------------------------------------------------------------------
+
+
+async def test_unlock_lifts_locks_counters_and_quota_and_keeps_the_account() -> None:
+    """UnlockAccount clears every lock and counter; the account, its device and logins stay."""
+    service, fakes = make_service()
+    account = fakes.add_account()
+    token, pending = await _busy_account(service, fakes)
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (True, 3, 1, 1)
+
+    unlocked = await service.advisor.unlock_account(NIR, ADVISOR, REASON)
+
+    assert unlocked.unlock_time == fakes.clock.now()
+    assert unlocked.locks_cleared == 1
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (False, 0, 0, 0)
+    assert await fakes.accounts.get(account.account_id) == account
+    trusted = await service.login.check_credentials(credentials(device_token=token))
+    assert isinstance(trusted, Authenticated)
+    assert trusted.account_id == account.account_id
+    assert (await service.login.request_code(pending)).codes_remaining == 4  # the login goes on
+
+
+async def test_unlock_is_audited_with_the_advisor_reason_and_count() -> None:
+    """The audit row names the advisor, the account, the reason and how many locks were lifted."""
+    service, fakes = make_service()
+    account = fakes.add_account()
+    await _wrong_passwords(service, 3)
+
+    await service.advisor.unlock_account(NIR, ADVISOR, REASON)
+
+    (event,) = fakes.audit.of_kind("account_unlocked")
+    assert (event.nir_ref, event.account_id, event.actor) == (
+        fakes.nir_ref(),
+        account.account_id,
+        ADVISOR,
+    )
+    assert event.detail == f"{REASON} | locks_cleared=1"
+
+
+async def test_unlock_works_for_a_nir_without_an_account() -> None:
+    """A NIR without an account is locked like any other; the advisor can unlock it too."""
+    service, fakes = make_service()
+    unknown = UNKNOWN_NIR + nir_key(UNKNOWN_NIR)
+    await _wrong_passwords(service, 3, unknown)
+
+    unlocked = await service.advisor.unlock_account(unknown, ADVISOR, REASON)
+
+    assert unlocked.locks_cleared == 1
+    assert _numbers(await service.advisor.get_lock_status(unknown)) == (False, 0, 0, 0)
+    (event,) = fakes.audit.of_kind("account_unlocked")
+    assert event.account_id is None
+
+
+@pytest.mark.parametrize(
+    ("advisor_id", "reason", "field"),
+    [("", REASON, "advisor_id"), ("a\tb", REASON, "advisor_id"), (ADVISOR, "\x00", "reason")],
+    ids=["empty advisor", "tab", "NUL reason"],
+)
+async def test_an_unlock_with_a_bad_field_changes_nothing(
+    advisor_id: str, reason: str, field: str
+) -> None:
+    """A bad advisor id or reason is INVALID_REQUEST before any effect: the lock stays."""
+    service, fakes = make_service()
+    fakes.add_account()
+    await _wrong_passwords(service, 3)
+
+    error = await refusal(service.advisor.unlock_account(NIR, advisor_id, reason))
+
+    assert error.reason is ErrorReason.INVALID_REQUEST
+    assert [violation.field for violation in error.violations] == [field]
+    assert _numbers(await service.advisor.get_lock_status(NIR)) == (True, 3, 0, 0)
+    assert fakes.audit.of_kind("account_unlocked") == []

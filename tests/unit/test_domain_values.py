@@ -54,6 +54,13 @@ SPEC_TEXTS = {
     "SERVICE_UNAVAILABLE": (
         "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
     ),
+    "ACCOUNT_SUSPENDED": (
+        "Pour des raisons de sécurité, l'accès à votre compte ameli est suspendu. "
+        "Contactez votre caisse d'assurance maladie au 3646."
+    ),
+    "ATTEMPT_IN_PROGRESS": (
+        "Une connexion à votre compte est déjà en cours. Merci de réessayer dans quelques instants."
+    ),
 }
 
 
@@ -95,6 +102,14 @@ def test_the_quota_text_is_case_3() -> None:
         "Le nombre maximum de demandes de code a été atteint. L'accès au service est bloqué "
         "jusqu'au 05/01/2023 - 15h05 (heure de Paris). À la fin du blocage, pensez à vérifier "
         "le dossier Spam ou Indésirable de votre boîte mail."
+    )
+
+
+def test_the_client_throttle_text_is_spec_7_6() -> None:
+    """CLIENT_THROTTLED: the short date of SPEC §7.6, rounded up to the minute."""
+    assert Messages.client_throttled(datetime(2023, 1, 5, 14, 4, 10, tzinfo=UTC)) == (
+        "Trop de tentatives de connexion depuis votre appareil. Merci de réessayer après le "
+        "05/01/2023 - 15h05 (heure de Paris)."
     )
 
 

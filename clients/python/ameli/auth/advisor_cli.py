@@ -1,4 +1,4 @@
-"""``ameli-advisor``: the advisor back office's command line (GetLockStatus, ResetAccount).
+"""``ameli-advisor``: the advisor's command line (GetLockStatus, UnlockAccount, ResetAccount).
 
 Exit status: 0 done, 1 refused by the service (its French message on stderr) or
 reset cancelled, 2 usage error, 3 service unreachable or unavailable, 4 key
@@ -31,6 +31,7 @@ _LOCK_LABELS = {
     auth_pb2.ERROR_REASON_PASSWORD_ATTEMPTS_LOCKED: "mots de passe erronés",
     auth_pb2.ERROR_REASON_CODE_ATTEMPTS_LOCKED: "codes de sécurité erronés",
     auth_pb2.ERROR_REASON_CODE_QUOTA_EXCEEDED: "trop de codes demandés",
+    auth_pb2.ERROR_REASON_ACCOUNT_SUSPENDED: "compte suspendu",
 }
 
 
@@ -92,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
     status = commands.add_parser("status", help="blocages et compteurs d'un NIR")
     status.add_argument("nir", metavar="NIR")
+    unlock = commands.add_parser(
+        "unlock", help="lever les blocages et compteurs d'un NIR (le compte reste)"
+    )
+    unlock.add_argument("nir", metavar="NIR")
+    unlock.add_argument("--advisor-id", required=True, help="identifiant du conseiller")
+    unlock.add_argument("--reason", required=True, help="motif (journal d'audit)")
     reset = commands.add_parser("reset", help="réinitialiser le compte d'un NIR")
     reset.add_argument("nir", metavar="NIR")
     reset.add_argument("--advisor-id", required=True, help="identifiant du conseiller")
@@ -133,6 +140,14 @@ async def _run(args: argparse.Namespace) -> None:
         api = auth.AuthClient(channel, api_key=args.api_key, timeout=args.timeout)
         if args.command == "status":
             _print_status(args.nir, await api.get_lock_status(nir=args.nir))
+        elif args.command == "unlock":
+            unlocked = await api.unlock_account(
+                nir=args.nir, advisor_id=args.advisor_id, reason=args.reason
+            )
+            print(
+                f"Blocages levés le {_when(unlocked.unlock_time)} : "
+                f"{unlocked.locks_cleared} blocage(s) actif(s) supprimé(s)."
+            )
         else:
             done = await api.reset_account(
                 nir=args.nir,
@@ -163,18 +178,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    if args.command == "reset":
-        if not args.advisor_id.strip() or not args.reason.strip():
-            parser.print_usage(sys.stderr)
-            print("ameli-advisor: --advisor-id et --reason ne peuvent être vides.", file=sys.stderr)
+    if args.command in ("reset", "unlock") and (
+        not args.advisor_id.strip() or not args.reason.strip()
+    ):
+        parser.print_usage(sys.stderr)
+        print("ameli-advisor: --advisor-id et --reason ne peuvent être vides.", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "reset" and not args.yes:
+        if not sys.stdin.isatty():
+            print("Confirmation impossible hors terminal : ajoutez --yes.", file=sys.stderr)
             return EXIT_USAGE
-        if not args.yes:
-            if not sys.stdin.isatty():
-                print("Confirmation impossible hors terminal : ajoutez --yes.", file=sys.stderr)
-                return EXIT_USAGE
-            if not _confirmed(args.nir):
-                print("Réinitialisation annulée.", file=sys.stderr)
-                return EXIT_REFUSED
+        if not _confirmed(args.nir):
+            print("Réinitialisation annulée.", file=sys.stderr)
+            return EXIT_REFUSED
     try:
         asyncio.run(_run(args))
     except auth.AuthServiceError as error:

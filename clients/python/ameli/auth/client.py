@@ -14,12 +14,14 @@ is classified by its gRPC code)::
     ├── InvalidInput                  INVALID_NIR, INVALID_REQUEST
     ├── WrongEntry                    INVALID_CREDENTIALS, INVALID_CODE (attempts_remaining)
     ├── Locked                        PASSWORD_ATTEMPTS_LOCKED, CODE_ATTEMPTS_LOCKED,
-    │                                 CODE_QUOTA_EXCEEDED (lock_expire_time, retry_delay)
+    │                                 CODE_QUOTA_EXCEEDED, CLIENT_THROTTLED (lock_expire_time,
+    │                                 retry_delay), ACCOUNT_SUSPENDED (no end: an advisor)
     ├── LoginRefused                  CODE_EXPIRED, CODE_NOT_REQUESTED, EMAIL_NOT_VALIDATED,
     │                                 NOT_COVERED, AFFILIATION_PENDING
     ├── NotFound                      LOGIN_NOT_FOUND, ACCOUNT_NOT_FOUND
     ├── CallerNotAllowed              CALLER_NOT_ALLOWED; UNAUTHENTICATED, PERMISSION_DENIED
-    └── ServiceUnavailable            SERVICE_UNAVAILABLE; UNAVAILABLE, DEADLINE_EXCEEDED
+    └── ServiceUnavailable            SERVICE_UNAVAILABLE, ATTEMPT_IN_PROGRESS (retry_delay);
+                                      UNAVAILABLE, DEADLINE_EXCEEDED
 """
 
 from __future__ import annotations
@@ -145,6 +147,9 @@ _FAMILY_BY_REASON: dict[str, type[AuthServiceError]] = {
     "ACCOUNT_NOT_FOUND": NotFound,
     "CALLER_NOT_ALLOWED": CallerNotAllowed,
     "SERVICE_UNAVAILABLE": ServiceUnavailable,
+    "ACCOUNT_SUSPENDED": Locked,
+    "CLIENT_THROTTLED": Locked,
+    "ATTEMPT_IN_PROGRESS": ServiceUnavailable,
 }
 
 # Every outcome of the insured person carries an auth.ameli.fr ErrorInfo; a status
@@ -289,17 +294,30 @@ class AuthClient:
             self._stub.CheckCredentials, request, auth_pb2.CheckCredentialsResponse
         )
 
-    async def request_code(self, *, login_id: str) -> auth_pb2.RequestCodeResponse:
+    async def request_code(
+        self, *, login_id: str, client_ip: str = "", user_agent: str = ""
+    ) -> auth_pb2.RequestCodeResponse:
         """Sends a new security code by email for the login (counted in the quota)."""
-        request = auth_pb2.RequestCodeRequest(login_id=login_id)
+        request = auth_pb2.RequestCodeRequest(
+            login_id=login_id, client=auth_pb2.ClientInfo(ip=client_ip, user_agent=user_agent)
+        )
         return await self._call(self._stub.RequestCode, request, auth_pb2.RequestCodeResponse)
 
     async def verify_code(
-        self, *, login_id: str, code: str, trust_device: bool = False
+        self,
+        *,
+        login_id: str,
+        code: str,
+        trust_device: bool = False,
+        client_ip: str = "",
+        user_agent: str = "",
     ) -> auth_pb2.VerifyCodeResponse:
         """Second step: the emailed code; ``trust_device`` asks for a device token."""
         request = auth_pb2.VerifyCodeRequest(
-            login_id=login_id, code=code, trust_device=trust_device
+            login_id=login_id,
+            code=code,
+            trust_device=trust_device,
+            client=auth_pb2.ClientInfo(ip=client_ip, user_agent=user_agent),
         )
         return await self._call(self._stub.VerifyCode, request, auth_pb2.VerifyCodeResponse)
 
@@ -319,6 +337,13 @@ class AuthClient:
             send_provisional_code=send_provisional_code,
         )
         return await self._call(self._stub.ResetAccount, request, auth_pb2.ResetAccountResponse)
+
+    async def unlock_account(
+        self, *, nir: str, advisor_id: str, reason: str
+    ) -> auth_pb2.UnlockAccountResponse:
+        """Advisor only: lifts every lock, counter and the quota of the NIR; the account stays."""
+        request = auth_pb2.UnlockAccountRequest(nir=nir, advisor_id=advisor_id, reason=reason)
+        return await self._call(self._stub.UnlockAccount, request, auth_pb2.UnlockAccountResponse)
 
     async def _call(
         self,

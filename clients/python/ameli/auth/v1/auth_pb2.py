@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61meli/auth/v1/auth.proto\x12\rameli.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\nClientInfo\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x12\n\nuser_agent\x18\x02 \x01(\t\"\xa2\x01\n\x17\x43heckCredentialsRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\'\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x16.ameli.auth.v1.Channel\x12\x14\n\x0c\x64\x65vice_token\x18\x04 \x01(\t\x12)\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x19.ameli.auth.v1.ClientInfo\"m\n\x0c\x43odeRequired\x12\x10\n\x08login_id\x18\x01 \x01(\t\x12\x14\n\x0cmasked_email\x18\x02 \x01(\t\x12\x35\n\x11login_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\rAuthenticated\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x07methods\x18\x02 \x03(\x0e\x32\x19.ameli.auth.v1.AuthMethod\x12\x35\n\x11\x61uthenticate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x41\x63\x63ountSetupRequired\x12\x13\n\x0bsetup_token\x18\x01 \x01(\t\"\xd8\x01\n\x18\x43heckCredentialsResponse\x12\x34\n\rcode_required\x18\x01 \x01(\x0b\x32\x1b.ameli.auth.v1.CodeRequiredH\x00\x12\x35\n\rauthenticated\x18\x02 \x01(\x0b\x32\x1c.ameli.auth.v1.AuthenticatedH\x00\x12\x45\n\x16\x61\x63\x63ount_setup_required\x18\x03 \x01(\x0b\x32#.ameli.auth.v1.AccountSetupRequiredH\x00\x42\x08\n\x06result\"&\n\x12RequestCodeRequest\x12\x10\n\x08login_id\x18\x01 \x01(\t\"z\n\x13RequestCodeResponse\x12\x14\n\x0cmasked_email\x18\x01 \x01(\t\x12\x34\n\x10\x63ode_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63odes_remaining\x18\x03 \x01(\x05\"I\n\x11VerifyCodeRequest\x12\x10\n\x08login_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0ctrust_device\x18\x03 \x01(\x08\"\x9d\x01\n\x12VerifyCodeResponse\x12\x33\n\rauthenticated\x18\x01 \x01(\x0b\x32\x1c.ameli.auth.v1.Authenticated\x12\x14\n\x0c\x64\x65vice_token\x18\x02 \x01(\t\x12<\n\x18\x64\x65vice_trust_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x14GetLockStatusRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\"t\n\x04Lock\x12*\n\x06reason\x18\x01 \x01(\x0e\x32\x1a.ameli.auth.v1.ErrorReason\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x9b\x01\n\x15GetLockStatusResponse\x12\x0e\n\x06locked\x18\x01 \x01(\x08\x12\"\n\x05locks\x18\x02 \x03(\x0b\x32\x13.ameli.auth.v1.Lock\x12\x19\n\x11password_failures\x18\x03 \x01(\x05\x12\x15\n\rcode_failures\x18\x04 \x01(\x05\x12\x1c\n\x14\x63odes_sent_in_window\x18\x05 \x01(\x05\"e\n\x13ResetAccountRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\x12\x12\n\nadvisor_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1d\n\x15send_provisional_code\x18\x04 \x01(\x08\"\xbd\x01\n\x14ResetAccountResponse\x12.\n\nreset_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15provisional_code_sent\x18\x02 \x01(\x08\x12\x14\n\x0cmasked_phone\x18\x03 \x01(\t\x12@\n\x1cprovisional_code_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*f\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x01\x12\x16\n\x12\x43HANNEL_MOBILE_APP\x10\x02\x12\x19\n\x15\x43HANNEL_FRANCECONNECT\x10\x03*\xa1\x01\n\nAuthMethod\x12\x1b\n\x17\x41UTH_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTH_METHOD_PASSWORD\x10\x01\x12\x1a\n\x16\x41UTH_METHOD_EMAIL_CODE\x10\x02\x12\x1e\n\x1a\x41UTH_METHOD_TRUSTED_DEVICE\x10\x03\x12 \n\x1c\x41UTH_METHOD_PROVISIONAL_CODE\x10\x04*\xe7\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_REASON_INVALID_NIR\x10\x01\x12$\n ERROR_REASON_INVALID_CREDENTIALS\x10\x02\x12\x1d\n\x19\x45RROR_REASON_INVALID_CODE\x10\x03\x12)\n%ERROR_REASON_PASSWORD_ATTEMPTS_LOCKED\x10\x04\x12%\n!ERROR_REASON_CODE_ATTEMPTS_LOCKED\x10\x05\x12$\n ERROR_REASON_CODE_QUOTA_EXCEEDED\x10\x06\x12\x1d\n\x19\x45RROR_REASON_CODE_EXPIRED\x10\x07\x12#\n\x1f\x45RROR_REASON_CODE_NOT_REQUESTED\x10\x08\x12$\n ERROR_REASON_EMAIL_NOT_VALIDATED\x10\t\x12\x1c\n\x18\x45RROR_REASON_NOT_COVERED\x10\n\x12$\n ERROR_REASON_AFFILIATION_PENDING\x10\x0b\x12 \n\x1c\x45RROR_REASON_LOGIN_NOT_FOUND\x10\x0c\x12\"\n\x1e\x45RROR_REASON_ACCOUNT_NOT_FOUND\x10\r\x12#\n\x1f\x45RROR_REASON_CALLER_NOT_ALLOWED\x10\x0e\x12$\n ERROR_REASON_SERVICE_UNAVAILABLE\x10\x0f\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\x10\x32\xd0\x03\n\x0b\x41uthService\x12\x63\n\x10\x43heckCredentials\x12&.ameli.auth.v1.CheckCredentialsRequest\x1a\'.ameli.auth.v1.CheckCredentialsResponse\x12T\n\x0bRequestCode\x12!.ameli.auth.v1.RequestCodeRequest\x1a\".ameli.auth.v1.RequestCodeResponse\x12Q\n\nVerifyCode\x12 .ameli.auth.v1.VerifyCodeRequest\x1a!.ameli.auth.v1.VerifyCodeResponse\x12Z\n\rGetLockStatus\x12#.ameli.auth.v1.GetLockStatusRequest\x1a$.ameli.auth.v1.GetLockStatusResponse\x12W\n\x0cResetAccount\x12\".ameli.auth.v1.ResetAccountRequest\x1a#.ameli.auth.v1.ResetAccountResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61meli/auth/v1/auth.proto\x12\rameli.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\nClientInfo\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x12\n\nuser_agent\x18\x02 \x01(\t\"\xa2\x01\n\x17\x43heckCredentialsRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\'\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x16.ameli.auth.v1.Channel\x12\x14\n\x0c\x64\x65vice_token\x18\x04 \x01(\t\x12)\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x19.ameli.auth.v1.ClientInfo\"m\n\x0c\x43odeRequired\x12\x10\n\x08login_id\x18\x01 \x01(\t\x12\x14\n\x0cmasked_email\x18\x02 \x01(\t\x12\x35\n\x11login_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\rAuthenticated\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x07methods\x18\x02 \x03(\x0e\x32\x19.ameli.auth.v1.AuthMethod\x12\x35\n\x11\x61uthenticate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x41\x63\x63ountSetupRequired\x12\x13\n\x0bsetup_token\x18\x01 \x01(\t\"\xd8\x01\n\x18\x43heckCredentialsResponse\x12\x34\n\rcode_required\x18\x01 \x01(\x0b\x32\x1b.ameli.auth.v1.CodeRequiredH\x00\x12\x35\n\rauthenticated\x18\x02 \x01(\x0b\x32\x1c.ameli.auth.v1.AuthenticatedH\x00\x12\x45\n\x16\x61\x63\x63ount_setup_required\x18\x03 \x01(\x0b\x32#.ameli.auth.v1.AccountSetupRequiredH\x00\x42\x08\n\x06result\"Q\n\x12RequestCodeRequest\x12\x10\n\x08login_id\x18\x01 \x01(\t\x12)\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x19.ameli.auth.v1.ClientInfo\"z\n\x13RequestCodeResponse\x12\x14\n\x0cmasked_email\x18\x01 \x01(\t\x12\x34\n\x10\x63ode_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63odes_remaining\x18\x03 \x01(\x05\"t\n\x11VerifyCodeRequest\x12\x10\n\x08login_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0ctrust_device\x18\x03 \x01(\x08\x12)\n\x06\x63lient\x18\x04 \x01(\x0b\x32\x19.ameli.auth.v1.ClientInfo\"\x9d\x01\n\x12VerifyCodeResponse\x12\x33\n\rauthenticated\x18\x01 \x01(\x0b\x32\x1c.ameli.auth.v1.Authenticated\x12\x14\n\x0c\x64\x65vice_token\x18\x02 \x01(\t\x12<\n\x18\x64\x65vice_trust_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x14GetLockStatusRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\"\x9d\x01\n\x04Lock\x12*\n\x06reason\x18\x01 \x01(\x0e\x32\x1a.ameli.auth.v1.ErrorReason\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\'\n\x05scope\x18\x04 \x01(\x0e\x32\x18.ameli.auth.v1.LockScope\"\x9b\x01\n\x15GetLockStatusResponse\x12\x0e\n\x06locked\x18\x01 \x01(\x08\x12\"\n\x05locks\x18\x02 \x03(\x0b\x32\x13.ameli.auth.v1.Lock\x12\x19\n\x11password_failures\x18\x03 \x01(\x05\x12\x15\n\rcode_failures\x18\x04 \x01(\x05\x12\x1c\n\x14\x63odes_sent_in_window\x18\x05 \x01(\x05\"e\n\x13ResetAccountRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\x12\x12\n\nadvisor_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1d\n\x15send_provisional_code\x18\x04 \x01(\x08\"\xbd\x01\n\x14ResetAccountResponse\x12.\n\nreset_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15provisional_code_sent\x18\x02 \x01(\x08\x12\x14\n\x0cmasked_phone\x18\x03 \x01(\t\x12@\n\x1cprovisional_code_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x14UnlockAccountRequest\x12\x0b\n\x03nir\x18\x01 \x01(\t\x12\x12\n\nadvisor_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"_\n\x15UnlockAccountResponse\x12/\n\x0bunlock_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlocks_cleared\x18\x02 \x01(\x05*f\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x01\x12\x16\n\x12\x43HANNEL_MOBILE_APP\x10\x02\x12\x19\n\x15\x43HANNEL_FRANCECONNECT\x10\x03*\xa1\x01\n\nAuthMethod\x12\x1b\n\x17\x41UTH_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTH_METHOD_PASSWORD\x10\x01\x12\x1a\n\x16\x41UTH_METHOD_EMAIL_CODE\x10\x02\x12\x1e\n\x1a\x41UTH_METHOD_TRUSTED_DEVICE\x10\x03\x12 \n\x1c\x41UTH_METHOD_PROVISIONAL_CODE\x10\x04*\xd4\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_REASON_INVALID_NIR\x10\x01\x12$\n ERROR_REASON_INVALID_CREDENTIALS\x10\x02\x12\x1d\n\x19\x45RROR_REASON_INVALID_CODE\x10\x03\x12)\n%ERROR_REASON_PASSWORD_ATTEMPTS_LOCKED\x10\x04\x12%\n!ERROR_REASON_CODE_ATTEMPTS_LOCKED\x10\x05\x12$\n ERROR_REASON_CODE_QUOTA_EXCEEDED\x10\x06\x12\x1d\n\x19\x45RROR_REASON_CODE_EXPIRED\x10\x07\x12#\n\x1f\x45RROR_REASON_CODE_NOT_REQUESTED\x10\x08\x12$\n ERROR_REASON_EMAIL_NOT_VALIDATED\x10\t\x12\x1c\n\x18\x45RROR_REASON_NOT_COVERED\x10\n\x12$\n ERROR_REASON_AFFILIATION_PENDING\x10\x0b\x12 \n\x1c\x45RROR_REASON_LOGIN_NOT_FOUND\x10\x0c\x12\"\n\x1e\x45RROR_REASON_ACCOUNT_NOT_FOUND\x10\r\x12#\n\x1f\x45RROR_REASON_CALLER_NOT_ALLOWED\x10\x0e\x12$\n ERROR_REASON_SERVICE_UNAVAILABLE\x10\x0f\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\x10\x12\"\n\x1e\x45RROR_REASON_ACCOUNT_SUSPENDED\x10\x11\x12!\n\x1d\x45RROR_REASON_CLIENT_THROTTLED\x10\x12\x12$\n ERROR_REASON_ATTEMPT_IN_PROGRESS\x10\x13*}\n\tLockScope\x12\x1a\n\x16LOCK_SCOPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eLOCK_SCOPE_ALL\x10\x01\x12 \n\x1cLOCK_SCOPE_UNTRUSTED_DEVICES\x10\x02\x12\x1e\n\x1aLOCK_SCOPE_TRUSTED_DEVICES\x10\x03\x32\xac\x04\n\x0b\x41uthService\x12\x63\n\x10\x43heckCredentials\x12&.ameli.auth.v1.CheckCredentialsRequest\x1a\'.ameli.auth.v1.CheckCredentialsResponse\x12T\n\x0bRequestCode\x12!.ameli.auth.v1.RequestCodeRequest\x1a\".ameli.auth.v1.RequestCodeResponse\x12Q\n\nVerifyCode\x12 .ameli.auth.v1.VerifyCodeRequest\x1a!.ameli.auth.v1.VerifyCodeResponse\x12Z\n\rGetLockStatus\x12#.ameli.auth.v1.GetLockStatusRequest\x1a$.ameli.auth.v1.GetLockStatusResponse\x12W\n\x0cResetAccount\x12\".ameli.auth.v1.ResetAccountRequest\x1a#.ameli.auth.v1.ResetAccountResponse\x12Z\n\rUnlockAccount\x12#.ameli.auth.v1.UnlockAccountRequest\x1a$.ameli.auth.v1.UnlockAccountResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ameli.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=1806
-  _globals['_CHANNEL']._serialized_end=1908
-  _globals['_AUTHMETHOD']._serialized_start=1911
-  _globals['_AUTHMETHOD']._serialized_end=2072
-  _globals['_ERRORREASON']._serialized_start=2075
-  _globals['_ERRORREASON']._serialized_end=2690
+  _globals['_CHANNEL']._serialized_start=2104
+  _globals['_CHANNEL']._serialized_end=2206
+  _globals['_AUTHMETHOD']._serialized_start=2209
+  _globals['_AUTHMETHOD']._serialized_end=2370
+  _globals['_ERRORREASON']._serialized_start=2373
+  _globals['_ERRORREASON']._serialized_end=3097
+  _globals['_LOCKSCOPE']._serialized_start=3099
+  _globals['_LOCKSCOPE']._serialized_end=3224
   _globals['_CLIENTINFO']._serialized_start=76
   _globals['_CLIENTINFO']._serialized_end=120
   _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=123
@@ -51,23 +53,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=581
   _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=797
   _globals['_REQUESTCODEREQUEST']._serialized_start=799
-  _globals['_REQUESTCODEREQUEST']._serialized_end=837
-  _globals['_REQUESTCODERESPONSE']._serialized_start=839
-  _globals['_REQUESTCODERESPONSE']._serialized_end=961
-  _globals['_VERIFYCODEREQUEST']._serialized_start=963
-  _globals['_VERIFYCODEREQUEST']._serialized_end=1036
-  _globals['_VERIFYCODERESPONSE']._serialized_start=1039
-  _globals['_VERIFYCODERESPONSE']._serialized_end=1196
-  _globals['_GETLOCKSTATUSREQUEST']._serialized_start=1198
-  _globals['_GETLOCKSTATUSREQUEST']._serialized_end=1233
-  _globals['_LOCK']._serialized_start=1235
-  _globals['_LOCK']._serialized_end=1351
-  _globals['_GETLOCKSTATUSRESPONSE']._serialized_start=1354
-  _globals['_GETLOCKSTATUSRESPONSE']._serialized_end=1509
-  _globals['_RESETACCOUNTREQUEST']._serialized_start=1511
-  _globals['_RESETACCOUNTREQUEST']._serialized_end=1612
-  _globals['_RESETACCOUNTRESPONSE']._serialized_start=1615
-  _globals['_RESETACCOUNTRESPONSE']._serialized_end=1804
-  _globals['_AUTHSERVICE']._serialized_start=2693
-  _globals['_AUTHSERVICE']._serialized_end=3157
+  _globals['_REQUESTCODEREQUEST']._serialized_end=880
+  _globals['_REQUESTCODERESPONSE']._serialized_start=882
+  _globals['_REQUESTCODERESPONSE']._serialized_end=1004
+  _globals['_VERIFYCODEREQUEST']._serialized_start=1006
+  _globals['_VERIFYCODEREQUEST']._serialized_end=1122
+  _globals['_VERIFYCODERESPONSE']._serialized_start=1125
+  _globals['_VERIFYCODERESPONSE']._serialized_end=1282
+  _globals['_GETLOCKSTATUSREQUEST']._serialized_start=1284
+  _globals['_GETLOCKSTATUSREQUEST']._serialized_end=1319
+  _globals['_LOCK']._serialized_start=1322
+  _globals['_LOCK']._serialized_end=1479
+  _globals['_GETLOCKSTATUSRESPONSE']._serialized_start=1482
+  _globals['_GETLOCKSTATUSRESPONSE']._serialized_end=1637
+  _globals['_RESETACCOUNTREQUEST']._serialized_start=1639
+  _globals['_RESETACCOUNTREQUEST']._serialized_end=1740
+  _globals['_RESETACCOUNTRESPONSE']._serialized_start=1743
+  _globals['_RESETACCOUNTRESPONSE']._serialized_end=1932
+  _globals['_UNLOCKACCOUNTREQUEST']._serialized_start=1934
+  _globals['_UNLOCKACCOUNTREQUEST']._serialized_end=2005
+  _globals['_UNLOCKACCOUNTRESPONSE']._serialized_start=2007
+  _globals['_UNLOCKACCOUNTRESPONSE']._serialized_end=2102
+  _globals['_AUTHSERVICE']._serialized_start=3227
+  _globals['_AUTHSERVICE']._serialized_end=3783
 # @@protoc_insertion_point(module_scope)

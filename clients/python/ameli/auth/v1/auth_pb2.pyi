@@ -108,7 +108,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_SERVICE_UNAVAILABLE: _ErrorReason.ValueType  # 15
     """UNAVAILABLE: a dependency (store, database, mail, registry) is down."""
     ERROR_REASON_INVALID_REQUEST: _ErrorReason.ValueType  # 16
-    """INVALID_ARGUMENT: a field other than the NIR is missing or too long."""
+    """INVALID_ARGUMENT: a field other than the NIR is missing, too long or malformed
+    (google.rpc.BadRequest names each field).
+    """
+    ERROR_REASON_ACCOUNT_SUSPENDED: _ErrorReason.ValueType  # 17
+    """FAILED_PRECONDITION: too many failures since the last successful login;
+    only an advisor's UnlockAccount or ResetAccount lifts it.
+    """
+    ERROR_REASON_CLIENT_THROTTLED: _ErrorReason.ValueType  # 18
+    """RESOURCE_EXHAUSTED: too many wrong entries from this client address."""
+    ERROR_REASON_ATTEMPT_IN_PROGRESS: _ErrorReason.ValueType  # 19
+    """ABORTED: attempts still in flight make up the limit; retry after RetryInfo."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The reason of a refusal, carried in google.rpc.ErrorInfo.reason without the
@@ -147,18 +157,57 @@ ERROR_REASON_CALLER_NOT_ALLOWED: ErrorReason.ValueType  # 14
 ERROR_REASON_SERVICE_UNAVAILABLE: ErrorReason.ValueType  # 15
 """UNAVAILABLE: a dependency (store, database, mail, registry) is down."""
 ERROR_REASON_INVALID_REQUEST: ErrorReason.ValueType  # 16
-"""INVALID_ARGUMENT: a field other than the NIR is missing or too long."""
+"""INVALID_ARGUMENT: a field other than the NIR is missing, too long or malformed
+(google.rpc.BadRequest names each field).
+"""
+ERROR_REASON_ACCOUNT_SUSPENDED: ErrorReason.ValueType  # 17
+"""FAILED_PRECONDITION: too many failures since the last successful login;
+only an advisor's UnlockAccount or ResetAccount lifts it.
+"""
+ERROR_REASON_CLIENT_THROTTLED: ErrorReason.ValueType  # 18
+"""RESOURCE_EXHAUSTED: too many wrong entries from this client address."""
+ERROR_REASON_ATTEMPT_IN_PROGRESS: ErrorReason.ValueType  # 19
+"""ABORTED: attempts still in flight make up the limit; retry after RetryInfo."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
+class _LockScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LockScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LockScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOCK_SCOPE_UNSPECIFIED: _LockScope.ValueType  # 0
+    LOCK_SCOPE_ALL: _LockScope.ValueType  # 1
+    """Every request for the NIR (code locks, the code quota)."""
+    LOCK_SCOPE_UNTRUSTED_DEVICES: _LockScope.ValueType  # 2
+    """Requests without a valid trusted device of the account (set by their failures)."""
+    LOCK_SCOPE_TRUSTED_DEVICES: _LockScope.ValueType  # 3
+    """Requests from a trusted device of the account (set by their failures)."""
+
+class LockScope(_LockScope, metaclass=_LockScopeEnumTypeWrapper):
+    """Which requests a lock stops (smart lockout)."""
+
+LOCK_SCOPE_UNSPECIFIED: LockScope.ValueType  # 0
+LOCK_SCOPE_ALL: LockScope.ValueType  # 1
+"""Every request for the NIR (code locks, the code quota)."""
+LOCK_SCOPE_UNTRUSTED_DEVICES: LockScope.ValueType  # 2
+"""Requests without a valid trusted device of the account (set by their failures)."""
+LOCK_SCOPE_TRUSTED_DEVICES: LockScope.ValueType  # 3
+"""Requests from a trusted device of the account (set by their failures)."""
+Global___LockScope: _TypeAlias = LockScope  # noqa: Y015
 
 @_typing.final
 class ClientInfo(_message.Message):
-    """What the portal knows about the person's browser, for the audit trail."""
+    """What the gateway knows about the person's device: the address is regulated
+    (wrong entries per address) and audited, the user agent audited.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     IP_FIELD_NUMBER: _builtins.int
     USER_AGENT_FIELD_NUMBER: _builtins.int
     ip: _builtins.str
+    """The person's IPv4 or IPv6 address (not the gateway's)."""
     user_agent: _builtins.str
     def __init__(
         self,
@@ -325,15 +374,19 @@ class RequestCodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOGIN_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_FIELD_NUMBER: _builtins.int
     login_id: _builtins.str
+    @_builtins.property
+    def client(self) -> Global___ClientInfo: ...
     def __init__(
         self,
         *,
         login_id: _builtins.str = ...,
+        client: Global___ClientInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["login_id", b"login_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "login_id", b"login_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -373,21 +426,25 @@ class VerifyCodeRequest(_message.Message):
     LOGIN_ID_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     TRUST_DEVICE_FIELD_NUMBER: _builtins.int
+    CLIENT_FIELD_NUMBER: _builtins.int
     login_id: _builtins.str
     code: _builtins.str
     """The 6 digits received by email."""
     trust_device: _builtins.bool
     """"Je me connecte avec mon ordinateur personnel": issue a device token."""
+    @_builtins.property
+    def client(self) -> Global___ClientInfo: ...
     def __init__(
         self,
         *,
         login_id: _builtins.str = ...,
         code: _builtins.str = ...,
         trust_device: _builtins.bool = ...,
+        client: Global___ClientInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "login_id", b"login_id", "trust_device", b"trust_device"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "code", b"code", "login_id", b"login_id", "trust_device", b"trust_device"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -451,9 +508,12 @@ class Lock(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     reason: Global___ErrorReason.ValueType
     message: _builtins.str
     """The French message the insured person sees while the lock lasts."""
+    scope: Global___LockScope.ValueType
+    """Which requests it stops."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -462,10 +522,11 @@ class Lock(_message.Message):
         reason: Global___ErrorReason.ValueType = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         message: _builtins.str = ...,
+        scope: Global___LockScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "message", b"message", "reason", b"reason", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,3 +625,54 @@ class ResetAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetAccountResponse: _TypeAlias = ResetAccountResponse  # noqa: Y015
+
+@_typing.final
+class UnlockAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NIR_FIELD_NUMBER: _builtins.int
+    ADVISOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    nir: _builtins.str
+    advisor_id: _builtins.str
+    """Who unlocks, for the audit trail (1 to 64 printable characters)."""
+    reason: _builtins.str
+    """Why (1 to 500 characters, for the audit trail)."""
+    def __init__(
+        self,
+        *,
+        nir: _builtins.str = ...,
+        advisor_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisor_id", b"advisor_id", "nir", b"nir", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockAccountRequest: _TypeAlias = UnlockAccountRequest  # noqa: Y015
+
+@_typing.final
+class UnlockAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNLOCK_TIME_FIELD_NUMBER: _builtins.int
+    LOCKS_CLEARED_FIELD_NUMBER: _builtins.int
+    locks_cleared: _builtins.int
+    """How many active locks (suspensions included) were lifted."""
+    @_builtins.property
+    def unlock_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        unlock_time: _timestamp_pb2.Timestamp | None = ...,
+        locks_cleared: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["unlock_time", b"unlock_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locks_cleared", b"locks_cleared", "unlock_time", b"unlock_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockAccountResponse: _TypeAlias = UnlockAccountResponse  # noqa: Y015

@@ -66,6 +66,11 @@ class AuthServiceStub:
                 request_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountRequest.SerializeToString,
                 response_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountResponse.FromString,
                 _registered_method=True)
+        self.UnlockAccount = channel.unary_unary(
+                '/ameli.auth.v1.AuthService/UnlockAccount',
+                request_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.SerializeToString,
+                response_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -116,6 +121,15 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnlockAccount(self, request, context):
+        """Advisor only: clears every lock, failure counter, daily count, suspension
+        and the code quota of a NIR (with or without an account); the account and
+        its trusted devices stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +157,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ResetAccount,
                     request_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountRequest.FromString,
                     response_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountResponse.SerializeToString,
+            ),
+            'UnlockAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockAccount,
+                    request_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.FromString,
+                    response_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -287,6 +306,33 @@ class AuthService:
             '/ameli.auth.v1.AuthService/ResetAccount',
             ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountRequest.SerializeToString,
             ameli_dot_auth_dot_v1_dot_auth__pb2.ResetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ameli.auth.v1.AuthService/UnlockAccount',
+            ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.SerializeToString,
+            ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

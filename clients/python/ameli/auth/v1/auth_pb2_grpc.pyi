@@ -56,6 +56,11 @@ class AuthServiceStub:
     """Advisor only: deletes the account of a NIR, its trusted devices, locks
     and counters, and optionally sends a provisional code by SMS.
     """
+    UnlockAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlockAccountRequest, _auth_pb2.UnlockAccountResponse]
+    """Advisor only: clears every lock, failure counter, daily count, suspension
+    and the code quota of a NIR (with or without an account); the account and
+    its trusted devices stay.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -84,6 +89,11 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ResetAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetAccountRequest, _auth_pb2.ResetAccountResponse]  # type: ignore[assignment]
     """Advisor only: deletes the account of a NIR, its trusted devices, locks
     and counters, and optionally sends a provisional code by SMS.
+    """
+    UnlockAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlockAccountRequest, _auth_pb2.UnlockAccountResponse]  # type: ignore[assignment]
+    """Advisor only: clears every lock, failure counter, daily count, suspension
+    and the code quota of a NIR (with or without an account); the account and
+    its trusted devices stay.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +150,17 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.ResetAccountResponse, _abc.Awaitable[_auth_pb2.ResetAccountResponse]]:
         """Advisor only: deletes the account of a NIR, its trusted devices, locks
         and counters, and optionally sends a provisional code by SMS.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlockAccount(
+        self,
+        request: _auth_pb2.UnlockAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UnlockAccountResponse, _abc.Awaitable[_auth_pb2.UnlockAccountResponse]]:
+        """Advisor only: clears every lock, failure counter, daily count, suspension
+        and the code quota of a NIR (with or without an account); the account and
+        its trusted devices stay.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
