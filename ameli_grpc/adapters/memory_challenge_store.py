@@ -8,6 +8,7 @@ between processes: several workers or replicas need ``RedisChallengeStore``.
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,30 +16,34 @@ from ameli_grpc.domain.model import (
     AttemptClaim,
     AttemptKind,
     CodeReservation,
+    FailureCount,
     Lock,
     LockKind,
+    LockScope,
     Login,
     NirStatus,
 )
-from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 _SWEEP_EVERY = 1024  # operations between two sweeps of expired state
 
+_Counted = tuple[AttemptKind, LockScope]  # failures are kept per kind and scope
+_Entries = dict[str, datetime]  # ticket -> when, like a Redis sorted set
 
-@dataclass
-class _OwnedLock:
-    lock: Lock
-    owner: str
+
+def _per_count() -> dict[_Counted, _Entries]:
+    return defaultdict(dict)
 
 
 @dataclass
 class _NirState:
-    failures: dict[AttemptKind, dict[str, datetime]] = field(
-        default_factory=lambda: {kind: {} for kind in AttemptKind}
-    )
-    quota: dict[str, datetime] = field(default_factory=dict)
-    locks: dict[LockKind, _OwnedLock] = field(default_factory=dict)
+    failures: dict[_Counted, _Entries] = field(default_factory=_per_count)
+    pending: dict[_Counted, _Entries] = field(default_factory=_per_count)
+    daily: dict[_Counted, _Entries] = field(default_factory=_per_count)
+    ceiling: dict[LockScope, tuple[int, datetime]] = field(default_factory=dict)  # count, end
+    quota: _Entries = field(default_factory=dict)
+    locks: dict[tuple[LockKind, LockScope], Lock] = field(default_factory=dict)
     dies_at: datetime = _NEVER  # like a Redis key's TTL
 
     def keep_until(self, moment: datetime) -> None:
@@ -56,41 +61,75 @@ class MemoryChallengeStore:
         self._logins: dict[str, _StoredLogin] = {}
         self._operations = 0
 
-    async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]:
+    async def active_locks(
+        self, nir_ref: str, now: datetime, scopes: frozenset[LockScope]
+    ) -> tuple[Lock, ...]:
         state = self._nirs.get(nir_ref)
-        return self._live_locks(state, now) if state else ()
+        return _in_scopes(self._live_locks(state, now), scopes) if state else ()
 
     async def claim_attempt(
-        self, nir_ref: str, kind: AttemptKind, rule: FailureRule, now: datetime
+        self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
         state = self._state(nir_ref)
-        locks = self._live_locks(state, now)
+        locks = _in_scopes(self._live_locks(state, now), scopes)
         if locks:
-            return AttemptClaim(ticket=None, failures=0, locks=locks)
+            return AttemptClaim(ticket=None, locks=locks)
         self._sweep(now)
-        failures = _prune(state.failures[kind], now - rule.window)
+        counted = (rule.kind, rule.scope)
+        settled = len(_prune(state.failures[counted], now - rule.window))
+        in_flight = _prune(state.pending[counted], now - PENDING_FOR)
+        if settled < rule.limit <= settled + len(in_flight):
+            return AttemptClaim(ticket=None, in_progress=True)
         ticket = secrets.token_hex(8)
+        in_flight[ticket] = now
+        state.keep_until(now + PENDING_FOR)
+        return AttemptClaim(ticket=ticket)
+
+    async def settle_failure(
+        self, nir_ref: str, rule: FailureRule, ticket: str, now: datetime
+    ) -> FailureCount:
+        state = self._state(nir_ref)
+        counted = (rule.kind, rule.scope)
+        state.pending[counted].pop(ticket, None)
+        failures = _prune(state.failures[counted], now - rule.window)
         failures[ticket] = now
-        state.keep_until(now + rule.window)
-        lock = None
-        if len(failures) >= rule.limit:
-            lock = Lock(rule.lock_kind, now + rule.lock_for)
-            state.locks[rule.lock_kind] = _OwnedLock(lock, ticket)
-            state.keep_until(lock.expire_time)
-        return AttemptClaim(ticket=ticket, failures=len(failures), lock=lock)
+        daily = _prune(state.daily[counted], now - DAY)
+        daily[ticket] = now
+        state.keep_until(now + max(rule.window, DAY))
+        count, kept_until = state.ceiling.get(rule.ceiling_scope, (0, now))
+        count = count + 1 if kept_until > now else 1  # like a counter with a 90-day TTL
+        state.ceiling[rule.ceiling_scope] = (count, now + CEILING_KEPT)
+        state.keep_until(now + CEILING_KEPT)
+        if count >= rule.ceiling:
+            suspension = Lock(LockKind.SUSPENDED, None, rule.ceiling_scope)
+            state.locks[(LockKind.SUSPENDED, rule.ceiling_scope)] = suspension
+            state.keep_until(datetime.max.replace(tzinfo=UTC))  # until an advisor lifts it
+            return FailureCount(len(failures), suspension)
+        ends = [
+            *([now + rule.lock_for] if len(failures) >= rule.limit else []),
+            *([now + rule.daily_lock] if len(daily) >= rule.daily_limit else []),
+        ]
+        if not ends:
+            return FailureCount(len(failures))
+        lock = Lock(rule.lock_kind, max(ends), rule.scope)
+        state.locks[(rule.lock_kind, rule.scope)] = lock
+        state.keep_until(max(ends))
+        return FailureCount(len(failures), lock)
 
     async def settle_success(
-        self, nir_ref: str, kind: AttemptKind, ticket: str, *, login_complete: bool
+        self, nir_ref: str, rule: FailureRule, ticket: str, *, login_complete: bool
     ) -> None:
         state = self._state(nir_ref)
-        for lock_kind, owned in list(state.locks.items()):
-            if owned.owner == ticket:
-                del state.locks[lock_kind]
-        kinds = list(AttemptKind) if login_complete else [kind]
-        for cleared in kinds:
-            state.failures[cleared].clear()
-        if login_complete:
+        state.pending[(rule.kind, rule.scope)].pop(ticket, None)
+        state.failures[(rule.kind, rule.scope)].clear()
+        if login_complete:  # the person's own scope: the password and code failures
+            state.failures[(AttemptKind.PASSWORD, rule.ceiling_scope)].clear()
+            state.failures[(AttemptKind.CODE, LockScope.ALL)].clear()
             state.quota.clear()
+            state.ceiling.pop(rule.ceiling_scope, None)
+
+    async def release_attempt(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
+        self._state(nir_ref).pending[(rule.kind, rule.scope)].pop(ticket, None)
 
     async def create_login(self, login: Login, ttl_seconds: int) -> str:
         login_id = secrets.token_urlsafe(24)
@@ -104,9 +143,11 @@ class MemoryChallengeStore:
             return None
         return stored.login
 
-    async def reserve_code(self, nir_ref: str, rule: QuotaRule, now: datetime) -> CodeReservation:
+    async def reserve_code(
+        self, nir_ref: str, rule: QuotaRule, scopes: frozenset[LockScope], now: datetime
+    ) -> CodeReservation:
         state = self._state(nir_ref)
-        locks = self._live_locks(state, now)
+        locks = _in_scopes(self._live_locks(state, now), scopes)
         if locks:
             sent = _count_after(state.quota, now - rule.window)
             return CodeReservation(ticket=None, codes_sent=sent, locks=locks)
@@ -114,8 +155,8 @@ class MemoryChallengeStore:
         quota = _prune(state.quota, now - rule.window)
         if len(quota) >= rule.limit:
             lock = Lock(LockKind.CODE_QUOTA, now + rule.lock_for)
-            state.locks[LockKind.CODE_QUOTA] = _OwnedLock(lock, "quota")
-            state.keep_until(lock.expire_time)
+            state.locks[(LockKind.CODE_QUOTA, LockScope.ALL)] = lock
+            state.keep_until(now + rule.lock_for)
             return CodeReservation(ticket=None, codes_sent=len(quota), locks=(lock,))
         ticket = secrets.token_hex(8)
         quota[ticket] = now
@@ -150,12 +191,15 @@ class MemoryChallengeStore:
         self, nir_ref: str, now: datetime, failure_window: timedelta, quota_window: timedelta
     ) -> NirStatus:
         state = self._nirs.get(nir_ref) or _NirState()
+        since = now - failure_window
         return NirStatus(
             locks=self._live_locks(state, now),
-            password_failures=_count_after(
-                state.failures[AttemptKind.PASSWORD], now - failure_window
+            password_failures=sum(
+                _count_after(entries, since)
+                for (kind, _), entries in state.failures.items()
+                if kind is AttemptKind.PASSWORD
             ),
-            code_failures=_count_after(state.failures[AttemptKind.CODE], now - failure_window),
+            code_failures=_count_after(state.failures[(AttemptKind.CODE, LockScope.ALL)], since),
             codes_sent_in_window=_count_after(state.quota, now - quota_window),
         )
 
@@ -170,10 +214,10 @@ class MemoryChallengeStore:
 
     @staticmethod
     def _live_locks(state: _NirState, now: datetime) -> tuple[Lock, ...]:
-        for kind, owned in list(state.locks.items()):
-            if owned.lock.expire_time <= now:
-                del state.locks[kind]
-        return tuple(owned.lock for owned in state.locks.values())
+        for key, lock in list(state.locks.items()):
+            if lock.expire_time is not None and lock.expire_time <= now:
+                del state.locks[key]
+        return tuple(state.locks.values())
 
     def _sweep(self, now: datetime) -> None:
         """Now and then drop expired logins and dead NIR states, so memory stays bounded."""
@@ -184,6 +228,10 @@ class MemoryChallengeStore:
             del self._logins[login_id]
         for nir_ref in [k for k, v in self._nirs.items() if v.dies_at <= now]:
             del self._nirs[nir_ref]
+
+
+def _in_scopes(locks: tuple[Lock, ...], scopes: frozenset[LockScope]) -> tuple[Lock, ...]:
+    return tuple(lock for lock in locks if lock.scope in scopes)
 
 
 def _prune(entries: dict[str, datetime], older_than: datetime) -> dict[str, datetime]:

@@ -14,7 +14,7 @@ from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReas
 from ameli_grpc.domain.locks import governing_lock, lock_view
 from ameli_grpc.domain.masking import mask_phone
 from ameli_grpc.domain.messages import Messages, whole_minutes
-from ameli_grpc.domain.model import ProvisionalCode
+from ameli_grpc.domain.model import LockScope, ProvisionalCode
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import AccountReset, AccountUnlocked, LockStatus
 from ameli_grpc.domain.policy import Policy
@@ -56,7 +56,7 @@ class AdvisorUseCases:
         _require_advisor_fields(advisor_id, reason)
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         account = await self._p.accounts.get_by_nir(nir.value)
-        active = await self._p.store.active_locks(nir_ref, now)
+        active = await self._p.store.active_locks(nir_ref, now, frozenset(LockScope))
         await self._p.store.reset(nir_ref)
         await self._audit.record(
             "account_unlocked",

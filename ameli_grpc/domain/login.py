@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from ameli_grpc.domain.attempts import Attempts
 from ameli_grpc.domain.audit import (
     MAX_ID_LENGTH,
     MAX_SECRET_LENGTH,
@@ -18,17 +19,17 @@ from ameli_grpc.domain.audit import (
 )
 from ameli_grpc.domain.clock import add_calendar_months
 from ameli_grpc.domain.errors import AuthError, ErrorReason
-from ameli_grpc.domain.locks import lock_error, raise_if_locked
+from ameli_grpc.domain.locks import raise_if_locked
 from ameli_grpc.domain.masking import mask_email
 from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import (
     Account,
     AccountSetup,
     Affiliation,
-    AttemptClaim,
     AttemptKind,
     AuthMethod,
     Channel,
+    LockScope,
     Login,
     ProvisionalCode,
     TrustedDevice,
@@ -43,7 +44,7 @@ from ameli_grpc.domain.outcomes import (
     CredentialsInput,
     CredentialsOutcome,
 )
-from ameli_grpc.domain.policy import Policy, QuotaRule
+from ameli_grpc.domain.policy import FailureRule, Policy, QuotaRule
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import (
     constant_time_equal,
@@ -67,6 +68,7 @@ class LoginUseCases:
         self._p = ports
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
+        self._attempts = Attempts(ports.store, self._audit, policy.quota_rule)
 
     # --- CheckCredentials -------------------------------------------------------------
 
@@ -74,61 +76,93 @@ class LoginUseCases:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
-        raise_if_locked(await self._p.store.active_locks(nir_ref, now), self._quota)  # 2
+        account = await self._p.accounts.get_by_nir(nir.value)
+        familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
+        scopes = LockScope.stopping(familiar)
+        raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
         require_text("password", request.password)  # an empty field: the form was not filled
-        proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
+        rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
+        proof, ticket = await self._verify_password(  # 3
+            nir, nir_ref, account, request.password, (rule, scopes), now
+        )
         if isinstance(proof, ProvisionalCode):  # 4
-            return await self._start_account_setup(proof, nir_ref, ticket, request, now)
-        account = proof
+            return await self._start_account_setup(proof, nir_ref, rule, ticket, request, now)
         affiliation = await self._p.registry.affiliation(nir.value)  # 5
         if affiliation in _AFFILIATION_REFUSALS:
             raise AuthError(*_AFFILIATION_REFUSALS[affiliation])
-        methods = await self._methods_without_code(account, request, now)  # 6
+        methods = self._methods_without_code(request.channel, familiar)  # 6
         if methods:
-            await self._p.store.settle_success(
-                nir_ref, AttemptKind.PASSWORD, ticket, login_complete=True
-            )
-            return await self._authenticated(account, nir_ref, methods, now, request)
-        if account.usable_email is None:  # 7
+            await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
+            return await self._authenticated(proof, nir_ref, methods, now, request)
+        if proof.usable_email is None:  # 7
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
-        return await self._create_login(account, nir_ref, now)  # 8
+        return await self._create_login(proof, nir_ref, now)  # 8
+
+    async def _is_familiar(self, account: Account | None, token: str, now: datetime) -> bool:
+        """A valid, unexpired trusted device of this NIR's account (SPEC §7.2).
+
+        The device is looked up whenever a token is given, account or not, so
+        the check costs the same for a NIR without an account.
+        """
+        if not token or len(token) > MAX_ID_LENGTH:
+            return False
+        device = await self._p.devices.find(self._p.keyring.token_hash(token))
+        return (
+            account is not None
+            and device is not None
+            and device.account_id == account.account_id
+            and device.expire_time > now
+        )
 
     async def _verify_password(
-        self, nir: Nir, nir_ref: str, password: str, now: datetime
+        self,
+        nir: Nir,
+        nir_ref: str,
+        account: Account | None,
+        password: str,
+        counted: tuple[FailureRule, frozenset[LockScope]],
+        now: datetime,
     ) -> tuple[Account | ProvisionalCode, str]:
-        """Step 3: the password of the account, or a provisional code, counted in advance.
+        """Step 3: the password of the account, or a provisional code, claimed in advance.
 
         An unknown NIR costs the same argon2 verify and counts the same
         failure as a wrong password, so nobody can tell which NIRs exist. The
         reads happen before the claim so that a database outage counts nothing.
         """
-        account = await self._p.accounts.get_by_nir(nir.value)
         provisional = await self._p.provisional_codes.get(nir.value)
         if provisional is not None and provisional.expire_time <= now:
             provisional = None
-        claim = await self._claim(nir_ref, AttemptKind.PASSWORD, now)
-        assert claim.ticket is not None
+        rule, scopes = counted
+        ticket = await self._attempts.claim(nir_ref, rule, scopes, now)
         proof: Account | ProvisionalCode | None = account or provisional
-        secret_hash = account.password_hash if account else (provisional and provisional.code_hash)
-        if secret_hash and len(password) <= MAX_SECRET_LENGTH:
-            right = await self._p.hasher.verify(secret_hash, password)
-        else:
-            await self._p.hasher.verify_dummy(password[:MAX_SECRET_LENGTH])
-            right = False
+        secret_hash = account.password_hash if account else None
+        if secret_hash is None and provisional is not None:
+            secret_hash = provisional.code_hash
+        try:
+            right = await self._verify_secret(secret_hash, password)
+        except Exception:
+            await self._attempts.release(nir_ref, rule, ticket)
+            raise
         if not right or proof is None:
-            raise await self._wrong_entry(claim, nir_ref, ErrorReason.INVALID_CREDENTIALS, now)
-        await self._p.store.settle_success(
-            nir_ref, AttemptKind.PASSWORD, claim.ticket, login_complete=False
-        )
+            raise await self._attempts.wrong(nir_ref, rule, ticket, now)
+        await self._attempts.right(nir_ref, rule, ticket, login_complete=False)
         if account is not None and self._p.hasher.needs_rehash(account.password_hash):
             new_hash = await self._p.hasher.hash(password)
             await self._p.accounts.update_password_hash(account.account_id, new_hash)
-        return proof, claim.ticket
+        return proof, ticket
+
+    async def _verify_secret(self, secret_hash: str | None, password: str) -> bool:
+        """argon2 against the hash, or against the dummy hash: the same cost either way."""
+        if secret_hash and len(password) <= MAX_SECRET_LENGTH:
+            return await self._p.hasher.verify(secret_hash, password)
+        await self._p.hasher.verify_dummy(password[:MAX_SECRET_LENGTH])
+        return False
 
     async def _start_account_setup(
         self,
         provisional: ProvisionalCode,
         nir_ref: str,
+        rule: FailureRule,
         ticket: str,
         request: CredentialsInput,
         now: datetime,
@@ -147,33 +181,19 @@ class LoginUseCases:
                 ErrorReason.INVALID_CREDENTIALS,
                 Messages.wrong_entry(self._policy.max_password_failures),
             )
-        await self._p.store.settle_success(
-            nir_ref, AttemptKind.PASSWORD, ticket, login_complete=True
-        )
+        await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
         await self._audit.record("provisional_code_used", nir_ref, now, client=request)
         return AccountSetupRequired(setup_token=token)
 
-    async def _methods_without_code(
-        self, account: Account, request: CredentialsInput, now: datetime
-    ) -> tuple[AuthMethod, ...]:
+    def _methods_without_code(self, channel: Channel, familiar: bool) -> tuple[AuthMethod, ...]:
         """Step 6: the channels and devices that need no security code (empty: a code is due)."""
-        if request.channel is Channel.MOBILE_APP:
+        if channel is Channel.MOBILE_APP:
             return (AuthMethod.PASSWORD,)
-        if request.channel is Channel.FRANCECONNECT:
+        if channel is Channel.FRANCECONNECT:
             return () if self._policy.franceconnect_requires_code else (AuthMethod.PASSWORD,)
-        if await self._device_is_trusted(account, request.device_token, now):
+        if familiar:  # a valid trusted device of this account
             return (AuthMethod.PASSWORD, AuthMethod.TRUSTED_DEVICE)
         return ()
-
-    async def _device_is_trusted(self, account: Account, token: str, now: datetime) -> bool:
-        if not token or len(token) > MAX_ID_LENGTH:
-            return False
-        device = await self._p.devices.find(self._p.keyring.token_hash(token))
-        return (
-            device is not None
-            and device.account_id == account.account_id
-            and device.expire_time > now
-        )
 
     async def _create_login(self, account: Account, nir_ref: str, now: datetime) -> CodeRequired:
         """Step 8: a login waiting for its security code (the email is on file and validated)."""
@@ -201,7 +221,9 @@ class LoginUseCases:
         email = account.usable_email
         if email is None:
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
-        reservation = await self._p.store.reserve_code(login.nir_ref, self._policy.quota_rule, now)
+        reservation = await self._p.store.reserve_code(
+            login.nir_ref, self._quota, _CODE_STEP_SCOPES, now
+        )
         raise_if_locked(reservation.locks, self._quota)
         assert reservation.ticket is not None
         # A code cannot outlive its login: near the login's end it is valid for less time,
@@ -235,17 +257,20 @@ class LoginUseCases:
             raise AuthError(ErrorReason.CODE_NOT_REQUESTED, Messages.CODE_NOT_REQUESTED)
         if login.code_expire_time <= now:
             raise AuthError(ErrorReason.CODE_EXPIRED, Messages.code_expired(self._policy.code_ttl))
-        claim = await self._claim(login.nir_ref, AttemptKind.CODE, now)
-        assert claim.ticket is not None
+        rule = self._policy.failure_rule(AttemptKind.CODE)
+        ticket = await self._attempts.claim(login.nir_ref, rule, _CODE_STEP_SCOPES, now)
         typed = "".join(code[:MAX_SECRET_LENGTH].split())
         candidate = self._p.keyring.code_digest(login.login_id, typed)
-        if not constant_time_equal(candidate, login.code_digest) or not (
-            await self._p.store.consume_login(login.login_id, login.code_digest)
-        ):
-            raise await self._wrong_entry(claim, login.nir_ref, ErrorReason.INVALID_CODE, now)
-        await self._p.store.settle_success(
-            login.nir_ref, AttemptKind.CODE, claim.ticket, login_complete=True
-        )
+        try:
+            right = constant_time_equal(candidate, login.code_digest) and (
+                await self._p.store.consume_login(login.login_id, login.code_digest)
+            )
+        except Exception:
+            await self._attempts.release(login.nir_ref, rule, ticket)
+            raise
+        if not right:
+            raise await self._attempts.wrong(login.nir_ref, rule, ticket, now)
+        await self._attempts.right(login.nir_ref, rule, ticket, login_complete=True)
         methods = (AuthMethod.PASSWORD, AuthMethod.EMAIL_CODE)
         authenticated = await self._authenticated(account, login.nir_ref, methods, now, None)
         if not trust_device:
@@ -264,7 +289,8 @@ class LoginUseCases:
         login = await self._p.store.get_login(login_id, now)
         if login is None:
             raise _login_not_found()
-        raise_if_locked(await self._p.store.active_locks(login.nir_ref, now), self._quota)
+        locks = await self._p.store.active_locks(login.nir_ref, now, _CODE_STEP_SCOPES)
+        raise_if_locked(locks, self._quota)
         account = await self._p.accounts.get(login.account_id)
         if account is None:  # reset by an advisor meanwhile
             raise _login_not_found()
@@ -275,27 +301,6 @@ class LoginUseCases:
     @property
     def _quota(self) -> QuotaRule:
         return self._policy.quota_rule
-
-    async def _claim(self, nir_ref: str, kind: AttemptKind, now: datetime) -> AttemptClaim:
-        claim = await self._p.store.claim_attempt(
-            nir_ref, kind, self._policy.failure_rule(kind), now
-        )
-        raise_if_locked(claim.locks, self._quota)
-        return claim
-
-    async def _wrong_entry(
-        self, claim: AttemptClaim, nir_ref: str, reason: ErrorReason, now: datetime
-    ) -> AuthError:
-        """Case 4 with the attempts left, or — on the entry that reaches the limit — the lock."""
-        if claim.lock is not None:
-            await self._audit.record(f"locked_{claim.lock.kind.value}", nir_ref, now)
-            return lock_error(claim.lock, self._quota)
-        limit = self._policy.failure_rule(
-            AttemptKind.PASSWORD if reason is ErrorReason.INVALID_CREDENTIALS else AttemptKind.CODE
-        ).limit
-        return AuthError(
-            reason, Messages.wrong_entry(limit), attempts_remaining=max(0, limit - claim.failures)
-        )
 
     async def _authenticated(
         self,
@@ -310,6 +315,10 @@ class LoginUseCases:
             "authenticated", nir_ref, now, account.account_id, detail=detail, client=request
         )
         return Authenticated(account.account_id, methods, now)
+
+
+# A login waiting for its code came from an unfamiliar request (a familiar one needs no code).
+_CODE_STEP_SCOPES = LockScope.stopping(familiar=False)
 
 
 def _login_not_found() -> AuthError:

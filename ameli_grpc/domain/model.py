@@ -40,11 +40,33 @@ class AttemptKind(enum.Enum):
 
 
 class LockKind(enum.Enum):
-    """The three locks of the guide; the value is the store's name for it."""
+    """The three locks of the guide and the suspension (SPEC §7.3); the store's names."""
 
     PASSWORD_ATTEMPTS = "password"
     CODE_ATTEMPTS = "code"
     CODE_QUOTA = "quota"
+    SUSPENDED = "suspended"
+
+
+class LockScope(enum.Enum):
+    """Which requests a lock stops (smart lockout, SPEC §7.2); the store's names.
+
+    A request is *familiar* when it carries a valid trusted device of the NIR's
+    account; its password failures and locks are kept apart from the others'.
+    """
+
+    ALL = "all"
+    UNTRUSTED = "untrusted"
+    TRUSTED = "trusted"
+
+    @staticmethod
+    def of(familiar: bool) -> LockScope:
+        return LockScope.TRUSTED if familiar else LockScope.UNTRUSTED
+
+    @staticmethod
+    def stopping(familiar: bool) -> frozenset[LockScope]:
+        """The scopes whose locks stop a familiar (or unfamiliar) request."""
+        return frozenset({LockScope.ALL, LockScope.of(familiar)})
 
 
 @dataclass(frozen=True)
@@ -120,10 +142,11 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class Lock:
-    """An active lock of a NIR, until ``expire_time``."""
+    """An active lock of a NIR until ``expire_time``; a suspension has none: an advisor lifts it."""
 
     kind: LockKind
-    expire_time: datetime
+    expire_time: datetime | None
+    scope: LockScope = LockScope.ALL
 
 
 @dataclass(frozen=True)
@@ -147,14 +170,21 @@ class Login:
 class AttemptClaim:
     """The store's answer to "may this password or code be evaluated?".
 
-    Either ``locks`` (refused, nothing counted) or a ``ticket`` counted as a
-    failure in advance, with ``failures`` the count including it and
-    ``lock`` the lock already set if this attempt reaches the limit.
+    A ``ticket`` (the attempt is in flight, counted against the limit until it
+    is settled), or a refusal that counted nothing: ``locks`` stop the request,
+    or ``in_progress`` — the attempts still in flight make up the limit.
     """
 
     ticket: str | None
-    failures: int
     locks: tuple[Lock, ...] = ()
+    in_progress: bool = False
+
+
+@dataclass(frozen=True)
+class FailureCount:
+    """A wrong entry, settled: the failures in the window, and the lock it set, if any."""
+
+    failures: int
     lock: Lock | None = None
 
 

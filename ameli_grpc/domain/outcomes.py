@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ameli_grpc.domain.errors import ErrorReason
-from ameli_grpc.domain.model import AuthMethod, Channel
+from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,12 @@ class CodeVerified:
 
 @dataclass(frozen=True)
 class LockView:
+    """A lock as the advisor sees it; a suspension has no ``expire_time``."""
+
     reason: ErrorReason
-    expire_time: datetime
+    expire_time: datetime | None
     message: str
+    scope: LockScope = LockScope.ALL
 
 
 @dataclass(frozen=True)

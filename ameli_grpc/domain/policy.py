@@ -5,17 +5,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ameli_grpc.domain.model import AttemptKind, LockKind
+from ameli_grpc.domain.model import AttemptKind, LockKind, LockScope
+
+PENDING_FOR = timedelta(seconds=30)  # an attempt not settled by then is no longer in flight
+DAY = timedelta(hours=24)
+CEILING_KEPT = timedelta(days=90)
 
 
 @dataclass(frozen=True)
 class FailureRule:
-    """``limit`` failures within ``window`` lock the NIR for ``lock_for``."""
+    """How wrong entries of one ``kind`` and ``scope`` are counted and what they lock.
 
+    ``limit`` failures within ``window`` lock for ``lock_for``; ``daily_limit``
+    within a sliding day lock for ``daily_lock`` (the same lock, ending later);
+    ``ceiling`` failures of ``ceiling_scope``, passwords and codes together,
+    since the last successful login (kept ``CEILING_KEPT``) suspend that scope.
+    """
+
+    kind: AttemptKind
+    scope: LockScope
+    ceiling_scope: LockScope
     limit: int
     window: timedelta
     lock_for: timedelta
-    lock_kind: LockKind
+    daily_limit: int = 20
+    daily_lock: timedelta = DAY
+    ceiling: int = 100
+
+    @property
+    def lock_kind(self) -> LockKind:
+        return (
+            LockKind.PASSWORD_ATTEMPTS
+            if self.kind is AttemptKind.PASSWORD
+            else LockKind.CODE_ATTEMPTS
+        )
 
 
 @dataclass(frozen=True)
@@ -41,17 +64,24 @@ class Policy:
     trusted_device_months: int = 6
     provisional_code_ttl: timedelta = timedelta(hours=1)
     franceconnect_requires_code: bool = True
+    daily_failure_limit: int = 20
+    daily_lock: timedelta = DAY
+    max_consecutive_failures: int = 100
 
-    def failure_rule(self, kind: AttemptKind) -> FailureRule:
-        if kind is AttemptKind.PASSWORD:
-            return FailureRule(
-                self.max_password_failures,
-                self.failure_window,
-                self.failure_lock,
-                LockKind.PASSWORD_ATTEMPTS,
-            )
+    def failure_rule(self, kind: AttemptKind, familiar: bool = False) -> FailureRule:
+        """Passwords count in the request's own scope; codes in scope ALL (a familiar
+        request never reaches the code step), toward the unfamiliar ceiling."""
+        password = kind is AttemptKind.PASSWORD
         return FailureRule(
-            self.max_code_failures, self.failure_window, self.failure_lock, LockKind.CODE_ATTEMPTS
+            kind=kind,
+            scope=LockScope.of(familiar) if password else LockScope.ALL,
+            ceiling_scope=LockScope.of(familiar),
+            limit=self.max_password_failures if password else self.max_code_failures,
+            window=self.failure_window,
+            lock_for=self.failure_lock,
+            daily_limit=self.daily_failure_limit,
+            daily_lock=self.daily_lock,
+            ceiling=self.max_consecutive_failures,
         )
 
     @property

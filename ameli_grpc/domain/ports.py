@@ -18,10 +18,11 @@ from ameli_grpc.domain.model import (
     AccountSetup,
     Affiliation,
     AttemptClaim,
-    AttemptKind,
     AuditEvent,
     CodeReservation,
+    FailureCount,
     Lock,
+    LockScope,
     Login,
     NirStatus,
     ProvisionalCode,
@@ -114,28 +115,54 @@ class ChallengeStore(Protocol):
     the NIR (``Keyring.nir_ref``), never the NIR itself.
     """
 
-    async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]: ...
+    async def active_locks(
+        self, nir_ref: str, now: datetime, scopes: frozenset[LockScope]
+    ) -> tuple[Lock, ...]:
+        """The live locks (suspensions included) of the NIR whose scope is in ``scopes``."""
 
     async def claim_attempt(
-        self, nir_ref: str, kind: AttemptKind, rule: FailureRule, now: datetime
+        self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
-        """Before evaluating a password or a code: count it as a failure in advance.
+        """Before evaluating a password or a code: may it be evaluated?
 
-        If any lock is active: return it, count nothing. Otherwise forget the
-        failures of ``kind`` older than ``rule.window``, add this attempt under
-        a new ticket, and if the count reaches ``rule.limit`` set the lock
-        ``rule.lock_kind`` until ``now + rule.lock_for`` (owned by the ticket).
-        So no more than ``limit`` attempts are ever evaluated in a window.
+        If a live lock of ``scopes`` exists: refused with it, nothing counted.
+        Otherwise forget the failures of ``rule`` (its kind and scope) older than
+        ``rule.window`` and the attempts in flight older than ``PENDING_FOR``;
+        if fewer than ``rule.limit`` failures are settled but the settled ones
+        and those in flight reach it: refused ``in_progress``, nothing counted
+        (no lock exists yet, and none may be reported). Else the attempt is put
+        in flight under a new ticket. So no more than ``limit`` attempts are
+        ever evaluated in a window, and a right one is never refused by a lock
+        that does not exist.
+        """
+
+    async def settle_failure(
+        self, nir_ref: str, rule: FailureRule, ticket: str, now: datetime
+    ) -> FailureCount:
+        """The attempt was wrong: count it (window, day, ceiling) and set what it reaches.
+
+        ``rule.limit`` failures in the window lock ``rule.lock_kind`` of
+        ``rule.scope`` for ``rule.lock_for``; ``rule.daily_limit`` in a sliding
+        day for ``rule.daily_lock`` (whichever ends later); ``rule.ceiling``
+        failures of ``rule.ceiling_scope`` since the last successful login
+        suspend that scope until ``reset``. Returns the failures in the window
+        and the lock (or suspension) this failure set.
         """
 
     async def settle_success(
-        self, nir_ref: str, kind: AttemptKind, ticket: str, *, login_complete: bool
+        self, nir_ref: str, rule: FailureRule, ticket: str, *, login_complete: bool
     ) -> None:
-        """The attempt was right: clear the failures of ``kind`` and the lock this ticket set.
+        """The attempt was right: it is no longer in flight; the failures of its rule are cleared.
 
-        With ``login_complete`` (the person is logged in) also clear the other
-        failure counter and the code quota.
+        With ``login_complete`` (the person is logged in) also clear the password
+        failures of ``rule.ceiling_scope`` (the request's own scope), the code
+        failures, the code quota and the ceiling count of that scope.
+        Another scope's failures stay: the owner's success does not erase an
+        attacker's count, nor the reverse.
         """
+
+    async def release_attempt(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
+        """The attempt could not be evaluated (an outage): forget it, count nothing."""
 
     async def create_login(self, login: Login, ttl_seconds: int) -> str:
         """Store a new login (its ``login_id`` is ignored) and return its new opaque id."""
@@ -143,10 +170,12 @@ class ChallengeStore(Protocol):
     async def get_login(self, login_id: str, now: datetime) -> Login | None:
         """The login, or None if unknown, malformed or expired."""
 
-    async def reserve_code(self, nir_ref: str, rule: QuotaRule, now: datetime) -> CodeReservation:
+    async def reserve_code(
+        self, nir_ref: str, rule: QuotaRule, scopes: frozenset[LockScope], now: datetime
+    ) -> CodeReservation:
         """Count one code request in the sliding-window quota.
 
-        If any lock is active: return it. Otherwise forget requests older than
+        If a lock of ``scopes`` is active: return it. Otherwise forget requests older than
         ``rule.window``; if ``rule.limit`` are left, set the quota lock until
         ``now + rule.lock_for`` and return it; else add this one under a ticket.
         """
@@ -168,7 +197,8 @@ class ChallengeStore(Protocol):
         """Active locks, and the failures and code requests still inside their windows."""
 
     async def reset(self, nir_ref: str) -> None:
-        """Forget the locks, failure counters and quota of the NIR (advisor reset)."""
+        """Forget every lock, suspension, failure, daily and ceiling count and the quota
+        of the NIR, in every scope (advisor's unlock and reset)."""
 
     async def ping(self) -> None:
         """Raise ``DependencyUnavailable`` if the store cannot be reached (health)."""

@@ -83,6 +83,10 @@ def refusal_status(
     ]
     if error.lock_expire_time is not None:
         details.append(error_details_pb2.RetryInfo(retry_delay=_delay(error.lock_expire_time, now)))
+    elif error.retry_after is not None:
+        details.append(
+            error_details_pb2.RetryInfo(retry_delay=_delay(now + error.retry_after, now))
+        )
     if error.quota_violation is not None:
         details.append(_quota_failure(error.quota_violation))
     if error.violations:

@@ -13,7 +13,7 @@ from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.messages import Messages
-from ameli_grpc.domain.model import AuthMethod, Channel
+from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
 from ameli_grpc.domain.outcomes import (
     AccountSetupRequired,
     Authenticated,
@@ -32,6 +32,11 @@ _METHODS = {
     AuthMethod.EMAIL_CODE: auth_pb2.AUTH_METHOD_EMAIL_CODE,
     AuthMethod.TRUSTED_DEVICE: auth_pb2.AUTH_METHOD_TRUSTED_DEVICE,
     AuthMethod.PROVISIONAL_CODE: auth_pb2.AUTH_METHOD_PROVISIONAL_CODE,
+}
+_SCOPES = {
+    LockScope.ALL: auth_pb2.LOCK_SCOPE_ALL,
+    LockScope.UNTRUSTED: auth_pb2.LOCK_SCOPE_UNTRUSTED_DEVICES,
+    LockScope.TRUSTED: auth_pb2.LOCK_SCOPE_TRUSTED_DEVICES,
 }
 _CLIENT_FIELD_LIMIT = 512
 
@@ -111,8 +116,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             locks=[
                 auth_pb2.Lock(
                     reason=auth_pb2.ErrorReason.Value(f"ERROR_REASON_{view.reason.value}"),
-                    expire_time=_timestamp(view.expire_time),
+                    # a suspension has no end: the field stays unset
+                    expire_time=_timestamp(view.expire_time) if view.expire_time else None,
                     message=view.message,
+                    scope=_SCOPES[view.scope],
                 )
                 for view in status.locks
             ],

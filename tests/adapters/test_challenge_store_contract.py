@@ -29,8 +29,16 @@ from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.redis.connection import redis_client_from_url
 from ameli_grpc.adapters.redis.store import RedisChallengeStore
 from ameli_grpc.domain.errors import DependencyUnavailable
-from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, Login, NirStatus
-from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.model import (
+    AttemptKind,
+    FailureCount,
+    Lock,
+    LockKind,
+    LockScope,
+    Login,
+    NirStatus,
+)
+from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
 from ameli_grpc.domain.ports import ChallengeStore
 from ameli_grpc.domain.tokens import Keyring
 from tests.support.redis import (
@@ -51,9 +59,13 @@ NIR_REF = KEYRING.nir_ref(NIR)
 OTHER_REF = KEYRING.nir_ref("2690299876543")
 T0 = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 PASSWORD, CODE = AttemptKind.PASSWORD, AttemptKind.CODE
+UNTRUSTED, TRUSTED, ALL = LockScope.UNTRUSTED, LockScope.TRUSTED, LockScope.ALL
+UNFAMILIAR, FAMILIAR = LockScope.stopping(familiar=False), LockScope.stopping(familiar=True)
 WINDOW = timedelta(seconds=10)
-PASSWORD_RULE = FailureRule(3, WINDOW, timedelta(seconds=30), LockKind.PASSWORD_ATTEMPTS)
-CODE_RULE = FailureRule(3, WINDOW, timedelta(seconds=30), LockKind.CODE_ATTEMPTS)
+LOCK_FOR = timedelta(seconds=30)
+PASSWORD_RULE = FailureRule(PASSWORD, UNTRUSTED, UNTRUSTED, 3, WINDOW, LOCK_FOR)
+TRUSTED_RULE = replace(PASSWORD_RULE, scope=TRUSTED, ceiling_scope=TRUSTED)
+CODE_RULE = FailureRule(CODE, ALL, UNTRUSTED, 3, WINDOW, LOCK_FOR)
 QUOTA = QuotaRule(limit=5, window=timedelta(seconds=60), lock_for=timedelta(seconds=60))
 LOGIN = Login("", NIR_REF, "account-1", "t***@t***.com", T0 + timedelta(hours=1))
 LOGIN_TTL = 3600
@@ -120,85 +132,180 @@ async def status(store: ChallengeStore, nir_ref: str, now: datetime) -> NirStatu
     return await store.status(nir_ref, now, WINDOW, QUOTA.window)
 
 
+async def wrong(
+    store: ChallengeStore,
+    when: datetime = T0,
+    rule: FailureRule = PASSWORD_RULE,
+    nir_ref: str = NIR_REF,
+) -> FailureCount:
+    """One wrong entry: claimed, then settled as a failure."""
+    scopes = FAMILIAR if rule.scope is TRUSTED else UNFAMILIAR
+    claim = await store.claim_attempt(nir_ref, rule, scopes, when)
+    assert claim.ticket is not None, claim
+    return await store.settle_failure(nir_ref, rule, claim.ticket, when)
+
+
 async def lock_passwords(store: ChallengeStore, nir_ref: str = NIR_REF) -> Lock:
     """Three wrong passwords at T0, T0+1s, T0+2s; the lock of the third."""
-    for second in range(3):
-        claim = await store.claim_attempt(nir_ref, PASSWORD, PASSWORD_RULE, at(second))
-    assert claim.lock is not None
-    return claim.lock
+    counts = [await wrong(store, at(second), nir_ref=nir_ref) for second in range(3)]
+    assert counts[-1].lock is not None
+    return counts[-1].lock
+
+
+async def ticket(
+    store: ChallengeStore, rule: FailureRule = PASSWORD_RULE, when: datetime = T0
+) -> str:
+    claim = await store.claim_attempt(NIR_REF, rule, UNFAMILIAR, when)
+    assert claim.ticket is not None, claim
+    return claim.ticket
 
 
 # -- failure counters and their locks ------------------------------------------------
 
 
-async def test_claims_count_and_the_limit_locks_owned_by_its_ticket(store: ChallengeStore) -> None:
-    """Each claim counts; the third sets the lock, which only its own ticket can settle."""
-    claims = [await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(s)) for s in range(3)]
+async def test_wrong_entries_count_and_the_limit_locks_its_scope(store: ChallengeStore) -> None:
+    """Each settled failure counts; the third locks the unfamiliar requests, not the familiar."""
+    counts = [await wrong(store, at(second)) for second in range(3)]
 
-    assert [claim.failures for claim in claims] == [1, 2, 3]
-    assert len({claim.ticket for claim in claims} - {None}) == 3
-    assert [claim.lock for claim in claims[:2]] == [None, None]
-    lock = Lock(LockKind.PASSWORD_ATTEMPTS, at(2) + PASSWORD_RULE.lock_for)
-    assert claims[2].lock == lock
-    assert await store.active_locks(NIR_REF, at(3)) == (lock,)
-    assert claims[2].ticket is not None
-    await store.settle_success(NIR_REF, PASSWORD, claims[2].ticket, login_complete=False)
-    assert await store.active_locks(NIR_REF, at(3)) == ()
+    assert [count.failures for count in counts] == [1, 2, 3]
+    assert [count.lock for count in counts[:2]] == [None, None]
+    lock = Lock(LockKind.PASSWORD_ATTEMPTS, at(2) + LOCK_FOR, UNTRUSTED)
+    assert counts[2].lock == lock
+    assert await store.active_locks(NIR_REF, at(3), UNFAMILIAR) == (lock,)
+    assert await store.active_locks(NIR_REF, at(3), FAMILIAR) == ()
+    familiar = await store.claim_attempt(NIR_REF, TRUSTED_RULE, FAMILIAR, at(3))
+    assert familiar.ticket is not None
 
 
 async def test_a_locked_nir_refuses_claims_without_counting(store: ChallengeStore) -> None:
     """While locked, claims of either kind get the lock and count nothing, until it ends."""
     lock = await lock_passwords(store)
 
-    for kind, rule in ((PASSWORD, PASSWORD_RULE), (CODE, CODE_RULE)):
-        refused = await store.claim_attempt(NIR_REF, kind, rule, at(5))
-        assert (refused.ticket, refused.failures, refused.locks) == (None, 0, (lock,))
+    for rule in (PASSWORD_RULE, CODE_RULE):
+        refused = await store.claim_attempt(NIR_REF, rule, UNFAMILIAR, at(5))
+        assert (refused.ticket, refused.locks, refused.in_progress) == (None, (lock,), False)
     assert await status(store, NIR_REF, at(5)) == NirStatus((lock,), 3, 0, 0)
-    assert await store.active_locks(NIR_REF, lock.expire_time) == ()
-    after = await store.claim_attempt(NIR_REF, CODE, CODE_RULE, lock.expire_time)
-    assert (after.failures, after.locks) == (1, ())
+    assert lock.expire_time is not None
+    assert await store.active_locks(NIR_REF, lock.expire_time, UNFAMILIAR) == ()
+    after = await wrong(store, lock.expire_time, CODE_RULE)
+    assert (after.failures, after.lock) == (1, None)
+
+
+async def test_attempts_in_flight_that_make_up_the_limit_refuse_without_a_lock(
+    store: ChallengeStore,
+) -> None:
+    """Two failures and one attempt in flight: the next claim is ``in_progress``, no lock set."""
+    await wrong(store, at(0))
+    await wrong(store, at(1))
+    in_flight = await ticket(store, when=at(2))
+
+    refused = await store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, at(2))
+
+    assert (refused.ticket, refused.locks, refused.in_progress) == (None, (), True)
+    assert await store.active_locks(NIR_REF, at(2), UNFAMILIAR) == ()
+    assert (await status(store, NIR_REF, at(2))).password_failures == 2
+    await store.settle_success(NIR_REF, PASSWORD_RULE, in_flight, login_complete=False)
+    assert (await store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, at(3))).ticket
+
+
+async def test_an_attempt_never_settled_stops_counting_after_pending_for(
+    store: ChallengeStore,
+) -> None:
+    """Three attempts in flight hold the limit only for ``PENDING_FOR``; a release at once."""
+    tickets = [await ticket(store, when=at(0)) for _ in range(3)]
+    assert (await store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, at(1))).in_progress
+
+    await store.release_attempt(NIR_REF, PASSWORD_RULE, tickets[0])
+    assert (await store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, at(1))).ticket
+    later = T0 + PENDING_FOR + timedelta(seconds=1)
+    assert (await store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, later)).ticket
+    assert (await status(store, NIR_REF, later)).password_failures == 0
 
 
 async def test_failures_older_than_the_window_stop_counting(store: ChallengeStore) -> None:
     """A failure at or before ``now - window`` is forgotten, so the count slides."""
-    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
-    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(5))
+    await wrong(store, at(0))
+    await wrong(store, at(5))
 
-    third = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(10))
-    fourth = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(15.5))
+    third = await wrong(store, at(10))
+    fourth = await wrong(store, at(15.5))
 
     assert (third.failures, third.lock) == (2, None)
     assert (fourth.failures, fourth.lock) == (2, None)
 
 
-async def test_settle_success_clears_its_kind_and_leaves_other_locks(store: ChallengeStore) -> None:
-    """Success clears the failures of its kind, not the other kind, the quota, or others' locks."""
-    await store.reserve_code(NIR_REF, QUOTA, at(0))
-    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
-    first = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
-    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(1))
-    lock = (await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(2))).lock
-    assert first.ticket is not None
-    assert lock is not None
+async def test_settle_success_clears_its_kind_and_scope_only(store: ChallengeStore) -> None:
+    """Success clears its own failures, not the code failures, the quota or another scope's."""
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    await wrong(store, at(0), CODE_RULE)
+    await wrong(store, at(0), TRUSTED_RULE)
+    await wrong(store, at(1))
+    await wrong(store, at(2))
+    right = await ticket(store, when=at(3))
 
-    await store.settle_success(NIR_REF, PASSWORD, first.ticket, login_complete=False)
+    await store.settle_success(NIR_REF, PASSWORD_RULE, right, login_complete=False)
 
-    assert await status(store, NIR_REF, at(3)) == NirStatus((lock,), 0, 1, 1)
+    assert await status(store, NIR_REF, at(3)) == NirStatus((), 1, 1, 1)
 
 
-async def test_settle_success_of_a_complete_login_clears_counters_and_quota(
+async def test_a_complete_login_clears_its_scope_the_codes_and_the_quota(
     store: ChallengeStore,
 ) -> None:
-    """With ``login_complete`` both failure counters and the code quota are cleared too."""
-    await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(0))
-    await store.reserve_code(NIR_REF, QUOTA, at(1))
-    await store.reserve_code(NIR_REF, QUOTA, at(2))
-    claim = await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(3))
-    assert claim.ticket is not None
+    """With ``login_complete``: password failures of its scope, code failures and the quota."""
+    await wrong(store, at(0))
+    await wrong(store, at(0), TRUSTED_RULE)
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(1))
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(2))
+    right = await ticket(store, CODE_RULE, at(3))
 
-    await store.settle_success(NIR_REF, CODE, claim.ticket, login_complete=True)
+    await store.settle_success(NIR_REF, CODE_RULE, right, login_complete=True)
 
-    assert await status(store, NIR_REF, at(4)) == NirStatus((), 0, 0, 0)
+    assert await status(store, NIR_REF, at(4)) == NirStatus((), 1, 0, 0)  # the trusted one
+
+
+async def test_the_daily_limit_locks_for_the_daily_lock(store: ChallengeStore) -> None:
+    """Failures spread beyond the window still count in the day; the one reaching it locks."""
+    rule = replace(PASSWORD_RULE, daily_limit=4, daily_lock=timedelta(hours=24))
+    counts = [await wrong(store, at(11 * n), rule) for n in range(4)]
+
+    assert [count.failures for count in counts] == [1, 1, 1, 1]
+    assert counts[3].lock == Lock(LockKind.PASSWORD_ATTEMPTS, at(33) + DAY, UNTRUSTED)
+    assert await store.active_locks(NIR_REF, at(33) + DAY / 2, UNFAMILIAR) == (counts[3].lock,)
+    assert await store.active_locks(NIR_REF, at(34), FAMILIAR) == ()
+
+
+async def test_the_ceiling_suspends_its_scope_until_a_reset(store: ChallengeStore) -> None:
+    """Passwords and codes together reach the ceiling: the scope is suspended, without end."""
+    password = replace(PASSWORD_RULE, ceiling=4, limit=100, daily_limit=100)
+    code = replace(CODE_RULE, ceiling=4, limit=100, daily_limit=100)
+    counts = [
+        await wrong(store, at(0), password),
+        await wrong(store, at(1), code),
+        await wrong(store, at(2), password),
+        await wrong(store, at(3), code),
+    ]
+
+    suspension = Lock(LockKind.SUSPENDED, None, UNTRUSTED)
+    assert [count.lock for count in counts] == [None, None, None, suspension]
+    much_later = at(3) + timedelta(days=365)
+    assert await store.active_locks(NIR_REF, much_later, UNFAMILIAR) == (suspension,)
+    assert await store.active_locks(NIR_REF, much_later, FAMILIAR) == ()
+    assert (await status(store, NIR_REF, much_later)).locks == (suspension,)
+    await store.reset(NIR_REF)
+    assert await store.active_locks(NIR_REF, much_later, UNFAMILIAR) == ()
+
+
+async def test_a_complete_login_of_the_scope_restarts_the_ceiling(store: ChallengeStore) -> None:
+    """The ceiling counts failures since the last successful login of that scope."""
+    rule = replace(PASSWORD_RULE, ceiling=3, limit=100, daily_limit=100)
+    await wrong(store, at(0), rule)
+    await wrong(store, at(1), rule)
+    right = await ticket(store, rule, at(2))
+    await store.settle_success(NIR_REF, rule, right, login_complete=True)
+
+    counts = [await wrong(store, at(3 + n), rule) for n in range(3)]
+
+    assert [count.lock is not None for count in counts] == [False, False, True]
 
 
 # -- code quota ----------------------------------------------------------------------
@@ -208,9 +315,9 @@ async def test_reserve_code_counts_to_the_limit_then_the_next_request_locks(
     store: ChallengeStore,
 ) -> None:
     """Five requests get tickets; the sixth sets the quota lock, and later ones get that lock."""
-    reservations = [await store.reserve_code(NIR_REF, QUOTA, at(s)) for s in range(5)]
-    sixth = await store.reserve_code(NIR_REF, QUOTA, at(5))
-    seventh = await store.reserve_code(NIR_REF, QUOTA, at(6))
+    reservations = [await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(s)) for s in range(5)]
+    sixth = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(5))
+    seventh = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(6))
 
     assert [r.codes_sent for r in reservations] == [1, 2, 3, 4, 5]
     assert None not in {r.ticket for r in reservations}
@@ -218,17 +325,17 @@ async def test_reserve_code_counts_to_the_limit_then_the_next_request_locks(
     assert (sixth.ticket, sixth.codes_sent, sixth.locks) == (None, 5, (lock,))
     assert (seventh.ticket, seventh.locks) == (None, (lock,))
     assert await status(store, NIR_REF, at(6)) == NirStatus((lock,), 0, 0, 5)
-    claim = await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(6))
+    claim = await store.claim_attempt(NIR_REF, TRUSTED_RULE, FAMILIAR, at(6))
     assert claim.locks == (lock,)
 
 
 async def test_code_requests_older_than_the_window_stop_counting(store: ChallengeStore) -> None:
     """The quota window slides: a request at or before ``now - window`` frees its place."""
     for second in range(5):
-        await store.reserve_code(NIR_REF, QUOTA, at(second))
+        await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(second))
 
-    freed = await store.reserve_code(NIR_REF, QUOTA, at(60))
-    full = await store.reserve_code(NIR_REF, QUOTA, at(60.5))
+    freed = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(60))
+    full = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(60.5))
 
     assert (freed.ticket is not None, freed.codes_sent) == (True, 5)
     assert (full.ticket, full.codes_sent) == (None, 5)
@@ -238,7 +345,7 @@ async def test_reserve_code_refuses_during_a_failure_lock(store: ChallengeStore)
     """A password lock also refuses code requests, without counting them."""
     lock = await lock_passwords(store)
 
-    refused = await store.reserve_code(NIR_REF, QUOTA, at(3))
+    refused = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(3))
 
     assert (refused.ticket, refused.codes_sent, refused.locks) == (None, 0, (lock,))
 
@@ -249,9 +356,9 @@ async def test_a_refused_request_reports_only_requests_inside_the_window(
     """While the quota lock lasts longer than the window, ``codes_sent`` still slides."""
     rule = replace(QUOTA, lock_for=timedelta(seconds=120))
     for second in range(6):
-        await store.reserve_code(NIR_REF, rule, at(second))
+        await store.reserve_code(NIR_REF, rule, UNFAMILIAR, at(second))
 
-    refused = await store.reserve_code(NIR_REF, rule, at(62.5))
+    refused = await store.reserve_code(NIR_REF, rule, UNFAMILIAR, at(62.5))
 
     assert (await status(store, NIR_REF, at(62.5))).codes_sent_in_window == 2
     assert (refused.ticket, refused.codes_sent) == (None, 2)
@@ -281,8 +388,8 @@ async def test_only_the_latest_code_consumes_the_login_once(store: ChallengeStor
 async def test_release_code_uncounts_and_drops_only_that_code(store: ChallengeStore) -> None:
     """A failed send gives back its quota place and its code, never a newer code."""
     login_id = await store.create_login(LOGIN, LOGIN_TTL)
-    first = await store.reserve_code(NIR_REF, QUOTA, at(0))
-    second = await store.reserve_code(NIR_REF, QUOTA, at(1))
+    first = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    second = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(1))
     assert first.ticket is not None
     assert second.ticket is not None
     await store.set_code(login_id, "digest-2", at(901))
@@ -340,15 +447,16 @@ async def test_malformed_or_unknown_login_ids_are_refused_quietly(store: Challen
 
 
 async def test_status_counts_what_is_inside_the_windows(store: ChallengeStore) -> None:
-    """status counts failures and requests strictly after ``now - window``, and lists locks."""
+    """status counts failures (every scope) and requests strictly after ``now - window``."""
     for second in (0, 1):
-        await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(second))
-    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(2))
+        await wrong(store, at(second))
+    await wrong(store, at(1), TRUSTED_RULE)
+    await wrong(store, at(2), CODE_RULE)
     for second in (0, 3, 4):
-        await store.reserve_code(NIR_REF, QUOTA, at(second))
+        await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(second))
 
-    assert await status(store, NIR_REF, at(5)) == NirStatus((), 2, 1, 3)
-    assert await status(store, NIR_REF, at(10.5)) == NirStatus((), 1, 1, 3)
+    assert await status(store, NIR_REF, at(5)) == NirStatus((), 3, 1, 3)
+    assert await status(store, NIR_REF, at(10.5)) == NirStatus((), 2, 1, 3)
     narrow = await store.status(NIR_REF, at(5), WINDOW, timedelta(seconds=2))
     assert narrow.codes_sent_in_window == 1
     assert await status(store, OTHER_REF, at(5)) == NirStatus((), 0, 0, 0)
@@ -356,16 +464,19 @@ async def test_status_counts_what_is_inside_the_windows(store: ChallengeStore) -
 
 async def test_reset_forgets_the_nir_and_nothing_else(store: ChallengeStore) -> None:
     """An advisor reset clears the NIR's locks, counters and quota; other NIRs keep theirs."""
-    await store.reserve_code(NIR_REF, QUOTA, at(0))
-    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    await wrong(store, at(0), CODE_RULE)
+    await wrong(store, at(0), TRUSTED_RULE)
+    await ticket(store, CODE_RULE, at(0))
     await lock_passwords(store)
-    await store.claim_attempt(OTHER_REF, PASSWORD, PASSWORD_RULE, at(0))
-    await store.reserve_code(OTHER_REF, QUOTA, at(0))
+    await wrong(store, at(0), nir_ref=OTHER_REF)
+    await store.reserve_code(OTHER_REF, QUOTA, UNFAMILIAR, at(0))
 
     await store.reset(NIR_REF)
 
     assert await status(store, NIR_REF, at(3)) == NirStatus((), 0, 0, 0)
-    assert (await store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, at(3))).failures == 1
+    assert (await wrong(store, at(3))).failures == 1
+    assert (await wrong(store, at(3), CODE_RULE)).failures == 1  # nothing left in flight
     assert await status(store, OTHER_REF, at(3)) == NirStatus((), 1, 0, 1)
 
 
@@ -373,22 +484,27 @@ async def test_reset_forgets_the_nir_and_nothing_else(store: ChallengeStore) -> 
 
 
 async def test_parallel_claims_evaluate_at_most_the_limit(store: ChallengeStore) -> None:
-    """50 concurrent wrong codes: exactly three tickets, the other 47 see the lock."""
+    """50 concurrent claims: exactly three tickets; the 47 others are told one is in flight."""
     claims = await asyncio.gather(
-        *(store.claim_attempt(NIR_REF, CODE, CODE_RULE, T0) for _ in range(50))
+        *(store.claim_attempt(NIR_REF, CODE_RULE, UNFAMILIAR, T0) for _ in range(50))
     )
 
-    counted = [claim for claim in claims if claim.ticket is not None]
-    locks = {claim.lock for claim in counted} - {None}
-    assert sorted(claim.failures for claim in counted) == [1, 2, 3]
-    assert locks == {Lock(LockKind.CODE_ATTEMPTS, T0 + CODE_RULE.lock_for)}
-    assert all(claim.locks == tuple(locks) for claim in claims if claim.ticket is None)
+    tickets = [claim.ticket for claim in claims if claim.ticket is not None]
+    assert len(set(tickets)) == 3
+    assert all(claim.in_progress and not claim.locks for claim in claims if claim.ticket is None)
+    counts = await asyncio.gather(
+        *(store.settle_failure(NIR_REF, CODE_RULE, t, T0) for t in tickets)
+    )
+    assert sorted(count.failures for count in counts) == [1, 2, 3]
+    assert {count.lock for count in counts} - {None} == {
+        Lock(LockKind.CODE_ATTEMPTS, T0 + LOCK_FOR)
+    }
 
 
 async def test_parallel_code_requests_get_at_most_the_quota(store: ChallengeStore) -> None:
     """50 concurrent code requests: exactly five tickets, the others get the quota lock."""
     reservations = await asyncio.gather(
-        *(store.reserve_code(NIR_REF, QUOTA, T0) for _ in range(50))
+        *(store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, T0) for _ in range(50))
     )
 
     tickets = [r.ticket for r in reservations if r.ticket is not None]
@@ -422,9 +538,10 @@ async def redis_keys() -> AsyncIterator[RedisWithKeys]:
 
 
 async def fill(store: ChallengeStore) -> str:
-    """One of every key of NIR_REF (both counters, quota, a lock, a login with a code)."""
-    await store.claim_attempt(NIR_REF, CODE, CODE_RULE, at(0))
-    await store.reserve_code(NIR_REF, QUOTA, at(0))
+    """Many keys of NIR_REF (counters, day, ceiling, in flight, quota, a lock, a login)."""
+    await wrong(store, at(0), CODE_RULE)
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    await ticket(store, CODE_RULE, at(0))
     await lock_passwords(store)
     login_id = await store.create_login(LOGIN, LOGIN_TTL)
     await store.set_code(login_id, "d" * 64, at(900))
@@ -439,12 +556,19 @@ async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: RedisWithKey
 
     ttls = await listing()
 
-    assert len(ttls) == 5
+    assert len(ttls) == 9
     for key, ttl in ttls.items():
         assert not re.search(r"\d{13}", key), key
         assert login_id.rpartition(".")[2] not in key
         assert "d" * 64 not in key
-        limit = {"failures": WINDOW, "quota": QUOTA.window, "lock": timedelta(seconds=30)}
+        limit = {
+            "failures": WINDOW,
+            "quota": QUOTA.window,
+            "lock": LOCK_FOR,
+            "pending": PENDING_FOR,
+            "daily": DAY,
+            "ceiling": CEILING_KEPT,
+        }
         kind = key.split(":")[2]
         longest = limit.get(kind, timedelta(seconds=LOGIN_TTL))
         assert 0 < ttl <= longest // timedelta(milliseconds=1), (key, ttl)
@@ -470,7 +594,7 @@ async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: RedisWit
     """Every key of a NIR carries the same hash tag, so each script stays on one slot."""
     store, listing = redis_keys
     await fill(store)
-    await store.claim_attempt(OTHER_REF, PASSWORD, PASSWORD_RULE, at(0))
+    await wrong(store, at(0), nir_ref=OTHER_REF)
 
     keys = list(await listing())
 
@@ -579,12 +703,14 @@ async def redis_server() -> AsyncIterator[ThrowawayRedisServer]:
 
 def every_method(store: ChallengeStore, login_id: str) -> list[Callable[[], Awaitable[object]]]:
     return [
-        lambda: store.active_locks(NIR_REF, T0),
-        lambda: store.claim_attempt(NIR_REF, PASSWORD, PASSWORD_RULE, T0),
-        lambda: store.settle_success(NIR_REF, PASSWORD, "ticket", login_complete=True),
+        lambda: store.active_locks(NIR_REF, T0, UNFAMILIAR),
+        lambda: store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, T0),
+        lambda: store.settle_failure(NIR_REF, PASSWORD_RULE, "ticket", T0),
+        lambda: store.settle_success(NIR_REF, PASSWORD_RULE, "ticket", login_complete=True),
+        lambda: store.release_attempt(NIR_REF, PASSWORD_RULE, "ticket"),
         lambda: store.create_login(LOGIN, LOGIN_TTL),
         lambda: store.get_login(login_id, T0),
-        lambda: store.reserve_code(NIR_REF, QUOTA, T0),
+        lambda: store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, T0),
         lambda: store.set_code(login_id, "digest", at(900)),
         lambda: store.release_code(NIR_REF, "ticket", login_id, "digest"),
         lambda: store.consume_login(login_id, "digest"),
@@ -616,7 +742,7 @@ async def test_a_crashed_redis_fails_closed_then_recovers(
         await redis_server.start()
 
         await store.ping()
-        assert (await store.claim_attempt(NIR_REF, CODE, CODE_RULE, T0)).failures == 1
+        assert (await wrong(store, T0, CODE_RULE)).failures == 1
         assert await store.get_login(login_id, T0) is None  # no persistence: the login is gone
 
 
@@ -644,7 +770,7 @@ async def test_a_sentinel_url_reaches_the_master(redis_server: ThrowawayRedisSer
         async with redis_store(url) as store:
             lock = await lock_passwords(store)
 
-            assert await store.active_locks(NIR_REF, at(3)) == (lock,)
+            assert await store.active_locks(NIR_REF, at(3), UNFAMILIAR) == (lock,)
 
 
 # -- Redis Cluster only: slots, nodes, outages ---------------------------------------
@@ -667,8 +793,8 @@ async def test_cluster_keeps_each_nir_on_one_slot_and_spreads_nirs_over_nodes(
     store, prefix = cluster_store
     refs = [KEYRING.nir_ref(f"1{index:012d}") for index in range(30)]
     for ref in refs:
-        await store.claim_attempt(ref, PASSWORD, PASSWORD_RULE, at(0))
-        await store.reserve_code(ref, QUOTA, at(0))
+        await wrong(store, at(0), nir_ref=ref)
+        await store.reserve_code(ref, QUOTA, UNFAMILIAR, at(0))
         await store.create_login(replace(LOGIN, nir_ref=ref), LOGIN_TTL)
 
     homes: dict[str, set[tuple[int, int]]] = {ref: set() for ref in refs}  # ref -> (port, slot)
@@ -690,7 +816,8 @@ async def test_cluster_keeps_each_nir_on_one_slot_and_spreads_nirs_over_nodes(
     }
     whole = redis_client_from_url(redis_cluster.url, 2.0)
     try:
-        assert len(await keys_of(whole, prefix)) == 3 * len(refs)  # SCAN on every primary
+        # failures, daily, ceiling, quota and login of each: SCAN on every primary
+        assert len(await keys_of(whole, prefix)) == 5 * len(refs)
     finally:
         await whole.aclose()
 

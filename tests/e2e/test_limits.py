@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 from ameli.auth.v1 import auth_pb2
+from google.rpc import error_details_pb2
 
 from tests.e2e.harness import ServiceUnderTest, nir, refused
 
@@ -102,7 +103,7 @@ async def test_forty_parallel_wrong_codes_evaluate_at_most_three(
     ]
     reasons = [refusal.reason for refusal in await asyncio.gather(*calls)]
     assert reasons.count("INVALID_CODE") == 2  # the third evaluated one set the lock
-    assert set(reasons) <= {"INVALID_CODE", "CODE_ATTEMPTS_LOCKED"}
+    assert set(reasons) <= {"INVALID_CODE", "CODE_ATTEMPTS_LOCKED", "ATTEMPT_IN_PROGRESS"}
     status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(36)))
     assert status.code_failures == 3
     assert status.locked
@@ -152,11 +153,16 @@ async def test_thirty_parallel_code_requests_send_exactly_five_emails(
 
 
 async def test_parallel_wrong_passwords_lock_at_three(service: ServiceUnderTest) -> None:
-    """20 wrong passwords at once: 3 are counted, the rest meet the password lock."""
+    """20 wrong passwords at once: 3 are evaluated, the third locks; the others meet the lock,
+    or, while the three are in flight, are told to retry (ABORTED with RetryInfo)."""
     await service.add_account(nir(39))
     refusals = await asyncio.gather(
         *(refused(service.login(nir(39), password=f"faux-{i}")) for i in range(20))
     )
     reasons = [refusal.reason for refusal in refusals]
     assert reasons.count("INVALID_CREDENTIALS") == 2
-    assert reasons.count("PASSWORD_ATTEMPTS_LOCKED") == 18
+    assert reasons.count("PASSWORD_ATTEMPTS_LOCKED") + reasons.count("ATTEMPT_IN_PROGRESS") == 18
+    assert reasons.count("PASSWORD_ATTEMPTS_LOCKED") >= 1
+    for waiting in (r for r in refusals if r.reason == "ATTEMPT_IN_PROGRESS"):
+        assert waiting.code == grpc.StatusCode.ABORTED
+        assert waiting.detail(error_details_pb2.RetryInfo).retry_delay.seconds == 1

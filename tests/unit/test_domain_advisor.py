@@ -114,6 +114,7 @@ async def test_lock_status_shows_the_code_and_quota_locks() -> None:
     assert quota.codes_sent_in_window == 5
     (code_view,) = codes.locks
     assert code_view.reason is ErrorReason.CODE_ATTEMPTS_LOCKED
+    assert code_view.expire_time is not None
     assert code_view.message == Messages.code_attempts_locked(code_view.expire_time)
     assert codes.code_failures == 3
 

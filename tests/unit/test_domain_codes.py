@@ -24,7 +24,7 @@ from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.domain import login as login_module
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
-from ameli_grpc.domain.model import AuthMethod, Channel, Lock, LockKind, NirStatus
+from ameli_grpc.domain.model import AuthMethod, Channel, Lock, LockKind, LockScope, NirStatus
 from ameli_grpc.domain.outcomes import Authenticated, CodeVerified
 from ameli_grpc.domain.policy import Policy
 
@@ -508,8 +508,10 @@ class _StoreWithExtraLocks(MemoryChallengeStore):
         super().__init__()
         self.extra = extra
 
-    async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]:
-        own = await super().active_locks(nir_ref, now)
+    async def active_locks(
+        self, nir_ref: str, now: datetime, scopes: frozenset[LockScope]
+    ) -> tuple[Lock, ...]:
+        own = await super().active_locks(nir_ref, now, scopes)
         return own + self._extra(now)
 
     async def status(
@@ -519,7 +521,7 @@ class _StoreWithExtraLocks(MemoryChallengeStore):
         return replace(own, locks=own.locks + self._extra(now))
 
     def _extra(self, now: datetime) -> tuple[Lock, ...]:
-        return tuple(lock for lock in self.extra if lock.expire_time > now)
+        return tuple(lock for lock in self.extra if lock.expire_time and lock.expire_time > now)
 
 
 async def test_of_two_locks_the_one_ending_last_is_reported() -> None:
@@ -537,6 +539,7 @@ async def test_of_two_locks_the_one_ending_last_is_reported() -> None:
     status = await service.advisor.get_lock_status(NIR)
 
     assert error.reason is ErrorReason.CODE_QUOTA_EXCEEDED
+    assert later.expire_time is not None
     assert error.lock_expire_time == later.expire_time
     assert error.message == Messages.code_quota_exceeded(later.expire_time)
     governing, *others = [view.reason for view in status.locks]
@@ -594,7 +597,11 @@ async def test_forty_parallel_wrong_codes_evaluate_exactly_three() -> None:
 
 
 async def test_forty_parallel_wrong_passwords_verify_exactly_three() -> None:
-    """Forty concurrent wrong passwords cost three argon2 verifies; the third locks the NIR."""
+    """Forty concurrent wrong passwords cost three argon2 verifies; the third locks the NIR.
+
+    The 37 others arrive while three are in flight and no lock exists yet: they
+    are told to retry (ATTEMPT_IN_PROGRESS), never shown a lock that is not set.
+    """
     service, fakes = make_service()
     fakes.add_account()
 
@@ -606,7 +613,12 @@ async def test_forty_parallel_wrong_passwords_verify_exactly_three() -> None:
     assert all(isinstance(result, AuthError) for result in results)
     reasons = [result.reason for result in results if isinstance(result, AuthError)]
     assert reasons.count(ErrorReason.INVALID_CREDENTIALS) == 2
-    assert reasons.count(ErrorReason.PASSWORD_ATTEMPTS_LOCKED) == 38
+    assert reasons.count(ErrorReason.PASSWORD_ATTEMPTS_LOCKED) == 1
+    assert reasons.count(ErrorReason.ATTEMPT_IN_PROGRESS) == 37
+    waiting = [r for r in results if isinstance(r, AuthError) and r.retry_after is not None]
+    assert {(e.reason, e.retry_after, e.lock_expire_time) for e in waiting} == {
+        (ErrorReason.ATTEMPT_IN_PROGRESS, timedelta(seconds=1), None)
+    }
     assert (fakes.hasher.verify_calls, fakes.hasher.verify_dummy_calls) == (3, 0)
     assert len(fakes.audit.of_kind("locked_password")) == 1
     status = await service.advisor.get_lock_status(NIR)

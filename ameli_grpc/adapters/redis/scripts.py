@@ -11,19 +11,22 @@ below 2**53), but printing them is not (``tostring`` keeps 14 digits), so the
 scripts store and return the caller's strings and never numbers they computed.
 Durations given to ``PEXPIRE`` are milliseconds.
 
-``KEYS[1..3]`` of the scripts that look at locks are always the password,
-code and quota lock hashes (``LockKind`` order); a lock hash holds
-``expire`` (microseconds) and ``owner`` (the ticket that set it).
+The scripts that look at locks get the lock hashes a request is subject to
+first, their number in ``ARGV[1]`` where it varies; a lock hash holds
+``expire``, microseconds, or ``never`` for a suspension (no TTL: an advisor
+lifts it). Attempts in flight are a sorted set of tickets (``pending``); a
+settled wrong entry moves its ticket to the failures of the window and of
+the day, and adds one to the consecutive count of its scope (the ceiling).
 """
 
 from __future__ import annotations
 
 _LIVE_LOCKS = """
-local function live_locks(now)
+local function live_locks(now, first, last)
   local found = {}
-  for i = 1, 3 do
+  for i = first, last do
     local expire = redis.call('HGET', KEYS[i], 'expire')
-    if expire and tonumber(expire) > now then
+    if expire and (expire == 'never' or tonumber(expire) > now) then
       found[#found + 1] = {i, expire}
     end
   end
@@ -34,62 +37,98 @@ end
 ACTIVE_LOCKS = (
     _LIVE_LOCKS
     + """
--- KEYS: 3 locks. ARGV: now.
-return live_locks(tonumber(ARGV[1]))
+-- KEYS: the lock hashes to look at. ARGV: now.
+return live_locks(tonumber(ARGV[1]), 1, #KEYS)
 """
 )
 
 CLAIM_ATTEMPT = (
     _LIVE_LOCKS
     + """
--- KEYS: 3 locks, failures of the kind, lock to set.
--- ARGV: now, forget at or before, ticket, limit, window ms, lock expire, lock ms.
--- Returns {0, 0, locks} (refused) or {1, failures, 1 if the lock was set}.
-local locks = live_locks(tonumber(ARGV[1]))
-if #locks > 0 then return {0, 0, locks} end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
-local failures = redis.call('ZCARD', KEYS[4])
-if failures >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[5], 'expire', ARGV[6], 'owner', ARGV[3])
-  redis.call('PEXPIRE', KEYS[5], ARGV[7])
-  return {1, failures, 1}
-end
-return {1, failures, 0}
+-- KEYS: n locks, failures (kind, scope), pending (kind, scope).
+-- ARGV: n, now, failures since, pending since, ticket, limit, pending ms.
+-- Returns {0, locks} (refused), {2} (in progress: in flight make up the limit) or {1}.
+local n = tonumber(ARGV[1])
+local locks = live_locks(tonumber(ARGV[2]), 1, n)
+if #locks > 0 then return {0, locks} end
+local failures, pending = KEYS[n + 1], KEYS[n + 2]
+redis.call('ZREMRANGEBYSCORE', failures, '-inf', ARGV[3])
+redis.call('ZREMRANGEBYSCORE', pending, '-inf', ARGV[4])
+local settled, limit = redis.call('ZCARD', failures), tonumber(ARGV[6])
+if settled < limit and settled + redis.call('ZCARD', pending) >= limit then return {2} end
+redis.call('ZADD', pending, ARGV[2], ARGV[5])
+redis.call('PEXPIRE', pending, ARGV[7])
+return {1}
 """
 )
 
-SETTLE_SUCCESS = """
--- KEYS: 3 locks, password failures, code failures, quota.
--- ARGV: ticket, index in KEYS of the failures to clear, '1' if the login is complete.
-for i = 1, 3 do
-  if redis.call('HGET', KEYS[i], 'owner') == ARGV[1] then redis.call('DEL', KEYS[i]) end
+SETTLE_FAILURE = """
+-- KEYS: failures, pending, daily, ceiling count, lock (kind, scope), suspension (scope).
+-- ARGV: now, ticket, failures since, window ms, limit, lock expire, lock ms,
+--       day since, daily limit, daily expire, daily ms, ceiling, ceiling ms.
+-- Returns {failures, ''}, {failures, 'never'} (suspended) or {failures, lock expire}.
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local failures = redis.call('ZCARD', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[11])
+local daily = redis.call('ZCARD', KEYS[3])
+local consecutive = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[13])
+if consecutive >= tonumber(ARGV[12]) then
+  redis.call('HSET', KEYS[6], 'expire', 'never')
+  redis.call('PERSIST', KEYS[6])
+  return {failures, 'never'}
 end
-redis.call('DEL', KEYS[tonumber(ARGV[2])])
-if ARGV[3] == '1' then redis.call('DEL', KEYS[4], KEYS[5], KEYS[6]) end
+local expire, ms = nil, nil
+if failures >= tonumber(ARGV[5]) then expire, ms = ARGV[6], ARGV[7] end
+if daily >= tonumber(ARGV[9]) and (not expire or tonumber(ARGV[10]) > tonumber(expire)) then
+  expire, ms = ARGV[10], ARGV[11]
+end
+if not expire then return {failures, ''} end
+local current = redis.call('HGET', KEYS[5], 'expire')
+if current and current ~= 'never' and tonumber(current) >= tonumber(expire) then
+  return {failures, current}
+end
+redis.call('HSET', KEYS[5], 'expire', expire)
+redis.call('PEXPIRE', KEYS[5], ms)
+return {failures, expire}
+"""
+
+SETTLE_SUCCESS = """
+-- KEYS: pending, failures of the attempt; then, if the login is complete, the password
+-- failures of its scope, the code failures, the quota and the ceiling count of its scope.
+-- ARGV: ticket, '1' if the login is complete.
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '1' then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6]) end
 return 1
 """
 
 RESERVE_CODE = (
     _LIVE_LOCKS
     + """
--- KEYS: 3 locks, quota.
--- ARGV: now, forget at or before, ticket, limit, window ms, lock expire, lock ms.
+-- KEYS: n locks, the quota lock, quota.
+-- ARGV: n, now, forget at or before, ticket, limit, window ms, lock expire, lock ms.
 -- Returns {0, sent, locks} (refused), {2, sent} (quota lock just set) or {1, sent}.
-local locks = live_locks(tonumber(ARGV[1]))
+local n = tonumber(ARGV[1])
+local lock, quota = KEYS[n + 1], KEYS[n + 2]
+local locks = live_locks(tonumber(ARGV[2]), 1, n)
 if #locks > 0 then
-  return {0, redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[2], '+inf'), locks}
+  return {0, redis.call('ZCOUNT', quota, '(' .. ARGV[3], '+inf'), locks}
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
-local sent = redis.call('ZCARD', KEYS[4])
-if sent >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[3], 'expire', ARGV[6], 'owner', 'quota')
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', quota, '-inf', ARGV[3])
+local sent = redis.call('ZCARD', quota)
+if sent >= tonumber(ARGV[5]) then
+  redis.call('HSET', lock, 'expire', ARGV[7])
+  redis.call('PEXPIRE', lock, ARGV[8])
   return {2, sent}
 end
-redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
+redis.call('ZADD', quota, ARGV[2], ARGV[4])
+redis.call('PEXPIRE', quota, ARGV[6])
 return {1, sent + 1}
 """
 )
@@ -97,13 +136,18 @@ return {1, sent + 1}
 STATUS = (
     _LIVE_LOCKS
     + """
--- KEYS: 3 locks, password failures, code failures, quota.
--- ARGV: now, '(' .. failures since, '(' .. requests since. Read only.
+-- KEYS: n locks, password failures (every scope, n + 1 .. #KEYS - 2), code failures, quota.
+-- ARGV: n, now, '(' .. failures since, '(' .. requests since. Read only.
+local n = tonumber(ARGV[1])
+local passwords = 0
+for i = n + 1, #KEYS - 2 do
+  passwords = passwords + redis.call('ZCOUNT', KEYS[i], ARGV[3], '+inf')
+end
 return {
-  live_locks(tonumber(ARGV[1])),
-  redis.call('ZCOUNT', KEYS[4], ARGV[2], '+inf'),
-  redis.call('ZCOUNT', KEYS[5], ARGV[2], '+inf'),
-  redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf'),
+  live_locks(tonumber(ARGV[2]), 1, n),
+  passwords,
+  redis.call('ZCOUNT', KEYS[#KEYS - 1], ARGV[3], '+inf'),
+  redis.call('ZCOUNT', KEYS[#KEYS], ARGV[4], '+inf'),
 }
 """
 )
@@ -146,6 +190,7 @@ return 0
 SCRIPTS = {
     "ACTIVE_LOCKS": ACTIVE_LOCKS,
     "CLAIM_ATTEMPT": CLAIM_ATTEMPT,
+    "SETTLE_FAILURE": SETTLE_FAILURE,
     "SETTLE_SUCCESS": SETTLE_SUCCESS,
     "RESERVE_CODE": RESERVE_CODE,
     "STATUS": STATUS,

@@ -9,11 +9,16 @@ Key layout — every key of one NIR shares the hash tag ``{<nir_ref>}``, so a
 script only touches one slot (Redis Cluster). ``nir_ref`` is already an HMAC
 of the NIR; no NIR, code or token is ever part of a key::
 
-    <prefix>:{<nir_ref>}:failures:password  ZSET ticket -> time   TTL failure window
-    <prefix>:{<nir_ref>}:failures:code      ZSET ticket -> time   TTL failure window
-    <prefix>:{<nir_ref>}:quota              ZSET ticket -> time   TTL quota window
-    <prefix>:{<nir_ref>}:lock:<kind>        HASH expire, owner    TTL until the lock ends
-    <prefix>:{<nir_ref>}:login:<sha256>     HASH the login        TTL the login's ttl_seconds
+    <prefix>:{<nir_ref>}:failures:<kind>:<scope>  ZSET ticket -> time  TTL failure window
+    <prefix>:{<nir_ref>}:pending:<kind>:<scope>   ZSET ticket -> time  TTL PENDING_FOR
+    <prefix>:{<nir_ref>}:daily:<kind>:<scope>     ZSET ticket -> time  TTL a day
+    <prefix>:{<nir_ref>}:ceiling:<scope>          INT  consecutive     TTL CEILING_KEPT
+    <prefix>:{<nir_ref>}:quota                    ZSET ticket -> time  TTL quota window
+    <prefix>:{<nir_ref>}:lock:<kind>:<scope>      HASH expire          TTL until it ends (none
+                                                                       for a suspension)
+    <prefix>:{<nir_ref>}:login:<sha256>           HASH the login       TTL the login's ttl_seconds
+
+(kind, scope) of failures: (password, untrusted), (password, trusted), (code, all).
 
 A login id is ``<nir_ref>.<32 random url-safe characters>``: the first part
 finds the NIR's slot; the id is a bearer secret, so its key holds only a
@@ -27,6 +32,7 @@ its first key's slot.
 from __future__ import annotations
 
 import base64
+import enum
 import functools
 import hashlib
 import re
@@ -45,12 +51,14 @@ from ameli_grpc.domain.model import (
     AttemptClaim,
     AttemptKind,
     CodeReservation,
+    FailureCount,
     Lock,
     LockKind,
+    LockScope,
     Login,
     NirStatus,
 )
-from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
 
 _OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # also BusyLoadingError, AuthenticationError, no master
@@ -68,8 +76,20 @@ _MILLI = timedelta(milliseconds=1)
 _REF = r"[A-Za-z0-9_-]{1,64}"
 _REF_SHAPE = re.compile(_REF, re.ASCII)
 _LOGIN_ID_SHAPE = re.compile(rf"({_REF})\.[A-Za-z0-9_-]{{32}}", re.ASCII)
-_LOCK_KINDS = tuple(LockKind)  # the order of KEYS[1..3] in the scripts
-_FAILURES = {AttemptKind.PASSWORD: 3, AttemptKind.CODE: 4}  # their index in _nir_keys
+_LOCKS = (  # every lock a NIR can have
+    (LockKind.PASSWORD_ATTEMPTS, LockScope.UNTRUSTED),
+    (LockKind.PASSWORD_ATTEMPTS, LockScope.TRUSTED),
+    (LockKind.CODE_ATTEMPTS, LockScope.ALL),
+    (LockKind.CODE_QUOTA, LockScope.ALL),
+    (LockKind.SUSPENDED, LockScope.UNTRUSTED),
+    (LockKind.SUSPENDED, LockScope.TRUSTED),
+)
+_CEILING_SCOPES = (LockScope.UNTRUSTED, LockScope.TRUSTED)
+_COUNTED = (  # the (kind, scope) pairs whose failures are counted
+    (AttemptKind.PASSWORD, LockScope.UNTRUSTED),
+    (AttemptKind.PASSWORD, LockScope.TRUSTED),
+    (AttemptKind.CODE, LockScope.ALL),
+)
 
 _Store = TypeVar("_Store", bound="RedisChallengeStore")
 _P = ParamSpec("_P")
@@ -98,31 +118,95 @@ class RedisChallengeStore:
         self._scripts = {name: (_sha1(text), text) for name, text in lua.SCRIPTS.items()}
 
     @_fail_closed
-    async def active_locks(self, nir_ref: str, now: datetime) -> tuple[Lock, ...]:
-        reply = await self._run("ACTIVE_LOCKS", self._nir_keys(nir_ref)[:3], _micros(now))
-        return _locks(reply)
+    async def active_locks(
+        self, nir_ref: str, now: datetime, scopes: frozenset[LockScope]
+    ) -> tuple[Lock, ...]:
+        locks = _locks_in(scopes)
+        reply = await self._run("ACTIVE_LOCKS", self._lock_keys(nir_ref, locks), _micros(now))
+        return _locks(reply, locks)
 
     @_fail_closed
     async def claim_attempt(
-        self, nir_ref: str, kind: AttemptKind, rule: FailureRule, now: datetime
+        self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
         ticket = secrets.token_hex(8)
-        lock = Lock(rule.lock_kind, now + rule.lock_for)
-        keys = self._nir_keys(nir_ref)
-        keys = [*keys[:3], keys[_FAILURES[kind]], keys[_LOCK_KINDS.index(lock.kind)]]
-        args = _count_args(now, rule.window, ticket, rule.limit, lock)
-        allowed, failures, detail = await self._run("CLAIM_ATTEMPT", keys, *args)
-        if not allowed:
-            return AttemptClaim(ticket=None, failures=0, locks=_locks(detail))
-        return AttemptClaim(ticket=ticket, failures=int(failures), lock=lock if detail else None)
+        locks = _locks_in(scopes)
+        counted = (rule.kind, rule.scope)
+        keys = [
+            *self._lock_keys(nir_ref, locks),
+            self._key(nir_ref, "failures", *counted),
+            self._key(nir_ref, "pending", *counted),
+        ]
+        args = (
+            len(locks),
+            _micros(now),
+            _micros(now - rule.window),
+            _micros(now - PENDING_FOR),
+            ticket,
+            rule.limit,
+            _millis(PENDING_FOR),
+        )
+        outcome, *detail = await self._run("CLAIM_ATTEMPT", keys, *args)
+        if outcome == 0:
+            return AttemptClaim(ticket=None, locks=_locks(detail[0], locks))
+        if outcome == 2:
+            return AttemptClaim(ticket=None, in_progress=True)
+        return AttemptClaim(ticket=ticket)
+
+    @_fail_closed
+    async def settle_failure(
+        self, nir_ref: str, rule: FailureRule, ticket: str, now: datetime
+    ) -> FailureCount:
+        counted = (rule.kind, rule.scope)
+        keys = [
+            self._key(nir_ref, "failures", *counted),
+            self._key(nir_ref, "pending", *counted),
+            self._key(nir_ref, "daily", *counted),
+            self._key(nir_ref, "ceiling", rule.ceiling_scope),
+            self._key(nir_ref, "lock", rule.lock_kind, rule.scope),
+            self._key(nir_ref, "lock", LockKind.SUSPENDED, rule.ceiling_scope),
+        ]
+        args = (
+            _micros(now),
+            ticket,
+            _micros(now - rule.window),
+            _millis(rule.window),
+            rule.limit,
+            _micros(now + rule.lock_for),
+            _millis(rule.lock_for),
+            _micros(now - DAY),
+            rule.daily_limit,
+            _micros(now + rule.daily_lock),
+            _millis(max(rule.daily_lock, DAY)),
+            rule.ceiling,
+            _millis(CEILING_KEPT),
+        )
+        failures, expire = await self._run("SETTLE_FAILURE", keys, *args)
+        expire = _text(expire)
+        if expire == "never":
+            return FailureCount(int(failures), Lock(LockKind.SUSPENDED, None, rule.ceiling_scope))
+        if not expire:
+            return FailureCount(int(failures))
+        return FailureCount(int(failures), Lock(rule.lock_kind, _datetime(expire), rule.scope))
 
     @_fail_closed
     async def settle_success(
-        self, nir_ref: str, kind: AttemptKind, ticket: str, *, login_complete: bool
+        self, nir_ref: str, rule: FailureRule, ticket: str, *, login_complete: bool
     ) -> None:
-        complete = "1" if login_complete else "0"
-        keys = self._nir_keys(nir_ref)
-        await self._run("SETTLE_SUCCESS", keys, ticket, _FAILURES[kind] + 1, complete)
+        counted = (rule.kind, rule.scope)
+        keys = [self._key(nir_ref, "pending", *counted), self._key(nir_ref, "failures", *counted)]
+        if login_complete:
+            keys += [
+                self._key(nir_ref, "failures", AttemptKind.PASSWORD, rule.ceiling_scope),
+                self._key(nir_ref, "failures", AttemptKind.CODE, LockScope.ALL),
+                self._key(nir_ref, "quota"),
+                self._key(nir_ref, "ceiling", rule.ceiling_scope),
+            ]
+        await self._run("SETTLE_SUCCESS", keys, ticket, "1" if login_complete else "0")
+
+    @_fail_closed
+    async def release_attempt(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
+        await self._client.zrem(self._key(nir_ref, "pending", rule.kind, rule.scope), ticket)
 
     @_fail_closed
     async def create_login(self, login: Login, ttl_seconds: int) -> str:
@@ -164,15 +248,30 @@ class RedisChallengeStore:
         )
 
     @_fail_closed
-    async def reserve_code(self, nir_ref: str, rule: QuotaRule, now: datetime) -> CodeReservation:
+    async def reserve_code(
+        self, nir_ref: str, rule: QuotaRule, scopes: frozenset[LockScope], now: datetime
+    ) -> CodeReservation:
         ticket = secrets.token_hex(8)
         lock = Lock(LockKind.CODE_QUOTA, now + rule.lock_for)
-        keys = self._nir_keys(nir_ref)
-        keys = [*keys[:3], keys[5]]
-        args = _count_args(now, rule.window, ticket, rule.limit, lock)
-        outcome, sent, *locks = await self._run("RESERVE_CODE", keys, *args)
+        locks = _locks_in(scopes)
+        keys = [
+            *self._lock_keys(nir_ref, locks),
+            self._key(nir_ref, "lock", LockKind.CODE_QUOTA, LockScope.ALL),
+            self._key(nir_ref, "quota"),
+        ]
+        args = (
+            len(locks),
+            _micros(now),
+            _micros(now - rule.window),
+            ticket,
+            rule.limit,
+            _millis(rule.window),
+            _micros(now + rule.lock_for),
+            _millis(rule.lock_for),
+        )
+        outcome, sent, *found = await self._run("RESERVE_CODE", keys, *args)
         if outcome == 0:
-            return CodeReservation(ticket=None, codes_sent=int(sent), locks=_locks(locks[0]))
+            return CodeReservation(ticket=None, codes_sent=int(sent), locks=_locks(found[0], locks))
         if outcome == 2:
             return CodeReservation(ticket=None, codes_sent=int(sent), locks=(lock,))
         return CodeReservation(ticket=ticket, codes_sent=int(sent))
@@ -188,7 +287,7 @@ class RedisChallengeStore:
     async def release_code(
         self, nir_ref: str, ticket: str, login_id: str, code_digest: str
     ) -> None:
-        quota = [self._nir_keys(nir_ref)[5]] if ticket else []
+        quota = [self._key(nir_ref, "quota")] if ticket else []
         login = [self._login_key(login_id)] if _valid_login_id(login_id) else []
         if login and quota and login_id.partition(".")[0] != nir_ref:
             # Two slots: uncount, then drop the code (never happens with ids we minted).
@@ -208,13 +307,17 @@ class RedisChallengeStore:
     async def status(
         self, nir_ref: str, now: datetime, failure_window: timedelta, quota_window: timedelta
     ) -> NirStatus:
-        keys = self._nir_keys(nir_ref)
+        keys = [
+            *self._lock_keys(nir_ref, _LOCKS),
+            *(self._key(nir_ref, "failures", *counted) for counted in _COUNTED),
+            self._key(nir_ref, "quota"),
+        ]
         since_failure = f"({_micros(now - failure_window)}"  # "(": strictly after
         since_request = f"({_micros(now - quota_window)}"
-        reply = await self._run("STATUS", keys, _micros(now), since_failure, since_request)
-        locks, password_failures, code_failures, codes_sent = reply
+        args = (len(_LOCKS), _micros(now), since_failure, since_request)
+        locks, password_failures, code_failures, codes_sent = await self._run("STATUS", keys, *args)
         return NirStatus(
-            locks=_locks(locks),
+            locks=_locks(locks, _LOCKS),
             password_failures=int(password_failures),
             code_failures=int(code_failures),
             codes_sent_in_window=int(codes_sent),
@@ -246,13 +349,26 @@ class RedisChallengeStore:
     def _base(self, nir_ref: str) -> str:
         return f"{self._prefix}:{{{_checked_ref(nir_ref)}}}"
 
+    def _key(self, nir_ref: str, name: str, *parts: enum.Enum) -> str:
+        return ":".join((self._base(nir_ref), name, *(part.value for part in parts)))
+
+    def _lock_keys(self, nir_ref: str, locks: Sequence[tuple[LockKind, LockScope]]) -> list[str]:
+        return [self._key(nir_ref, "lock", kind, scope) for kind, scope in locks]
+
     def _nir_keys(self, nir_ref: str) -> list[str]:
-        """The 3 lock hashes (``LockKind`` order), the password and code failures, the quota."""
-        base = self._base(nir_ref)
+        """Every key of the NIR but its logins: what an advisor's unlock or reset deletes."""
         return [
-            *(f"{base}:lock:{kind.value}" for kind in _LOCK_KINDS),
-            *(f"{base}:failures:{kind.value}" for kind in _FAILURES),
-            f"{base}:quota",
+            *self._lock_keys(nir_ref, _LOCKS),
+            *(
+                self._key(nir_ref, name, *counted)
+                for name in ("failures", "pending", "daily")
+                for counted in _COUNTED
+            ),
+            *(
+                self._key(nir_ref, "ceiling", scope)
+                for scope in (LockScope.UNTRUSTED, LockScope.TRUSTED)
+            ),
+            self._key(nir_ref, "quota"),
         ]
 
     def _login_key(self, login_id: str) -> str:
@@ -293,24 +409,20 @@ def _millis(duration: timedelta) -> int:
     return max(1, -(-duration // _MILLI))
 
 
-def _count_args(
-    now: datetime, window: timedelta, ticket: str, limit: int, lock: Lock
-) -> tuple[str | int, ...]:
-    """ARGV of CLAIM_ATTEMPT and RESERVE_CODE; entries at or before ``now - window`` are gone."""
-    since, expire = _micros(now - window), lock.expire_time
-    return (
-        _micros(now),
-        since,
-        ticket,
-        limit,
-        _millis(window),
-        _micros(expire),
-        _millis(expire - now),
-    )
+def _locks_in(scopes: frozenset[LockScope]) -> tuple[tuple[LockKind, LockScope], ...]:
+    return tuple(lock for lock in _LOCKS if lock[1] in scopes)
 
 
-def _locks(reply: Sequence[Sequence[Any]]) -> tuple[Lock, ...]:
-    return tuple(Lock(_LOCK_KINDS[int(i) - 1], _datetime(_text(e))) for i, e in reply)
+def _locks(
+    reply: Sequence[Sequence[Any]], asked: Sequence[tuple[LockKind, LockScope]]
+) -> tuple[Lock, ...]:
+    """Locks from a script's ``{index in KEYS, expire}`` pairs; ``never``: a suspension."""
+    found = []
+    for index, raw in reply:
+        kind, scope = asked[int(index) - 1]
+        expire = _text(raw)
+        found.append(Lock(kind, None if expire == "never" else _datetime(expire), scope))
+    return tuple(found)
 
 
 def _text(value: bytes | str) -> str:
