@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class ErrorReason(enum.Enum):
@@ -45,7 +45,8 @@ class AuthError(Exception):
     ``message`` is the French text shown to the insured person;
     ``attempts_remaining`` is set on wrong entries, ``lock_expire_time`` on
     locks and the quota, ``quota_violation`` (the rule, in French) on the
-    quota, ``violations`` on malformed input.
+    quota, ``violations`` on malformed input. ``retry_after`` says when to try
+    again when no lock tells it (a shed request: SPEC §7.5).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class AuthError(Exception):
         lock_expire_time: datetime | None = None,
         violations: tuple[FieldViolation, ...] = (),
         quota_violation: str | None = None,
+        retry_after: timedelta | None = None,
     ) -> None:
         super().__init__(reason.value)
         self.reason = reason
@@ -65,6 +67,7 @@ class AuthError(Exception):
         self.lock_expire_time = lock_expire_time
         self.violations = violations
         self.quota_violation = quota_violation
+        self.retry_after = retry_after
 
 
 class DependencyUnavailable(Exception):

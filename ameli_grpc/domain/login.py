@@ -43,6 +43,7 @@ from ameli_grpc.domain.outcomes import (
     CredentialsInput,
     CredentialsOutcome,
 )
+from ameli_grpc.domain.overload import hash_admission
 from ameli_grpc.domain.policy import Policy, QuotaRule
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import (
@@ -76,7 +77,8 @@ class LoginUseCases:
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         raise_if_locked(await self._p.store.active_locks(nir_ref, now), self._quota)  # 2
         require_text("password", request.password)  # an empty field: the form was not filled
-        proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
+        with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is counted
+            proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, ticket, request, now)
         account = proof
