@@ -1,19 +1,23 @@
-"""SPEC §7.5: overload is refused fast, not queued."""
+"""SPEC §7.5: overload is refused fast, not queued; the caller key comes before the request."""
 
 from __future__ import annotations
 
 import asyncio
 
 import grpc
+import pytest
 from ameli.auth.v1 import auth_pb2
 from google.rpc import error_details_pb2
 
 from tests.e2e.conftest import ServiceFactory
-from tests.e2e.harness import nir, refused
+from tests.e2e.harness import ADVISOR_KEY, Refusal, ServiceUnderTest, nir, refused
 
+CHECK_CREDENTIALS = "/ameli.auth.v1.AuthService/CheckCredentials"
 UNAVAILABLE_TEXT = (
     "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
 )
+# Not a CheckCredentialsRequest: field number 0 and a varint that never ends.
+GARBAGE = b"\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
 
 
 async def test_a_burst_beyond_the_hash_queue_is_shed_before_anything_is_counted(
@@ -69,3 +73,35 @@ async def test_calls_beyond_the_concurrency_bound_are_refused_by_grpc(
         grpc.StatusCode.FAILED_PRECONDITION,  # the lock after three
         grpc.StatusCode.ABORTED,  # attempts in flight make up the limit
     }
+
+
+async def _raw_call(service: ServiceUnderTest, key: str | None, payload: bytes) -> Refusal:
+    """CheckCredentials with ``payload`` as the request's bytes, as they are, under ``key``."""
+    call = service.channel().unary_unary(
+        CHECK_CREDENTIALS,
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    metadata = (("authorization", f"Bearer {key}"),) if key else None
+    return await refused(call(payload, metadata=metadata))
+
+
+@pytest.mark.parametrize("key", [None, "not-a-key"], ids=["no key", "unknown key"])
+async def test_an_unknown_caller_is_refused_before_its_bytes_are_parsed(
+    service: ServiceUnderTest, key: str | None
+) -> None:
+    """Garbage from a caller without a valid key is UNAUTHENTICATED, never INVALID_ARGUMENT."""
+    refusal = await _raw_call(service, key, GARBAGE)
+
+    assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+    assert refusal.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_a_role_refused_is_refused_before_its_bytes_are_parsed(
+    service: ServiceUnderTest,
+) -> None:
+    """Garbage from an advisor key to CheckCredentials is PERMISSION_DENIED, as a valid request."""
+    refusal = await _raw_call(service, ADVISOR_KEY, GARBAGE)
+
+    assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
+    assert refusal.reason == "CALLER_NOT_ALLOWED"
