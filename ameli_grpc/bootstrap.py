@@ -76,7 +76,9 @@ async def build_container(
     store, store_closer = build_store(settings)
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
-    hasher = Argon2PasswordHasher(workers=settings.hash_workers)
+    hasher = Argon2PasswordHasher(
+        workers=settings.hash_workers, max_pending=settings.max_pending_hashes
+    )
     ports = Ports(
         accounts=SqlAccountRepository(database, clock),
         devices=SqlTrustedDeviceRepository(database),
@@ -132,6 +134,7 @@ def server_options(
         listen=settings.listen,
         credentials=_listening_credentials(settings, keys),
         max_message_bytes=settings.max_message_bytes,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
         shutdown_grace=settings.shutdown_grace,
         health_interval=settings.health_interval,
         reuse_port=reuse_port,

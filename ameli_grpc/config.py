@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     advisor_api_keys: str = ""
     advisor_api_keys_file: Path | None = None
     log_format: str = "console"
-    max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # SPEC §7.5: requests are small; a busy process refuses at once rather than queue.
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    max_pending_hashes: int = Field(default=32, ge=0)
     hash_workers: int = Field(default=0, ge=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
     health_interval: float = Field(default=5.0, gt=0)

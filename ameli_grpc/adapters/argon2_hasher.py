@@ -3,14 +3,20 @@
 A verify takes tens of milliseconds of CPU; on the event loop it would stall
 every other call, so each hash and verify runs in a thread pool sized to the
 cores (argon2-cffi releases the GIL while it computes).
+
+The pool's queue is bounded by admission (SPEC §7.5): a request that would
+wait behind more than ``max_pending`` admitted verifications is turned away
+at once rather than queued, so a burst costs late callers a fast refusal
+instead of costing every caller a long wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import argon2
@@ -30,14 +36,47 @@ OWASP_PARAMETERS = argon2.Parameters(
 )
 
 
+DEFAULT_MAX_PENDING = 32
+
+
 class Argon2PasswordHasher:
-    def __init__(self, parameters: argon2.Parameters = OWASP_PARAMETERS, workers: int = 0) -> None:
+    def __init__(
+        self,
+        parameters: argon2.Parameters = OWASP_PARAMETERS,
+        workers: int = 0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._pool = ThreadPoolExecutor(
             max_workers=workers or os.cpu_count() or 1, thread_name_prefix="argon2"
         )
         # A hash of a random password: what an unknown NIR is verified against.
         self._dummy_hash = self._hasher.hash(os.urandom(16).hex())
+        self._max_pending = max_pending
+        # Admitted and not yet done, queued or running; only touched on the event loop.
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Verifications admitted and not yet done, queued or running."""
+        return self._pending
+
+    @contextmanager
+    def admission(self) -> Iterator[bool]:
+        """True while this request holds a place; False if it would wait behind too many.
+
+        "Behind" counts the admitted verifications, queued or running alike:
+        with more than ``max_pending`` of them ahead the request holds nothing
+        and the caller refuses it (so ``max_pending + 1`` run or queue at most).
+        """
+        if self._pending > self._max_pending:
+            yield False
+            return
+        self._pending += 1
+        try:
+            yield True
+        finally:
+            self._pending -= 1
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)

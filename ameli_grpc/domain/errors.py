@@ -46,7 +46,7 @@ class AuthError(Exception):
     ``attempts_remaining`` is set on wrong entries, ``lock_expire_time`` on
     locks and the quota, ``quota_violation`` (the rule, in French) on the
     quota, ``violations`` on malformed input, ``retry_after`` where trying again
-    soon may succeed (an attempt in flight, an overload).
+    soon may succeed and no lock tells when (an attempt in flight, a shed request).
     """
 
     def __init__(

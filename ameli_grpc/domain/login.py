@@ -44,6 +44,7 @@ from ameli_grpc.domain.outcomes import (
     CredentialsInput,
     CredentialsOutcome,
 )
+from ameli_grpc.domain.overload import hash_admission
 from ameli_grpc.domain.policy import FailureRule, Policy, QuotaRule
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import (
@@ -82,9 +83,10 @@ class LoginUseCases:
         raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
         require_text("password", request.password)  # an empty field: the form was not filled
         rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
-        proof, ticket = await self._verify_password(  # 3
-            nir, nir_ref, account, request.password, (rule, scopes), now
-        )
+        with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is counted
+            proof, ticket = await self._verify_password(  # 3
+                nir, nir_ref, account, request.password, (rule, scopes), now
+            )
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, rule, ticket, request, now)
         affiliation = await self._p.registry.affiliation(nir.value)  # 5

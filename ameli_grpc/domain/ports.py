@@ -8,6 +8,7 @@ fails closed.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -96,6 +97,14 @@ class SmsSender(Protocol):
 
 class PasswordHasher(Protocol):
     """Slow password hashing; implementations must not block the event loop."""
+
+    def admission(self) -> AbstractContextManager[bool]:
+        """A place among this process's pending verifications, held for the ``with`` block.
+
+        Enters as True, or as False (holding nothing) when the request would
+        wait behind more verifications, queued or running, than the process
+        allows: the caller then sheds the request instead of queueing it.
+        """
 
     async def hash(self, password: str) -> str: ...
 

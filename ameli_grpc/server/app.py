@@ -44,11 +44,16 @@ class Application:
 
 @dataclass
 class ServerOptions:
-    """How to listen; ``credentials`` None is cleartext (the composition root decides when)."""
+    """How to listen; ``credentials`` None is cleartext (the composition root decides when).
+
+    Beyond ``max_concurrent_rpcs`` calls under way, gRPC itself answers
+    RESOURCE_EXHAUSTED; a request larger than ``max_message_bytes`` too.
+    """
 
     listen: str
     credentials: grpc.ServerCredentials | None = None
-    max_message_bytes: int = 2 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024
+    max_concurrent_rpcs: int = 1000
     health_interval: float = 5.0
     shutdown_grace: float = 10.0
     reuse_port: bool = False
@@ -83,6 +88,7 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
             ("grpc.max_send_message_length", options.max_message_bytes),
             ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         ],
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, app.advisor), server)
     health_servicer = health.aio.HealthServicer()

@@ -74,6 +74,9 @@ def refusal_status(
 ) -> grpc.Status:
     """The gRPC status of a refusal: ErrorInfo, LocalizedMessage, and per case RetryInfo,
     QuotaFailure or BadRequest. ``code`` overrides the table (CALLER_NOT_ALLOWED without a key).
+
+    RetryInfo is the time left on the lock, or else the error's own ``retry_after``
+    (a shed request).
     """
     refusal = REFUSALS[error.reason]
     status_code = code or refusal.code
@@ -81,12 +84,9 @@ def refusal_status(
         _error_info(error),
         error_details_pb2.LocalizedMessage(locale=LOCALE, message=error.message),
     ]
-    if error.lock_expire_time is not None:
-        details.append(error_details_pb2.RetryInfo(retry_delay=_delay(error.lock_expire_time, now)))
-    elif error.retry_after is not None:
-        details.append(
-            error_details_pb2.RetryInfo(retry_delay=_delay(now + error.retry_after, now))
-        )
+    wait = error.retry_after if error.lock_expire_time is None else error.lock_expire_time - now
+    if wait is not None:
+        details.append(error_details_pb2.RetryInfo(retry_delay=_delay(wait)))
     if error.quota_violation is not None:
         details.append(_quota_failure(error.quota_violation))
     if error.violations:
@@ -129,8 +129,9 @@ def _quota_failure(description: str) -> error_details_pb2.QuotaFailure:
     return error_details_pb2.QuotaFailure(violations=[violation])
 
 
-def _delay(until: datetime, now: datetime) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=max(0, math.ceil((until - now).total_seconds())))
+def _delay(wait: timedelta) -> duration_pb2.Duration:
+    """Whole seconds, rounded up: a client that waits that long never comes back too early."""
+    return duration_pb2.Duration(seconds=max(0, math.ceil(wait.total_seconds())))
 
 
 def _status(code: grpc.StatusCode, message: str, details: list[object]) -> grpc.Status:

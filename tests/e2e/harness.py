@@ -17,16 +17,15 @@ from typing import Any, TypeVar
 
 import grpc
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
-from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
 from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
-from ameli_grpc.bootstrap import Container, build_container
+from ameli_grpc.bootstrap import Container, build_container, server_options
 from ameli_grpc.config import Settings
 from ameli_grpc.domain.model import Affiliation
-from ameli_grpc.server.app import RunningServer, ServerOptions, start_server
+from ameli_grpc.server.app import RunningServer, start_server
 from tests.support.clock import AdjustableClock
 from tests.support.mail import SmtpTestServer, extract_code
 
@@ -67,7 +66,7 @@ class Refusal:
         return dict(self.detail(error_details_pb2.ErrorInfo).metadata)
 
 
-async def refused(call: Awaitable[Message]) -> Refusal:
+async def refused(call: Awaitable[object]) -> Refusal:
     """Await a call that must fail; return its rich status."""
     try:
         response = await call
@@ -101,10 +100,9 @@ class ServiceUnderTest:
 
     async def start(self) -> None:
         self.container = await build_container(self.settings, migrate=False, clock=self.clock)
-        self.running = await start_server(
-            self.container.app,
-            ServerOptions(listen="127.0.0.1:0", health_interval=0.5, shutdown_grace=1.0),
-        )
+        # The options the composition root derives: the message and concurrency limits too.
+        options = server_options(self.settings, self.container.app.caller_keys)
+        self.running = await start_server(self.container.app, options)
         self.portal = self.stub(PORTAL_KEY)
         self.mobile = self.stub(MOBILE_KEY)
         self.advisor = self.stub(ADVISOR_KEY)
@@ -229,6 +227,8 @@ def settings_for_tests(**overrides: Any) -> Settings:
         "mobile_api_keys": f"test-mobile:{MOBILE_KEY}",
         "advisor_api_keys": ADVISOR_KEY,
         "hash_workers": 2,
+        "health_interval": 0.5,
+        "shutdown_grace": 1.0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -9,7 +9,8 @@ server, so that concurrent calls interleave as badly as they can in production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -249,7 +250,12 @@ class FakeSmsSender(_FailingSender):
 
 
 class FakePasswordHasher:
-    """``"fake$" + password``, instantly; counts the work it was asked for."""
+    """``"fake$" + password``, instantly; counts the work it was asked for.
+
+    Admission as the argon2 adapter's: with ``max_pending`` set, a request that
+    would wait behind more than that many admitted ones is turned away; a test
+    may also set ``pending`` to play a process already busy.
+    """
 
     PREFIX = "fake$"
 
@@ -258,6 +264,21 @@ class FakePasswordHasher:
         self.hash_calls = 0
         self.verify_calls = 0
         self.verify_dummy_calls = 0
+        self.max_pending: int | None = None  # None: never sheds
+        self.pending = 0
+        self.refused = 0
+
+    @contextmanager
+    def admission(self) -> Iterator[bool]:
+        if self.max_pending is not None and self.pending > self.max_pending:
+            self.refused += 1
+            yield False
+            return
+        self.pending += 1
+        try:
+            yield True
+        finally:
+            self.pending -= 1
 
     async def hash(self, password: str) -> str:
         self.hash_calls += 1

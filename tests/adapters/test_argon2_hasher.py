@@ -1,0 +1,82 @@
+"""``Argon2PasswordHasher``: argon2id off the event loop, behind a bounded admission."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import argon2
+import pytest
+
+from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
+
+# Cheap parameters: these tests are about admission and threading, not strength.
+FAST = argon2.Parameters(
+    type=argon2.Type.ID,
+    version=19,
+    salt_len=16,
+    hash_len=32,
+    time_cost=1,
+    memory_cost=64,
+    parallelism=1,
+)
+
+
+@pytest.fixture
+def hasher() -> Iterator[Argon2PasswordHasher]:
+    hasher = Argon2PasswordHasher(FAST, workers=1, max_pending=2)
+    yield hasher
+    hasher.close()
+
+
+async def test_it_verifies_what_it_hashed(hasher: Argon2PasswordHasher) -> None:
+    """A hash verifies its own password only; a malformed hash is a wrong password."""
+    hashed = await hasher.hash("Bon-Mot-de-Passe-1")
+    assert await hasher.verify(hashed, "Bon-Mot-de-Passe-1")
+    assert not await hasher.verify(hashed, "faux")
+    assert not await hasher.verify("not a hash", "faux")
+    await hasher.verify_dummy("faux")
+
+
+def test_admission_refuses_a_request_that_would_wait_behind_more_than_max_pending(
+    hasher: Argon2PasswordHasher,
+) -> None:
+    """With two allowed ahead, the third waiting request is refused and holds no place."""
+    with ExitStack() as stack:
+        admitted = [stack.enter_context(hasher.admission()) for _ in range(3)]
+        assert admitted == [True, True, True]  # behind 0, 1, then 2: not more than 2
+        with hasher.admission() as fourth:
+            assert not fourth
+            assert hasher.pending == 3
+    assert hasher.pending == 0
+
+
+def test_a_place_is_given_back_even_when_the_attempt_fails(
+    hasher: Argon2PasswordHasher,
+) -> None:
+    """An error inside the admitted block (a lock, an outage) frees the place."""
+
+    def attempt_that_fails() -> None:
+        with hasher.admission():
+            raise RuntimeError("store down")
+
+    with pytest.raises(RuntimeError):
+        attempt_that_fails()
+    assert hasher.pending == 0
+
+
+async def test_concurrent_admitted_verifications_complete_and_give_their_places_back(
+    hasher: Argon2PasswordHasher,
+) -> None:
+    """Three verifies admitted at once all complete on the one worker, then hold nothing."""
+    hashed = await hasher.hash("x")
+
+    async def admitted_verify() -> bool:
+        with hasher.admission() as admitted:
+            return admitted and await hasher.verify(hashed, "x")
+
+    results = await asyncio.gather(*(admitted_verify() for _ in range(3)))
+
+    assert results == [True, True, True]
+    assert hasher.pending == 0

@@ -1,0 +1,107 @@
+"""SPEC §7.5: overload is refused fast, not queued; the caller key comes before the request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from ameli.auth.v1 import auth_pb2
+from google.rpc import error_details_pb2
+
+from tests.e2e.conftest import ServiceFactory
+from tests.e2e.harness import ADVISOR_KEY, Refusal, ServiceUnderTest, nir, refused
+
+CHECK_CREDENTIALS = "/ameli.auth.v1.AuthService/CheckCredentials"
+UNAVAILABLE_TEXT = (
+    "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
+)
+# Not a CheckCredentialsRequest: field number 0 and a varint that never ends.
+GARBAGE = b"\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+
+
+async def test_a_burst_beyond_the_hash_queue_is_shed_before_anything_is_counted(
+    make_service: ServiceFactory,
+) -> None:
+    """60 wrong passwords at once behind a queue of 2: some are shed UNAVAILABLE with RetryInfo
+    1 s and count nothing; every failure counted is an answered INVALID_CREDENTIALS."""
+    service = await make_service(max_pending_hashes=2)
+    nirs = [nir(900 + i) for i in range(60)]
+    for known in nirs[:6]:  # known and unknown NIRs are admitted alike
+        await service.add_account(known)
+
+    refusals = await asyncio.gather(*(refused(service.login(n, password="faux")) for n in nirs))
+
+    shed = [r for r in refusals if r.reason == "SERVICE_UNAVAILABLE"]
+    answered = [r for r in refusals if r.reason == "INVALID_CREDENTIALS"]
+    assert shed, "no request was shed"
+    assert answered, "no request was admitted"
+    assert len(shed) + len(answered) == len(nirs)
+    for refusal in shed:
+        assert refusal.code == grpc.StatusCode.UNAVAILABLE
+        assert refusal.message == UNAVAILABLE_TEXT
+        assert refusal.detail(error_details_pb2.RetryInfo).retry_delay.ToSeconds() == 1
+    assert {r.code for r in answered} == {grpc.StatusCode.UNAUTHENTICATED}
+    statuses = await asyncio.gather(
+        *(service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=n)) for n in nirs)
+    )
+    assert sum(status.password_failures for status in statuses) == len(answered)
+    assert not any(status.locked for status in statuses)
+    response = await service.login(nirs[0])
+    assert response.WhichOneof("result") == "code_required"
+
+
+async def test_calls_beyond_the_concurrency_bound_are_refused_by_grpc(
+    make_service: ServiceFactory,
+) -> None:
+    """With AMELI_MAX_CONCURRENT_RPCS=2, a burst of password checks meets RESOURCE_EXHAUSTED."""
+    service = await make_service(max_concurrent_rpcs=2)
+
+    async def code() -> grpc.StatusCode:
+        try:
+            await service.login(nir(950), password="faux")
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    codes = await asyncio.gather(*(code() for _ in range(20)))
+
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert set(codes) <= {
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,  # wrong password
+        grpc.StatusCode.FAILED_PRECONDITION,  # the lock after three
+        grpc.StatusCode.ABORTED,  # attempts in flight make up the limit
+    }
+
+
+async def _raw_call(service: ServiceUnderTest, key: str | None, payload: bytes) -> Refusal:
+    """CheckCredentials with ``payload`` as the request's bytes, as they are, under ``key``."""
+    call = service.channel().unary_unary(
+        CHECK_CREDENTIALS,
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    metadata = (("authorization", f"Bearer {key}"),) if key else None
+    return await refused(call(payload, metadata=metadata))
+
+
+@pytest.mark.parametrize("key", [None, "not-a-key"], ids=["no key", "unknown key"])
+async def test_an_unknown_caller_is_refused_before_its_bytes_are_parsed(
+    service: ServiceUnderTest, key: str | None
+) -> None:
+    """Garbage from a caller without a valid key is UNAUTHENTICATED, never INVALID_ARGUMENT."""
+    refusal = await _raw_call(service, key, GARBAGE)
+
+    assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+    assert refusal.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_a_role_refused_is_refused_before_its_bytes_are_parsed(
+    service: ServiceUnderTest,
+) -> None:
+    """Garbage from an advisor key to CheckCredentials is PERMISSION_DENIED, as a valid request."""
+    refusal = await _raw_call(service, ADVISOR_KEY, GARBAGE)
+
+    assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
+    assert refusal.reason == "CALLER_NOT_ALLOWED"
