@@ -16,6 +16,7 @@ from ameli_grpc.domain.audit import (
     AuditTrail,
     require_text,
 )
+from ameli_grpc.domain.clients import ClientRegulation, RegulatedClient
 from ameli_grpc.domain.clock import add_calendar_months
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.locks import lock_error, raise_if_locked
@@ -35,8 +36,10 @@ from ameli_grpc.domain.model import (
 )
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import (
+    NO_CLIENT,
     AccountSetupRequired,
     Authenticated,
+    ClientInfo,
     CodeRequired,
     CodeSent,
     CodeVerified,
@@ -67,6 +70,7 @@ class LoginUseCases:
         self._p = ports
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
+        self._clients = ClientRegulation(ports.store, ports.keyring, policy, self._audit)
 
     # --- CheckCredentials -------------------------------------------------------------
 
@@ -74,9 +78,12 @@ class LoginUseCases:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        client = await self._clients.admit(request.client, now)  # SPEC §7.4
         raise_if_locked(await self._p.store.active_locks(nir_ref, now), self._quota)  # 2
         require_text("password", request.password)  # an empty field: the form was not filled
-        proof, ticket = await self._verify_password(nir, nir_ref, request.password, now)  # 3
+        proof, ticket = await self._verify_password(  # 3
+            nir, nir_ref, request.password, now, client
+        )
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, ticket, request, now)
         account = proof
@@ -94,7 +101,7 @@ class LoginUseCases:
         return await self._create_login(account, nir_ref, now)  # 8
 
     async def _verify_password(
-        self, nir: Nir, nir_ref: str, password: str, now: datetime
+        self, nir: Nir, nir_ref: str, password: str, now: datetime, client: RegulatedClient | None
     ) -> tuple[Account | ProvisionalCode, str]:
         """Step 3: the password of the account, or a provisional code, counted in advance.
 
@@ -116,6 +123,7 @@ class LoginUseCases:
             await self._p.hasher.verify_dummy(password[:MAX_SECRET_LENGTH])
             right = False
         if not right or proof is None:
+            await self._clients.count_failure(client, nir_ref, now, familiar=False)
             raise await self._wrong_entry(claim, nir_ref, ErrorReason.INVALID_CREDENTIALS, now)
         await self._p.store.settle_success(
             nir_ref, AttemptKind.PASSWORD, claim.ticket, login_complete=False
@@ -191,11 +199,12 @@ class LoginUseCases:
 
     # --- RequestCode / VerifyCode -----------------------------------------------------
 
-    async def request_code(self, login_id: str) -> CodeSent:
+    async def request_code(self, login_id: str, client: ClientInfo = NO_CLIENT) -> CodeSent:
         """Count the request in the quota, send a new code, invalidate the previous one.
 
         A send that fails neither counts nor leaves a usable code.
         """
+        self._clients.identify(client)  # a malformed address is refused; no throttle here
         now = self._p.clock.now()
         login, account = await self._open_login(login_id, now)
         email = account.usable_email
@@ -227,9 +236,12 @@ class LoginUseCases:
             await self._p.store.release_code(login.nir_ref, ticket, login.login_id, digest)
             raise
 
-    async def verify_code(self, login_id: str, code: str, trust_device: bool) -> CodeVerified:
+    async def verify_code(
+        self, login_id: str, code: str, trust_device: bool, client: ClientInfo = NO_CLIENT
+    ) -> CodeVerified:
         """Login exists, no lock, a code was requested, not expired, then it matches."""
         now = self._p.clock.now()
+        regulated = await self._clients.admit(client, now)  # SPEC §7.4
         login, account = await self._open_login(login_id, now)
         if login.code_digest is None or login.code_expire_time is None:
             raise AuthError(ErrorReason.CODE_NOT_REQUESTED, Messages.CODE_NOT_REQUESTED)
@@ -242,6 +254,7 @@ class LoginUseCases:
         if not constant_time_equal(candidate, login.code_digest) or not (
             await self._p.store.consume_login(login.login_id, login.code_digest)
         ):
+            await self._clients.count_failure(regulated, login.nir_ref, now, familiar=False)
             raise await self._wrong_entry(claim, login.nir_ref, ErrorReason.INVALID_CODE, now)
         await self._p.store.settle_success(
             login.nir_ref, AttemptKind.CODE, claim.ticket, login_complete=True
