@@ -68,8 +68,9 @@ async def build_container(
 ) -> Container:
     """Every adapter the settings name, the two use-case sets over them, the server's view."""
     clock = clock or SystemClock()
-    keyring = Keyring(load_secret_key(settings))  # first: these two may refuse the settings
+    keyring = Keyring(load_secret_key(settings))  # first: these three may refuse the settings
     callers = caller_keys(settings)
+    policy = settings.policy()
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
@@ -96,7 +97,6 @@ async def build_container(
     async def close_hasher() -> None:
         hasher.close()
 
-    policy = settings.policy()
     app = Application(
         login=LoginUseCases(ports, policy),
         advisor=AdvisorUseCases(ports, policy),

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ameli_grpc.domain.clients import parse_networks
 from ameli_grpc.domain.policy import Policy
 
 
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
     trusted_device_months: int = Field(default=6, ge=1)
     provisional_code_ttl: int = Field(default=3600, gt=0)
     franceconnect_requires_code: bool = True
+    client_failure_limit: int = Field(default=50, ge=1)
+    client_failure_window: int = Field(default=600, gt=0)
+    client_lock: int = Field(default=900, gt=0)
+    client_allowlist: str = ""
     secret_key: SecretStr = SecretStr("")
     secret_key_file: Path = Path("./var/secret.key")
     tls_cert_file: Path | None = None
@@ -105,6 +110,11 @@ class Settings(BaseSettings):
     health_interval: float = Field(default=5.0, gt=0)
 
     def policy(self) -> Policy:
+        """The rules' numbers; a malformed ``AMELI_CLIENT_ALLOWLIST`` refuses to start."""
+        try:
+            client_allowlist = parse_networks(self.client_allowlist)
+        except ValueError as error:
+            raise ConfigurationError(f"AMELI_CLIENT_ALLOWLIST: {error}") from None
         return Policy(
             code_ttl=timedelta(seconds=self.code_ttl),
             login_ttl=timedelta(seconds=self.login_ttl),
@@ -118,6 +128,10 @@ class Settings(BaseSettings):
             trusted_device_months=self.trusted_device_months,
             provisional_code_ttl=timedelta(seconds=self.provisional_code_ttl),
             franceconnect_requires_code=self.franceconnect_requires_code,
+            client_failure_limit=self.client_failure_limit,
+            client_failure_window=timedelta(seconds=self.client_failure_window),
+            client_lock=timedelta(seconds=self.client_lock),
+            client_allowlist=client_allowlist,
         )
 
     @property

@@ -23,7 +23,14 @@ from ameli_grpc.domain.model import (
     Login,
     NirStatus,
 )
-from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
+from ameli_grpc.domain.policy import (
+    CEILING_KEPT,
+    DAY,
+    PENDING_FOR,
+    ClientRule,
+    FailureRule,
+    QuotaRule,
+)
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 _SWEEP_EVERY = 1024  # operations between two sweeps of expired state
@@ -51,6 +58,13 @@ class _NirState:
 
 
 @dataclass
+class _ClientState:
+    failures: list[datetime] = field(default_factory=list)
+    throttled_until: datetime = _NEVER
+    dies_at: datetime = _NEVER
+
+
+@dataclass
 class _StoredLogin:
     login: Login
 
@@ -59,6 +73,7 @@ class MemoryChallengeStore:
     def __init__(self) -> None:
         self._nirs: dict[str, _NirState] = {}
         self._logins: dict[str, _StoredLogin] = {}
+        self._clients: dict[str, _ClientState] = {}
         self._operations = 0
 
     async def active_locks(
@@ -206,6 +221,26 @@ class MemoryChallengeStore:
     async def reset(self, nir_ref: str) -> None:
         self._nirs.pop(nir_ref, None)
 
+    async def client_throttle(self, client_ref: str, now: datetime) -> datetime | None:
+        state = self._clients.get(client_ref)
+        return state.throttled_until if state and state.throttled_until > now else None
+
+    async def count_client_failure(
+        self, client_ref: str, rule: ClientRule, now: datetime
+    ) -> datetime | None:
+        self._sweep(now)  # before taking the state: a sweep could drop it
+        state = self._clients.setdefault(client_ref, _ClientState())
+        if state.throttled_until > now:
+            return None
+        state.failures = [at for at in state.failures if at > now - rule.window]
+        state.failures.append(now)
+        state.dies_at = max(state.dies_at, now + rule.window)
+        if len(state.failures) < rule.limit:
+            return None
+        state.throttled_until = now + rule.lock_for
+        state.dies_at = max(state.dies_at, state.throttled_until)
+        return state.throttled_until
+
     async def ping(self) -> None:
         return None
 
@@ -220,7 +255,7 @@ class MemoryChallengeStore:
         return tuple(state.locks.values())
 
     def _sweep(self, now: datetime) -> None:
-        """Now and then drop expired logins and dead NIR states, so memory stays bounded."""
+        """Now and then drop expired logins, dead NIR and client states: memory stays bounded."""
         self._operations += 1
         if self._operations % _SWEEP_EVERY:
             return
@@ -228,6 +263,8 @@ class MemoryChallengeStore:
             del self._logins[login_id]
         for nir_ref in [k for k, v in self._nirs.items() if v.dies_at <= now]:
             del self._nirs[nir_ref]
+        for client_ref in [k for k, v in self._clients.items() if v.dies_at <= now]:
+            del self._clients[client_ref]
 
 
 def _in_scopes(locks: tuple[Lock, ...], scopes: frozenset[LockScope]) -> tuple[Lock, ...]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuditEvent
-from ameli_grpc.domain.outcomes import CredentialsInput
+from ameli_grpc.domain.outcomes import ClientInfo, CredentialsInput
 from ameli_grpc.domain.ports import AuditLog
 
 MAX_SECRET_LENGTH = 1024  # longer passwords or codes are wrong entries, never hashed
@@ -30,12 +30,14 @@ class AuditTrail:
         account_id: str | None = None,
         actor: str | None = None,
         detail: str | None = None,
-        client: CredentialsInput | None = None,
+        client: CredentialsInput | ClientInfo | None = None,
     ) -> None:
         """One audit row; the client's IP and user agent come from the portal's request."""
+        if isinstance(client, CredentialsInput):
+            client = client.client
         if client is not None and client.user_agent:
             detail = f"{detail or ''} | {client.user_agent[:200]}"
-        ip = client.client_ip[:64] if client is not None and client.client_ip else None
+        ip = client.ip[:64] if client is not None and client.ip else None
         await self._log.record(AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip))
 
 

@@ -17,6 +17,7 @@ from ameli_grpc.domain.audit import (
     AuditTrail,
     require_text,
 )
+from ameli_grpc.domain.clients import ClientRegulation, RegulatedClient
 from ameli_grpc.domain.clock import add_calendar_months
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.locks import raise_if_locked
@@ -36,8 +37,10 @@ from ameli_grpc.domain.model import (
 )
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import (
+    NO_CLIENT,
     AccountSetupRequired,
     Authenticated,
+    ClientInfo,
     CodeRequired,
     CodeSent,
     CodeVerified,
@@ -70,6 +73,7 @@ class LoginUseCases:
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
         self._attempts = Attempts(ports.store, self._audit, policy.quota_rule)
+        self._clients = ClientRegulation(ports.store, ports.keyring, policy, self._audit)
 
     # --- CheckCredentials -------------------------------------------------------------
 
@@ -77,6 +81,7 @@ class LoginUseCases:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        client = await self._clients.admit(request.client, now)  # SPEC §7.4
         account = await self._p.accounts.get_by_nir(nir.value)
         familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
         scopes = LockScope.stopping(familiar)
@@ -85,7 +90,7 @@ class LoginUseCases:
         rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
         with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is counted
             proof, ticket = await self._verify_password(  # 3
-                nir, nir_ref, account, request.password, (rule, scopes), now
+                nir, nir_ref, account, request.password, (rule, scopes, client), now
             )
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, rule, ticket, request, now)
@@ -122,7 +127,7 @@ class LoginUseCases:
         nir_ref: str,
         account: Account | None,
         password: str,
-        counted: tuple[FailureRule, frozenset[LockScope]],
+        counted: tuple[FailureRule, frozenset[LockScope], RegulatedClient | None],
         now: datetime,
     ) -> tuple[Account | ProvisionalCode, str]:
         """Step 3: the password of the account, or a provisional code, claimed in advance.
@@ -134,7 +139,7 @@ class LoginUseCases:
         provisional = await self._p.provisional_codes.get(nir.value)
         if provisional is not None and provisional.expire_time <= now:
             provisional = None
-        rule, scopes = counted
+        rule, scopes, client = counted
         ticket = await self._attempts.claim(nir_ref, rule, scopes, now)
         proof: Account | ProvisionalCode | None = account or provisional
         secret_hash = account.password_hash if account else None
@@ -146,6 +151,10 @@ class LoginUseCases:
             await self._attempts.release(nir_ref, rule, ticket)
             raise
         if not right or proof is None:
+            # unfamiliar failures also count against the client's address (SPEC §7.4)
+            await self._clients.count_failure(
+                client, nir_ref, now, familiar=rule.scope is LockScope.TRUSTED
+            )
             raise await self._attempts.wrong(nir_ref, rule, ticket, now)
         await self._attempts.right(nir_ref, rule, ticket, login_complete=False)
         if account is not None and self._p.hasher.needs_rehash(account.password_hash):
@@ -213,11 +222,12 @@ class LoginUseCases:
 
     # --- RequestCode / VerifyCode -----------------------------------------------------
 
-    async def request_code(self, login_id: str) -> CodeSent:
+    async def request_code(self, login_id: str, client: ClientInfo = NO_CLIENT) -> CodeSent:
         """Count the request in the quota, send a new code, invalidate the previous one.
 
         A send that fails neither counts nor leaves a usable code.
         """
+        self._clients.identify(client)  # a malformed address is refused; no throttle here
         now = self._p.clock.now()
         login, account = await self._open_login(login_id, now)
         email = account.usable_email
@@ -251,9 +261,12 @@ class LoginUseCases:
             await self._p.store.release_code(login.nir_ref, ticket, login.login_id, digest)
             raise
 
-    async def verify_code(self, login_id: str, code: str, trust_device: bool) -> CodeVerified:
+    async def verify_code(
+        self, login_id: str, code: str, trust_device: bool, client: ClientInfo = NO_CLIENT
+    ) -> CodeVerified:
         """Login exists, no lock, a code was requested, not expired, then it matches."""
         now = self._p.clock.now()
+        regulated = await self._clients.admit(client, now)  # SPEC §7.4
         login, account = await self._open_login(login_id, now)
         if login.code_digest is None or login.code_expire_time is None:
             raise AuthError(ErrorReason.CODE_NOT_REQUESTED, Messages.CODE_NOT_REQUESTED)
@@ -271,6 +284,7 @@ class LoginUseCases:
             await self._attempts.release(login.nir_ref, rule, ticket)
             raise
         if not right:
+            await self._clients.count_failure(regulated, login.nir_ref, now, familiar=False)
             raise await self._attempts.wrong(login.nir_ref, rule, ticket, now)
         await self._attempts.right(login.nir_ref, rule, ticket, login_complete=True)
         methods = (AuthMethod.PASSWORD, AuthMethod.EMAIL_CODE)

@@ -74,6 +74,7 @@ class Messages:
     INTERNAL = "Une erreur technique est survenue. Merci de réessayer dans quelques instants."
 
     NIR_FORMAT = "13 caractères, ou 15 avec la clé"
+    CLIENT_IP_FORMAT = "adresse IPv4 ou IPv6 de la personne, ou vide"
 
     @staticmethod
     def required_field(max_length: int | None) -> str:

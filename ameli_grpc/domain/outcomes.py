@@ -10,6 +10,17 @@ from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
 
 
 @dataclass(frozen=True)
+class ClientInfo:
+    """Who the gateway says is on the other end: the person's address and browser (SPEC §7.4)."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+NO_CLIENT = ClientInfo()  # no address given: not regulated
+
+
+@dataclass(frozen=True)
 class CredentialsInput:
     nir: str
     password: str
@@ -17,6 +28,10 @@ class CredentialsInput:
     device_token: str = ""
     client_ip: str = ""
     user_agent: str = ""
+
+    @property
+    def client(self) -> ClientInfo:
+        return ClientInfo(self.client_ip, self.user_agent)
 
 
 @dataclass(frozen=True)

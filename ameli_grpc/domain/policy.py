@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 
 from ameli_grpc.domain.model import AttemptKind, LockKind, LockScope
 
@@ -51,6 +52,19 @@ class QuotaRule:
 
 
 @dataclass(frozen=True)
+class ClientRule:
+    """``limit`` wrong entries from one client address within ``window`` throttle it for
+    ``lock_for`` (SPEC §7.4)."""
+
+    limit: int
+    window: timedelta
+    lock_for: timedelta
+
+
+ClientNetwork = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True)
 class Policy:
     code_ttl: timedelta = timedelta(minutes=15)
     login_ttl: timedelta = timedelta(hours=1)
@@ -67,6 +81,10 @@ class Policy:
     daily_failure_limit: int = 20
     daily_lock: timedelta = DAY
     max_consecutive_failures: int = 100
+    client_failure_limit: int = 50
+    client_failure_window: timedelta = timedelta(minutes=10)
+    client_lock: timedelta = timedelta(minutes=15)
+    client_allowlist: tuple[ClientNetwork, ...] = ()  # known NATs: never regulated
 
     def failure_rule(self, kind: AttemptKind, familiar: bool = False) -> FailureRule:
         """Passwords count in the request's own scope; codes in scope ALL (a familiar
@@ -87,3 +105,7 @@ class Policy:
     @property
     def quota_rule(self) -> QuotaRule:
         return QuotaRule(self.code_quota, self.code_quota_window, self.code_quota_lock)
+
+    @property
+    def client_rule(self) -> ClientRule:
+        return ClientRule(self.client_failure_limit, self.client_failure_window, self.client_lock)

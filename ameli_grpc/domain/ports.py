@@ -29,7 +29,7 @@ from ameli_grpc.domain.model import (
     ProvisionalCode,
     TrustedDevice,
 )
-from ameli_grpc.domain.policy import FailureRule, QuotaRule
+from ameli_grpc.domain.policy import ClientRule, FailureRule, QuotaRule
 from ameli_grpc.domain.tokens import Keyring
 
 
@@ -117,11 +117,13 @@ class PasswordHasher(Protocol):
 
 
 class ChallengeStore(Protocol):
-    """Short-lived state of each NIR: logins, codes, failure counters, quota, locks.
+    """Short-lived state of each NIR: logins, codes, failure counters, quota, locks;
+    and of each client address: its failure counter and throttle (SPEC §7.4).
 
     Each method is one atomic step: parallel calls, and calls from other
     replicas, can never interleave inside it. ``nir_ref`` is the keyed hash of
-    the NIR (``Keyring.nir_ref``), never the NIR itself.
+    the NIR (``Keyring.nir_ref``), never the NIR itself; ``client_ref`` that of
+    a client address (``Keyring.client_ref``), never the address itself.
     """
 
     async def active_locks(
@@ -208,6 +210,24 @@ class ChallengeStore(Protocol):
     async def reset(self, nir_ref: str) -> None:
         """Forget every lock, suspension, failure, daily and ceiling count and the quota
         of the NIR, in every scope (advisor's unlock and reset)."""
+
+    async def client_throttle(self, client_ref: str, now: datetime) -> datetime | None:
+        """When the throttle of the client address ends, if one is active at ``now``; else None.
+
+        Reads only. A throttle is active while ``now`` is before its end.
+        """
+
+    async def count_client_failure(
+        self, client_ref: str, rule: ClientRule, now: datetime
+    ) -> datetime | None:
+        """Count one wrong entry of the client address; the throttle's end if this one set it.
+
+        If a throttle is active: count nothing, return None. Otherwise forget
+        the failures at or before ``now - rule.window``, add this one, and if
+        the count reaches ``rule.limit`` set the throttle until
+        ``now + rule.lock_for`` and return that end. So however many failures
+        arrive at once, on however many replicas, exactly one sets it.
+        """
 
     async def ping(self) -> None:
         """Raise ``DependencyUnavailable`` if the store cannot be reached (health)."""

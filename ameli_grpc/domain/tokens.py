@@ -55,6 +55,10 @@ class Keyring:
         """Stands for a NIR in the store, the audit trail and logs."""
         return self._digest("nir", nir)[:32]
 
+    def client_ref(self, address: str) -> str:
+        """Stands for a regulated client address (an IPv4 address or an IPv6 /64) in the store."""
+        return self._digest("client", address)[:32]
+
     def code_digest(self, login_id: str, code: str) -> str:
         return self._digest("code", login_id, code)
 

@@ -17,6 +17,7 @@ from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
 from ameli_grpc.domain.outcomes import (
     AccountSetupRequired,
     Authenticated,
+    ClientInfo,
     CodeRequired,
     CredentialsInput,
 )
@@ -86,7 +87,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def RequestCode(  # noqa: N802 - generated interface
         self, request: auth_pb2.RequestCodeRequest, context: Context
     ) -> auth_pb2.RequestCodeResponse:
-        sent = await self._login.request_code(request.login_id)
+        sent = await self._login.request_code(request.login_id, _client(request.client))
         return auth_pb2.RequestCodeResponse(
             masked_email=sent.masked_email,
             code_expire_time=_timestamp(sent.code_expire_time),
@@ -97,7 +98,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.VerifyCodeRequest, context: Context
     ) -> auth_pb2.VerifyCodeResponse:
         verified = await self._login.verify_code(
-            request.login_id, request.code, request.trust_device
+            request.login_id, request.code, request.trust_device, _client(request.client)
         )
         response = auth_pb2.VerifyCodeResponse(authenticated=_authenticated(verified.authenticated))
         if verified.device_token and verified.device_trust_expire_time:
@@ -154,6 +155,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.UnlockAccountResponse(
             unlock_time=_timestamp(unlocked.unlock_time), locks_cleared=unlocked.locks_cleared
         )
+
+
+def _client(client: auth_pb2.ClientInfo) -> ClientInfo:
+    return ClientInfo(
+        ip=client.ip[:_CLIENT_FIELD_LIMIT], user_agent=client.user_agent[:_CLIENT_FIELD_LIMIT]
+    )
 
 
 def _timestamp(moment: datetime) -> Timestamp:

@@ -38,7 +38,14 @@ from ameli_grpc.domain.model import (
     Login,
     NirStatus,
 )
-from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
+from ameli_grpc.domain.policy import (
+    CEILING_KEPT,
+    DAY,
+    PENDING_FOR,
+    ClientRule,
+    FailureRule,
+    QuotaRule,
+)
 from ameli_grpc.domain.ports import ChallengeStore
 from ameli_grpc.domain.tokens import Keyring
 from tests.support.redis import (
@@ -69,6 +76,9 @@ CODE_RULE = FailureRule(CODE, ALL, UNTRUSTED, 3, WINDOW, LOCK_FOR)
 QUOTA = QuotaRule(limit=5, window=timedelta(seconds=60), lock_for=timedelta(seconds=60))
 LOGIN = Login("", NIR_REF, "account-1", "t***@t***.com", T0 + timedelta(hours=1))
 LOGIN_TTL = 3600
+CLIENT_REF = KEYRING.client_ref("203.0.113.7")
+OTHER_CLIENT_REF = KEYRING.client_ref("2001:db8:1:2::/64")
+CLIENT_RULE = ClientRule(limit=5, window=WINDOW, lock_for=timedelta(seconds=30))
 
 
 def at(seconds: float) -> datetime:
@@ -513,6 +523,78 @@ async def test_parallel_code_requests_get_at_most_the_quota(store: ChallengeStor
     assert all(r.locks == (lock,) for r in reservations if r.ticket is None)
 
 
+# -- client addresses (SPEC §7.4) ----------------------------------------------------
+
+
+async def test_client_failures_count_to_the_limit_which_sets_the_throttle(
+    store: ChallengeStore,
+) -> None:
+    """Four failures set nothing; the fifth returns the throttle's end, active until then."""
+    ends = [await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(s)) for s in range(5)]
+
+    until = at(4) + CLIENT_RULE.lock_for
+    assert ends == [None, None, None, None, until]
+    assert await store.client_throttle(CLIENT_REF, at(4)) == until
+    assert await store.client_throttle(CLIENT_REF, until - timedelta(microseconds=1)) == until
+    assert await store.client_throttle(CLIENT_REF, until) is None
+
+
+async def test_a_throttled_client_counts_nothing(store: ChallengeStore) -> None:
+    """Failures during the throttle are not counted: the count after it holds only older ones."""
+    rule = ClientRule(limit=3, window=WINDOW, lock_for=timedelta(seconds=1))
+    for second in (0, 0.5):
+        assert await store.count_client_failure(CLIENT_REF, rule, at(second)) is None
+    assert await store.count_client_failure(CLIENT_REF, rule, at(1)) == at(2)
+
+    assert await store.count_client_failure(CLIENT_REF, rule, at(1.5)) is None  # throttled
+
+    # counted now: 1 and 10.8 (0 and 0.5 left the window; 1.5 was never counted)
+    assert await store.count_client_failure(CLIENT_REF, rule, at(10.8)) is None
+    # 1, 10.8 and 10.9: the limit
+    assert await store.count_client_failure(CLIENT_REF, rule, at(10.9)) == at(11.9)
+
+
+async def test_client_failures_older_than_the_window_stop_counting(store: ChallengeStore) -> None:
+    """A failure at or before ``now - window`` is forgotten, so the count slides."""
+    for second in range(4):
+        await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(second))
+
+    fifth = await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(10))
+    sixth = await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(10.5))
+
+    assert (fifth, sixth) == (None, at(10.5) + CLIENT_RULE.lock_for)
+
+
+async def test_clients_are_counted_apart_from_each_other_and_from_nirs(
+    store: ChallengeStore,
+) -> None:
+    """One client's throttle leaves other clients, and every NIR, as they were; a NIR reset
+    does not lift it."""
+    for second in range(5):
+        await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(second))
+    await wrong(store, at(5))
+
+    await store.reset(NIR_REF)
+
+    assert await store.client_throttle(CLIENT_REF, at(6)) == at(4) + CLIENT_RULE.lock_for
+    assert await store.client_throttle(OTHER_CLIENT_REF, at(6)) is None
+    assert await store.count_client_failure(OTHER_CLIENT_REF, CLIENT_RULE, at(6)) is None
+    assert await status(store, NIR_REF, at(6)) == NirStatus((), 0, 0, 0)
+    assert await store.active_locks(OTHER_REF, at(6), UNFAMILIAR) == ()
+
+
+async def test_parallel_client_failures_set_the_throttle_exactly_once(
+    store: ChallengeStore,
+) -> None:
+    """50 concurrent failures of one client: exactly one of them sets the throttle."""
+    ends = await asyncio.gather(
+        *(store.count_client_failure(CLIENT_REF, CLIENT_RULE, T0) for _ in range(50))
+    )
+
+    assert [end for end in ends if end is not None] == [T0 + CLIENT_RULE.lock_for]
+    assert await store.client_throttle(CLIENT_REF, T0) == T0 + CLIENT_RULE.lock_for
+
+
 # -- Redis only: key layout, TTLs, client factory, outages -----------------------------
 
 
@@ -603,6 +685,28 @@ async def test_redis_keys_of_one_nir_share_one_cluster_slot(redis_keys: RedisWit
     slots = {key_slot(key) for key in keys if NIR_REF in key}
     assert slots == {key_slot(f"{{{NIR_REF}}}")}
     assert key_slot("123456789") == 12739  # the reference check value of CRC16/XMODEM
+
+
+@pytest.mark.redis
+async def test_redis_client_keys_hide_the_address_share_a_slot_and_expire(
+    redis_keys: RedisWithKeys,
+) -> None:
+    """A client's two keys carry its ref as hash tag, never the address, and expire with
+    their rule."""
+    store, listing = redis_keys
+    for second in range(5):
+        await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(second))
+
+    ttls = await listing()
+
+    assert sorted(key.split(":", 1)[1] for key in ttls) == [
+        f"{{{CLIENT_REF}}}:client:failures",
+        f"{{{CLIENT_REF}}}:client:throttle",
+    ]
+    for key, ttl in ttls.items():
+        assert "203.0.113" not in key
+        longest = CLIENT_RULE.window if key.endswith("failures") else CLIENT_RULE.lock_for
+        assert 0 < ttl <= longest // timedelta(milliseconds=1), (key, ttl)
 
 
 @pytest.mark.redis
@@ -716,6 +820,9 @@ def every_method(store: ChallengeStore, login_id: str) -> list[Callable[[], Awai
         lambda: store.consume_login(login_id, "digest"),
         lambda: status(store, NIR_REF, T0),
         lambda: store.reset(NIR_REF),
+        # NIR_REF as a client ref: on the NIR's slot, which the cluster test keeps up
+        lambda: store.client_throttle(NIR_REF, T0),
+        lambda: store.count_client_failure(NIR_REF, CLIENT_RULE, T0),
         store.ping,
     ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import grpc
@@ -140,3 +142,34 @@ def test_an_unreadable_keys_file_refuses_to_start(tmp_path: Path) -> None:
     settings = settings_in(tmp_path, advisor_api_keys_file=tmp_path / "missing.keys")
     with pytest.raises(ConfigurationError, match="AMELI_ADVISOR_API_KEYS_FILE"):
         caller_keys(settings)
+
+
+def test_client_regulation_is_read_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AMELI_CLIENT_* reach the policy: limit, window and lock in seconds, the allowlist's CIDRs."""
+    monkeypatch.setenv("AMELI_CLIENT_FAILURE_LIMIT", "7")
+    monkeypatch.setenv("AMELI_CLIENT_FAILURE_WINDOW", "60")
+    monkeypatch.setenv("AMELI_CLIENT_LOCK", "120")
+    monkeypatch.setenv("AMELI_CLIENT_ALLOWLIST", "10.0.0.0/8, 2001:db8::/32")
+
+    policy = settings_in(tmp_path).policy()
+
+    assert (policy.client_failure_limit, policy.client_failure_window, policy.client_lock) == (
+        7,
+        timedelta(seconds=60),
+        timedelta(seconds=120),
+    )
+    assert policy.client_allowlist == (ip_network("10.0.0.0/8"), ip_network("2001:db8::/32"))
+    monkeypatch.delenv("AMELI_CLIENT_FAILURE_LIMIT")
+    assert settings_in(tmp_path).policy().client_failure_limit == 50  # the default
+
+
+async def test_a_malformed_client_allowlist_refuses_to_start(tmp_path: Path) -> None:
+    """A CIDR that does not parse stops the start, naming AMELI_CLIENT_ALLOWLIST and the entry."""
+    settings = settings_in(tmp_path, client_allowlist="10.0.0.0/8,10.0.0.300/32")
+
+    with pytest.raises(ConfigurationError, match="AMELI_CLIENT_ALLOWLIST") as refused:
+        await build_container(settings)
+
+    assert "'10.0.0.300/32'" in str(refused.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -64,10 +64,19 @@ async def two_servers(
     shared_settings: dict[str, Any],
 ) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceAsyncStub]]:
     """Two server processes on the same Redis and PostgreSQL, started side by side."""
+    async with servers_side_by_side(shared_settings) as stubs:
+        yield stubs
+
+
+@asynccontextmanager
+async def servers_side_by_side(
+    settings: dict[str, Any],
+) -> AsyncIterator[list[auth_pb2_grpc.AuthServiceAsyncStub]]:
+    """Two server processes of ``settings``, started side by side; a stub of each."""
     async with AsyncExitStack() as stack:
         async with asyncio.TaskGroup() as starting:  # a failed start cancels the other
             tasks = [
-                starting.create_task(stack.enter_async_context(server_process(shared_settings)))
+                starting.create_task(stack.enter_async_context(server_process(settings)))
                 for _ in range(2)
             ]
         channels = [grpc.aio.insecure_channel(task.result().address) for task in tasks]
@@ -187,3 +196,34 @@ async def test_workers_refuse_the_in_process_store(shared_settings: dict[str, An
     with pytest.raises(AssertionError, match=r"exited with 2.*AMELI_REDIS_URL"):
         async with server_process(settings, workers=2):
             pass
+
+
+async def test_two_servers_share_the_count_of_a_client_address(
+    shared_settings: dict[str, Any],
+) -> None:
+    """Wrong passwords from one address, alternated between two servers over four NIRs,
+    throttle that address on both at the limit; another address is served."""
+    settings = {**shared_settings, "client_failure_limit": 4}
+    sprayer = auth_pb2.ClientInfo(ip="2001:db8:7:7::1")
+    async with servers_side_by_side(settings) as stubs:
+
+        async def login(
+            stub: auth_pb2_grpc.AuthServiceAsyncStub, nir_value: str, password: str, ip: str
+        ) -> auth_pb2.CheckCredentialsResponse:
+            request = auth_pb2.CheckCredentialsRequest(
+                nir=nir_value, password=password, client=auth_pb2.ClientInfo(ip=ip)
+            )
+            return await stub.CheckCredentials(request, metadata=METADATA)
+
+        reasons = [
+            (await refused(login(stubs[n % 2], nir(20 + n), "faux", f"2001:db8:7:7::{n}"))).reason
+            for n in range(4)
+        ]
+        throttled = [
+            (await refused(login(stub, nir(1), PASSWORD, sprayer.ip))).reason for stub in stubs
+        ]
+        served = await login(stubs[1], nir(1), PASSWORD, "2001:db8:7:8::1")
+
+    assert reasons == ["INVALID_CREDENTIALS"] * 4  # four addresses of one /64: one client
+    assert throttled == ["CLIENT_THROTTLED"] * 2
+    assert served.WhichOneof("result") == "code_required"

@@ -2,8 +2,8 @@
 
 Redis runs a script without interleaving any other command, so a script is
 the atomic step the ``ChallengeStore`` port asks for, across replicas. Every
-script touches the keys of one NIR only, all under one hash tag, so they also
-run on Redis Cluster.
+script touches the keys of one NIR, or of one client address, only, all under
+one hash tag, so they also run on Redis Cluster.
 
 Times are integer microseconds since the epoch, computed by the caller from
 its ``now``. Lua numbers are doubles: comparing such values is exact (they are
@@ -187,6 +187,22 @@ end
 return 0
 """
 
+COUNT_CLIENT_FAILURE = """
+-- KEYS: the client's throttle (its end), the client's failures.
+-- ARGV: now, forget at or before, member, limit, window ms, throttle end, throttle ms.
+-- Returns 0 (throttled: nothing counted), 1 (counted) or 2 (counted, and the throttle set).
+local ends = redis.call('GET', KEYS[1])
+if ends and tonumber(ends) > tonumber(ARGV[1]) then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[7])
+  return 2
+end
+return 1
+"""
+
 SCRIPTS = {
     "ACTIVE_LOCKS": ACTIVE_LOCKS,
     "CLAIM_ATTEMPT": CLAIM_ATTEMPT,
@@ -198,4 +214,5 @@ SCRIPTS = {
     "SET_CODE": SET_CODE,
     "RELEASE_CODE": RELEASE_CODE,
     "CONSUME_LOGIN": CONSUME_LOGIN,
+    "COUNT_CLIENT_FAILURE": COUNT_CLIENT_FAILURE,
 }

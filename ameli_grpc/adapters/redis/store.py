@@ -5,9 +5,10 @@ script (``redis_scripts``). Times come from the caller's ``now`` (the replica's
 clock), stored as integer microseconds since the epoch; Redis TTLs only
 collect garbage, they never decide a rule.
 
-Key layout — every key of one NIR shares the hash tag ``{<nir_ref>}``, so a
-script only touches one slot (Redis Cluster). ``nir_ref`` is already an HMAC
-of the NIR; no NIR, code or token is ever part of a key::
+Key layout — every key of one NIR shares the hash tag ``{<nir_ref>}``, and
+every key of one client address the tag ``{<client_ref>}``, so a script only
+touches one slot (Redis Cluster). Both refs are already HMACs; no NIR, IP
+address, code or token is ever part of a key::
 
     <prefix>:{<nir_ref>}:failures:<kind>:<scope>  ZSET ticket -> time  TTL failure window
     <prefix>:{<nir_ref>}:pending:<kind>:<scope>   ZSET ticket -> time  TTL PENDING_FOR
@@ -17,6 +18,9 @@ of the NIR; no NIR, code or token is ever part of a key::
     <prefix>:{<nir_ref>}:lock:<kind>:<scope>      HASH expire          TTL until it ends (none
                                                                        for a suspension)
     <prefix>:{<nir_ref>}:login:<sha256>           HASH the login       TTL the login's ttl_seconds
+
+    <prefix>:{<client_ref>}:client:failures      ZSET random -> time  TTL client failure window
+    <prefix>:{<client_ref>}:client:throttle      STRING its end       TTL until the throttle ends
 
 (kind, scope) of failures: (password, untrusted), (password, trusted), (code, all).
 
@@ -58,7 +62,14 @@ from ameli_grpc.domain.model import (
     Login,
     NirStatus,
 )
-from ameli_grpc.domain.policy import CEILING_KEPT, DAY, PENDING_FOR, FailureRule, QuotaRule
+from ameli_grpc.domain.policy import (
+    CEILING_KEPT,
+    DAY,
+    PENDING_FOR,
+    ClientRule,
+    FailureRule,
+    QuotaRule,
+)
 
 _OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # also BusyLoadingError, AuthenticationError, no master
@@ -328,6 +339,31 @@ class RedisChallengeStore:
         await self._client.delete(*self._nir_keys(nir_ref))  # one command: one atomic step
 
     @_fail_closed
+    async def client_throttle(self, client_ref: str, now: datetime) -> datetime | None:
+        ends = await self._client.get(self._client_keys(client_ref)[0])  # one command: atomic
+        if ends is None:
+            return None
+        until = _datetime(_text(ends))
+        return until if until > now else None
+
+    @_fail_closed
+    async def count_client_failure(
+        self, client_ref: str, rule: ClientRule, now: datetime
+    ) -> datetime | None:
+        until = now + rule.lock_for
+        args = (
+            _micros(now),
+            _micros(now - rule.window),
+            secrets.token_hex(8),
+            rule.limit,
+            _millis(rule.window),
+            _micros(until),
+            _millis(rule.lock_for),
+        )
+        outcome = await self._run("COUNT_CLIENT_FAILURE", self._client_keys(client_ref), *args)
+        return until if outcome == 2 else None
+
+    @_fail_closed
     async def ping(self) -> None:
         if isinstance(self._client, RedisCluster):  # every primary; replicas serve no request
             await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
@@ -370,6 +406,11 @@ class RedisChallengeStore:
             ),
             self._key(nir_ref, "quota"),
         ]
+
+    def _client_keys(self, client_ref: str) -> list[str]:
+        """The client address's throttle, then its failures (``Keyring.client_ref``)."""
+        base = self._base(client_ref)
+        return [f"{base}:client:throttle", f"{base}:client:failures"]
 
     def _login_key(self, login_id: str) -> str:
         digest = hashlib.sha256(login_id.encode()).digest()
