@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     trusted_device_months: int = Field(default=6, ge=1)
     provisional_code_ttl: int = Field(default=3600, gt=0)
     franceconnect_requires_code: bool = True
+    daily_failure_limit: int = Field(default=20, ge=1)
+    daily_lock: int = Field(default=86400, gt=0)
+    max_consecutive_failures: int = Field(default=100, ge=1)
     client_failure_limit: int = Field(default=50, ge=1)
     client_failure_window: int = Field(default=600, gt=0)
     client_lock: int = Field(default=900, gt=0)
@@ -128,6 +131,9 @@ class Settings(BaseSettings):
             trusted_device_months=self.trusted_device_months,
             provisional_code_ttl=timedelta(seconds=self.provisional_code_ttl),
             franceconnect_requires_code=self.franceconnect_requires_code,
+            daily_failure_limit=self.daily_failure_limit,
+            daily_lock=timedelta(seconds=self.daily_lock),
+            max_consecutive_failures=self.max_consecutive_failures,
             client_failure_limit=self.client_failure_limit,
             client_failure_window=timedelta(seconds=self.client_failure_window),
             client_lock=timedelta(seconds=self.client_lock),

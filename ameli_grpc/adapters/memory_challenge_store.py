@@ -85,11 +85,11 @@ class MemoryChallengeStore:
     async def claim_attempt(
         self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
+        self._sweep(now)  # first: a sweep must not drop the state written below
         state = self._state(nir_ref)
         locks = _in_scopes(self._live_locks(state, now), scopes)
         if locks:
             return AttemptClaim(ticket=None, locks=locks)
-        self._sweep(now)
         counted = (rule.kind, rule.scope)
         settled = len(_prune(state.failures[counted], now - rule.window))
         in_flight = _prune(state.pending[counted], now - PENDING_FOR)
@@ -161,12 +161,12 @@ class MemoryChallengeStore:
     async def reserve_code(
         self, nir_ref: str, rule: QuotaRule, scopes: frozenset[LockScope], now: datetime
     ) -> CodeReservation:
+        self._sweep(now)  # first: a sweep must not drop the state written below
         state = self._state(nir_ref)
         locks = _in_scopes(self._live_locks(state, now), scopes)
         if locks:
             sent = _count_after(state.quota, now - rule.window)
             return CodeReservation(ticket=None, codes_sent=sent, locks=locks)
-        self._sweep(now)
         quota = _prune(state.quota, now - rule.window)
         if len(quota) >= rule.limit:
             lock = Lock(LockKind.CODE_QUOTA, now + rule.lock_for)
