@@ -227,3 +227,34 @@ async def test_two_servers_share_the_count_of_a_client_address(
     assert reasons == ["INVALID_CREDENTIALS"] * 4  # four addresses of one /64: one client
     assert throttled == ["CLIENT_THROTTLED"] * 2
     assert served.WhichOneof("result") == "code_required"
+
+
+async def test_two_servers_share_the_ceiling_of_a_nir(shared_settings: dict[str, Any]) -> None:
+    """Wrong passwords alternated between two servers reach one ceiling: suspended on both."""
+    settings = {**shared_settings, "max_consecutive_failures": 3, "max_password_failures": 10}
+    async with servers_side_by_side(settings) as stubs:
+        reasons = [
+            (
+                await refused(
+                    stubs[n % 2].CheckCredentials(
+                        auth_pb2.CheckCredentialsRequest(nir=nir(2), password="faux"),
+                        metadata=METADATA,
+                    )
+                )
+            ).reason
+            for n in range(3)
+        ]
+        after = [
+            (
+                await refused(
+                    stub.CheckCredentials(
+                        auth_pb2.CheckCredentialsRequest(nir=nir(2), password=PASSWORD),
+                        metadata=METADATA,
+                    )
+                )
+            ).reason
+            for stub in stubs
+        ]
+
+    assert reasons == ["INVALID_CREDENTIALS", "INVALID_CREDENTIALS", "ACCOUNT_SUSPENDED"]
+    assert after == ["ACCOUNT_SUSPENDED"] * 2
