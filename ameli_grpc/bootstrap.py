@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -44,6 +45,9 @@ from ameli_grpc.server.app import Application, ServerOptions
 from ameli_grpc.server.callers import CallerKeys, Role
 from ameli_grpc.server.health import Check
 
+if TYPE_CHECKING:  # the Redis driver is imported only when Redis is configured
+    from ameli_grpc.adapters.redis.connection import RedisClient
+
 log = structlog.get_logger("ameli_grpc.bootstrap")
 
 Closer = Callable[[], Awaitable[None]]
@@ -67,14 +71,14 @@ async def build_container(
     settings: Settings, *, migrate: bool = True, clock: Clock | None = None
 ) -> Container:
     """Every adapter the settings name, the two use-case sets over them, the server's view."""
-    clock = clock or SystemClock()
     keyring = Keyring(load_secret_key(settings))  # first: these three may refuse the settings
     callers = caller_keys(settings)
     policy = settings.policy()
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
-    store, store_closer = build_store(settings)
+    store, store_closers, redis_client = build_store(settings)
+    clock, clock_closers = await build_clock(redis_client, clock)
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
     hasher = Argon2PasswordHasher(
@@ -111,7 +115,8 @@ async def build_container(
         closers=[
             database.dispose,
             close_hasher,
-            *([store_closer] if store_closer else []),
+            *store_closers,
+            *clock_closers,
             *registry_closers,
             *sms_closers,
         ],
@@ -199,15 +204,31 @@ async def purge(settings: Settings, now: datetime) -> dict[str, int]:
         await database.dispose()
 
 
-def build_store(settings: Settings) -> tuple[ChallengeStore, Closer | None]:
+async def build_clock(
+    redis_client: RedisClient | None, clock: Clock | None
+) -> tuple[Clock, list[Closer]]:
+    """The given clock (tests), else Redis' TIME for every replica on Redis, else the system's."""
+    if clock is not None:
+        return clock, []
+    if redis_client is None:
+        return SystemClock(), []
+    from ameli_grpc.adapters.redis.clock import RedisClock  # imported only with Redis
+
+    redis_clock = RedisClock(redis_client)
+    await redis_clock.start()
+    return redis_clock, [redis_clock.aclose]
+
+
+def build_store(settings: Settings) -> tuple[ChallengeStore, list[Closer], RedisClient | None]:
+    """The challenge store, what closes it, and the Redis client it uses (None: in-process)."""
     if not settings.redis_url:
-        return MemoryChallengeStore(), None
+        return MemoryChallengeStore(), [], None
     # imported only when Redis is configured
     from ameli_grpc.adapters.redis.connection import redis_client_from_url
     from ameli_grpc.adapters.redis.store import RedisChallengeStore
 
     client = redis_client_from_url(settings.redis_url, settings.redis_timeout)
-    return RedisChallengeStore(client, settings.redis_prefix), client.aclose
+    return RedisChallengeStore(client, settings.redis_prefix), [client.aclose], client
 
 
 def build_registry(

@@ -29,6 +29,7 @@ import re
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import SSLConnection, parse_url
@@ -45,6 +46,19 @@ _SENTINEL_PORT = "26379"
 _CLUSTER_SCHEMES = {"redis+cluster://": "redis", "rediss+cluster://": "rediss"}
 _REDIS_PORT = "6379"
 _AUTHORITY = re.compile(r"([^/?#]*)(.*)", re.DOTALL)
+
+
+# What a Redis outage looks like to redis-py: these become DependencyUnavailable.
+REDIS_OUTAGES: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # also BusyLoadingError, AuthenticationError, no master
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica after a failover
+    redis_errors.OutOfMemoryError,
+    redis_errors.ClusterError,  # also ClusterDownError, MasterDownError, "TTL exhausted"
+    redis_errors.TryAgainError,  # a slot still migrating
+    redis_errors.RedisClusterException,  # no node reachable, slots not covered (SlotNotCovered)
+    OSError,  # also TimeoutError, which is asyncio.TimeoutError
+)
 
 
 def redis_client_from_url(url: str, timeout: float) -> RedisClient:

@@ -1,9 +1,10 @@
 """``RedisChallengeStore``: the ``ChallengeStore`` shared by every replica, on Redis.
 
 It behaves like ``MemoryChallengeStore``; each check-and-count step is one Lua
-script (``redis_scripts``). Times come from the caller's ``now`` (the replica's
-clock), stored as integer microseconds since the epoch; Redis TTLs only
-collect garbage, they never decide a rule.
+script (``scripts``). Times come from the caller's ``now`` — on Redis, every
+replica's clock is ``RedisClock``, the Redis server's TIME, so replicas agree —
+stored as integer microseconds since the epoch; Redis TTLs only collect
+garbage, they never decide a rule.
 
 Key layout — every key of one NIR shares the hash tag ``{<nir_ref>}``, and
 every key of one client address the tag ``{<client_ref>}``, so a script only
@@ -50,7 +51,7 @@ from redis.asyncio import RedisCluster
 
 from ameli_grpc.adapters.outages import map_outages
 from ameli_grpc.adapters.redis import scripts as lua
-from ameli_grpc.adapters.redis.connection import RedisClient
+from ameli_grpc.adapters.redis.connection import REDIS_OUTAGES, RedisClient
 from ameli_grpc.domain.model import (
     AttemptClaim,
     AttemptKind,
@@ -71,16 +72,6 @@ from ameli_grpc.domain.policy import (
     QuotaRule,
 )
 
-_OUTAGES: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,  # also BusyLoadingError, AuthenticationError, no master
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,  # a replica after a failover
-    redis_errors.OutOfMemoryError,
-    redis_errors.ClusterError,  # also ClusterDownError, MasterDownError, "TTL exhausted"
-    redis_errors.TryAgainError,  # a slot still migrating
-    redis_errors.RedisClusterException,  # no node reachable, slots not covered (SlotNotCovered)
-    OSError,  # also TimeoutError, which is asyncio.TimeoutError
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _MILLI = timedelta(milliseconds=1)
@@ -114,7 +105,7 @@ def _fail_closed(
 
     @functools.wraps(method)
     async def guarded(self: _Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with map_outages("redis", _OUTAGES):
+        with map_outages("redis", REDIS_OUTAGES):
             return await method(self, *args, **kwargs)
 
     return guarded
