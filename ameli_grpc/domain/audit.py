@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ameli_grpc.domain.context import current_call
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuditEvent
@@ -32,13 +33,17 @@ class AuditTrail:
         detail: str | None = None,
         client: CredentialsInput | ClientInfo | None = None,
     ) -> None:
-        """One audit row; the client's IP and user agent come from the portal's request."""
+        """One audit row; the client's IP and user agent come from the gateway's request, the
+        caller's name from the call under way (``domain.context``)."""
         if isinstance(client, CredentialsInput):
             client = client.client
         if client is not None and client.user_agent:
             detail = f"{detail or ''} | {client.user_agent[:200]}"
         ip = client.ip[:64] if client is not None and client.ip else None
-        await self._log.record(AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip))
+        caller = current_call().caller
+        await self._log.record(
+            AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip, caller)
+        )
 
 
 def require_text(field: str, value: str, max_length: int | None = None) -> None:

@@ -138,6 +138,7 @@ class AuditEvent:
     actor: str | None = None
     detail: str | None = None
     client_ip: str | None = None
+    caller: str | None = None  # the calling application's name (SPEC §7.1)
 
 
 @dataclass(frozen=True)

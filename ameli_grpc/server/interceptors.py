@@ -21,6 +21,7 @@ import grpc
 import structlog
 
 from ameli_grpc.domain.clock import Clock
+from ameli_grpc.domain.context import CallContext, calling
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
@@ -65,7 +66,8 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, caller: Caller | None, behaviour: Behaviour) -> Behaviour:
         async def guarded(request: Any, context: Context) -> Any:
-            with structlog.contextvars.bound_contextvars(caller=_name(caller)):
+            name = _name(caller)
+            with structlog.contextvars.bound_contextvars(caller=name), calling(CallContext(name)):
                 return await self._guarded(method, caller, behaviour, request, context)
 
         return guarded

@@ -344,6 +344,7 @@ async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -
         actor="advisor-42",
         detail="appel 3646",
         client_ip="192.0.2.10",
+        caller="back-office",
     )
     await audit.record(event)
     await audit.record(AuditEvent(kind="login_failed", nir_ref="ref-123", occurred_time=NOW))

@@ -7,7 +7,9 @@ import structlog
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from sqlalchemy import select
 
+from ameli_grpc.adapters.sql.schema import audit_events
 from tests.e2e.harness import (
     ADVISOR_KEY,
     MOBILE_KEY,
@@ -122,3 +124,25 @@ async def test_each_call_logs_its_caller_by_name_never_by_key(service: ServiceUn
     assert callers == ["test-portal", "test-mobile", "advisor-1", "unknown"]
     for key in (PORTAL_KEY, MOBILE_KEY, ADVISOR_KEY, "not-a-key"):
         assert key not in repr(logs)
+
+
+async def test_each_audit_row_names_its_caller(service: ServiceUnderTest) -> None:
+    """Audit rows carry the name of the application that made the call (never its key)."""
+    await service.add_account(nir(47))
+    for _ in range(3):
+        await refused(service.login(nir(47), password="faux"))
+    await service.advisor.UnlockAccount(
+        auth_pb2.UnlockAccountRequest(nir=nir(47), advisor_id="conseiller-3646", reason="appel")
+    )
+
+    assert service.container is not None
+    async with service.container.database.session() as session:
+        rows = (
+            await session.execute(
+                select(audit_events.c.kind, audit_events.c.caller).order_by(audit_events.c.id)
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("locked_password", "test-portal"),
+        ("account_unlocked", "advisor-1"),
+    ]

@@ -247,6 +247,7 @@ class SqlAuditLog:
             detail=event.detail,
             client_ip=event.client_ip,
             occurred_time=event.occurred_time,
+            caller=event.caller,
         )
         async with self._database.session() as session:
             await session.execute(statement)

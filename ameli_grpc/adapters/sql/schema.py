@@ -138,4 +138,5 @@ audit_events = Table(
     Column("detail", Text, nullable=True),
     Column("client_ip", String(64), nullable=True),
     Column("occurred_time", UtcDateTime, nullable=False),
+    Column("caller", String(64), nullable=True),
 )

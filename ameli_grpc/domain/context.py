@@ -1,0 +1,36 @@
+"""What is known of the call under way, beyond its request: who is calling.
+
+The server's interceptor sets it for each call (``calling``); the audit trail
+reads it, so every audit row names the calling application without each use
+case passing it along. Outside a call (the command line, unit tests) it is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CallContext:
+    caller: str | None = None  # the calling application's name, never its key
+
+
+_NO_CALL = CallContext()
+_current: ContextVar[CallContext | None] = ContextVar("call_context", default=None)
+
+
+def current_call() -> CallContext:
+    return _current.get() or _NO_CALL
+
+
+@contextmanager
+def calling(context: CallContext) -> Iterator[None]:
+    """``context`` is the call's for the duration of the block."""
+    token = _current.set(context)
+    try:
+        yield
+    finally:
+        _current.reset(token)
