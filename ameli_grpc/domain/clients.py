@@ -24,6 +24,7 @@ from ameli_grpc.domain.tokens import Keyring
 
 IPV6_GROUP_PREFIX = 64
 CLIENT_IP_FIELD = "client.ip"
+MAX_USER_AGENT_LENGTH = 512
 
 ClientAddress = IPv4Address | IPv6Address
 
@@ -39,14 +40,18 @@ def parse_client_address(ip: str) -> ClientAddress | None:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        raise AuthError(
-            ErrorReason.INVALID_REQUEST,
-            Messages.INVALID_REQUEST,
-            violations=(FieldViolation(CLIENT_IP_FIELD, Messages.CLIENT_IP_FORMAT),),
-        ) from None
+        raise _invalid(CLIENT_IP_FIELD, Messages.CLIENT_IP_FORMAT) from None
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _invalid(field: str, description: str) -> AuthError:
+    return AuthError(
+        ErrorReason.INVALID_REQUEST,
+        Messages.INVALID_REQUEST,
+        violations=(FieldViolation(field, description),),
+    )
 
 
 def regulated_unit(address: ClientAddress) -> str:
@@ -102,8 +107,12 @@ class ClientRegulation:
     def identify(self, client: ClientInfo) -> RegulatedClient | None:
         """The regulated client; None without an address or on the allowlist.
 
-        A malformed address is refused (``INVALID_REQUEST``) before any effect.
+        A malformed address, or a user agent too long or with a control
+        character (a NUL the database would refuse), is refused
+        (``INVALID_REQUEST``) before any effect.
         """
+        if len(client.user_agent) > MAX_USER_AGENT_LENGTH or not client.user_agent.isprintable():
+            raise _invalid("client.user_agent", Messages.USER_AGENT_FORMAT)
         address = parse_client_address(client.ip)
         if address is None or is_allowlisted(address, self._policy.client_allowlist):
             return None

@@ -75,6 +75,8 @@ class Messages:
 
     NIR_FORMAT = "13 caractères, ou 15 avec la clé"
     CLIENT_IP_FORMAT = "adresse IPv4 ou IPv6 de la personne, ou vide"
+    USER_AGENT_FORMAT = "512 caractères au plus, sans caractère de contrôle"
+    CHANNEL_FORMAT = "CHANNEL_WEB, CHANNEL_MOBILE_APP ou CHANNEL_FRANCECONNECT"
 
     @staticmethod
     def required_field(max_length: int | None) -> str:

@@ -10,7 +10,7 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ameli_grpc.domain.advisor import AdvisorUseCases
-from ameli_grpc.domain.errors import AuthError, ErrorReason
+from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
@@ -39,7 +39,6 @@ _SCOPES = {
     LockScope.UNTRUSTED: auth_pb2.LOCK_SCOPE_UNTRUSTED_DEVICES,
     LockScope.TRUSTED: auth_pb2.LOCK_SCOPE_TRUSTED_DEVICES,
 }
-_CLIENT_FIELD_LIMIT = 512
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
 
@@ -54,8 +53,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CheckCredentials(  # noqa: N802 - generated interface
         self, request: auth_pb2.CheckCredentialsRequest, context: Context
     ) -> auth_pb2.CheckCredentialsResponse:
-        # unspecified or unknown channels get the strictest rules, the web's
-        channel = _CHANNELS.get(request.channel, Channel.WEB)
+        channel = _channel(request.channel)
         if not current_caller.get().may_claim(channel):  # before anything is counted
             raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
         outcome = await self._login.check_credentials(
@@ -64,8 +62,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 password=request.password,
                 channel=channel,
                 device_token=request.device_token,
-                client_ip=request.client.ip[:_CLIENT_FIELD_LIMIT],
-                user_agent=request.client.user_agent[:_CLIENT_FIELD_LIMIT],
+                client_ip=request.client.ip,
+                user_agent=request.client.user_agent,
             )
         )
         if isinstance(outcome, CodeRequired):
@@ -158,9 +156,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
 
 def _client(client: auth_pb2.ClientInfo) -> ClientInfo:
-    return ClientInfo(
-        ip=client.ip[:_CLIENT_FIELD_LIMIT], user_agent=client.user_agent[:_CLIENT_FIELD_LIMIT]
-    )
+    return ClientInfo(ip=client.ip, user_agent=client.user_agent)  # checked by the domain
+
+
+def _channel(value: auth_pb2.Channel.ValueType) -> Channel:
+    """Unspecified is the web (the strictest); a value the contract does not know is refused."""
+    if value == auth_pb2.CHANNEL_UNSPECIFIED:
+        return Channel.WEB
+    if value not in _CHANNELS:
+        raise AuthError(
+            ErrorReason.INVALID_REQUEST,
+            Messages.INVALID_REQUEST,
+            violations=(FieldViolation("channel", Messages.CHANNEL_FORMAT),),
+        )
+    return _CHANNELS[value]
 
 
 def _timestamp(moment: datetime) -> Timestamp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 from ameli.auth.v1 import auth_pb2
@@ -97,3 +99,50 @@ async def test_advisor_fields_are_required(service: ServiceUnderTest) -> None:
     )
     assert refusal.reason == "INVALID_REQUEST"
     assert refusal.detail(error_details_pb2.BadRequest).field_violations[0].field == "advisor_id"
+
+
+BAD_USER_AGENTS = {"NUL": "Mozilla\x00", "newline": "Mozilla\nX", "513 chars": "M" * 513}
+
+
+@pytest.mark.parametrize("agent", BAD_USER_AGENTS.values(), ids=BAD_USER_AGENTS.keys())
+async def test_a_bad_user_agent_is_refused_before_any_effect(
+    service: ServiceUnderTest, agent: str
+) -> None:
+    """A user agent with a control character or too long: INVALID_REQUEST on every login RPC,
+    before anything is counted, sent or stored (on PostgreSQL too)."""
+    await service.add_account(nir(70))
+    client = auth_pb2.ClientInfo(ip="192.0.2.7", user_agent=agent)
+    login_id = (await service.login(nir(70))).code_required.login_id
+    calls: list[Awaitable[object]] = [
+        service.login(nir(70), client=client),
+        service.login(nir(70), password="faux", client=client),
+        service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id, client=client)),
+        service.portal.VerifyCode(
+            auth_pb2.VerifyCodeRequest(login_id=login_id, code="000000", client=client)
+        ),
+    ]
+    for call in calls:
+        refusal = await refused(call)
+        assert (refusal.code, refusal.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+        )
+        violation = refusal.detail(error_details_pb2.BadRequest).field_violations[0]
+        assert violation.field == "client.user_agent"
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(70)))
+    assert (status.password_failures, status.code_failures, status.codes_sent_in_window) == (
+        0,
+        0,
+        0,
+    )
+    assert service.smtp.deliveries == []
+
+
+async def test_an_unknown_channel_is_an_invalid_request(service: ServiceUnderTest) -> None:
+    """A channel value the contract does not know is refused, naming the field; nothing counted."""
+    await service.add_account(nir(71))
+    refusal = await refused(service.login(nir(71), password="faux", channel=99))
+    assert (refusal.code, refusal.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert refusal.detail(error_details_pb2.BadRequest).field_violations[0].field == "channel"
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(71)))
+    assert status.password_failures == 0
