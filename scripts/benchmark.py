@@ -11,6 +11,13 @@ production quota and locks stay on); ``lock_status_under_load`` (GetLockStatus l
 while the mobile load runs at full concurrency: hashing runs in a thread pool, so the
 event loop must keep answering). Only 127.0.0.1 is used; temporary data is removed at
 the end. Exit status 1 if a phase had an error rate above 1 % (or no call at all).
+
+``--flood N`` measures instead a legitimate password login while N parallel logins of
+unknown NIRs hash away (SPEC §7.5), side by side in one run: its idle p99, then under
+the flood with the production shedding (``AMELI_MAX_PENDING_HASHES``, ``--max-pending``,
+32 by default) and with shedding turned off. Every legitimate call must be answered
+within 3 × its idle p99 or shed at once with RetryInfo; exit status 1 otherwise (with
+shedding on). The flood's callers run in this process, on the server's event loop.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from tests.support.redis import delete_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AFFILIATED = Affiliation.AFFILIATED
+WRONG = "not-the-password"
 CALL_TIMEOUT = 10.0  # seconds, for every RPC and every wait for an email
 MAX_ERROR_RATE = 0.01
 ROW = "{:<32}{:>7}{:>7}{:>9}{:>9}{:>9}{:>9}"
@@ -241,12 +249,119 @@ async def run_phases(
     return phases
 
 
+@dataclass
+class FloodResult:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    shed: int = 0
+    slowest_shed: float = 0.0  # how long the slowest refusal took: "at once"?
+    flood_calls: int = 0
+    flood_shed: int = 0
+
+    def p99(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)] if ordered else 0
+
+    def within(self, bound: float) -> float:
+        """The share of legitimate calls answered within ``bound`` or shed at once."""
+        total = len(self.latencies) + self.shed
+        ok = sum(1 for latency in self.latencies if latency <= bound) + self.shed
+        return ok / total if total else 0.0
+
+
+async def flood(args: argparse.Namespace) -> list[FloodResult]:
+    """A legitimate mobile login, idle, then beside ``args.flood`` unknown-NIR logins."""
+    runs = [
+        (FloodResult("idle"), args.max_pending),
+        (FloodResult(f"flood, shedding at {args.max_pending}"), args.max_pending),
+        (FloodResult("flood, shedding off"), 10**6),
+    ]
+    results = [result for result, _ in runs]
+    for result, max_pending in runs:
+        async with AsyncExitStack() as stack:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ameli-")))
+            backend = await stack.enter_async_context(storage(args.backend, directory))
+            smtp: SmtpTestServer = await stack.enter_async_context(smtp_server())
+            settings = settings_for_tests(
+                **backend,
+                smtp_host=smtp.host,
+                smtp_port=smtp.port,
+                outbox_dir=directory / "outbox",
+                hash_workers=0,
+                max_pending_hashes=max_pending,
+            )
+            service = ServiceUnderTest(settings, smtp)
+            await service.start()
+            stack.push_async_callback(service.stop)
+            await service.add_account(nir(1))
+            flooding = 0 if result.name == "idle" else args.flood
+            await _flood_phase(service, result, flooding, args.seconds)
+    return results
+
+
+async def _flood_phase(
+    service: ServiceUnderTest, result: FloodResult, flooding: int, seconds: float
+) -> None:
+    deadline = time.perf_counter() + seconds
+    mobile = auth_pb2.CheckCredentialsRequest(
+        nir=nir(1), password=PASSWORD, channel=auth_pb2.CHANNEL_MOBILE_APP
+    )
+
+    async def legitimate() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                await service.mobile.CheckCredentials(mobile, timeout=CALL_TIMEOUT)
+                result.latencies.append(time.perf_counter() - started)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                result.shed += 1
+                result.slowest_shed = max(result.slowest_shed, time.perf_counter() - started)
+                await asyncio.sleep(0.05)  # a client honouring RetryInfo would wait longer
+
+    async def attacker(worker: int) -> None:
+        iteration = 0
+        while time.perf_counter() < deadline:
+            unknown = nir(10_000 + worker * 300 + iteration % 300)  # one try per NIR: no lock
+            request = auth_pb2.CheckCredentialsRequest(nir=unknown, password=WRONG)
+            try:
+                await service.portal.CheckCredentials(request, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as error:
+                result.flood_calls += 1
+                result.flood_shed += error.code() == grpc.StatusCode.UNAVAILABLE
+            iteration += 1
+
+    await asyncio.gather(legitimate(), *(attacker(worker) for worker in range(flooding)))
+
+
+def report_flood(results: list[FloodResult]) -> int:
+    idle_p99 = results[0].p99()
+    print(
+        f"\n{'legitimate login':<26}{'calls':>7}{'shed':>7}{'p99 ms':>9}{'× idle':>8}"
+        f"{'≤3× or shed':>13}{'flood shed':>12}"
+    )
+    for result in results:
+        flood_share = result.flood_shed / result.flood_calls if result.flood_calls else 0.0
+        print(
+            f"{result.name:<26}{len(result.latencies):>7}{result.shed:>7}"
+            f"{result.p99() * 1000:>9.1f}{result.p99() / idle_p99 if idle_p99 else 0:>8.1f}"
+            f"{result.within(3 * idle_p99):>13.1%}{result.slowest_shed * 1000:>12.1f}"
+            f"{flood_share:>12.1%}"
+        )
+    return 0 if results[1].within(3 * idle_p99) >= 0.99 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Load benchmark of AuthService.")
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase, 0.5 to 300")
     parser.add_argument("--concurrency", type=int, default=32, help="1 to 512")
     parser.add_argument("--accounts", type=int, default=50, help="1 to 10000")
     parser.add_argument("--backend", choices=("embedded", "redis_postgres"), default="embedded")
+    parser.add_argument("--flood", type=int, default=0, help="unknown-NIR logins beside one legit")
+    parser.add_argument(
+        "--max-pending", type=int, default=DEFAULT_MAX_PENDING, help="with --flood: the shedding"
+    )
     args = parser.parse_args()
     limits = 0.5 <= args.seconds <= 300, 1 <= args.concurrency <= 512, 1 <= args.accounts <= 10_000
     if not all(limits):
@@ -260,6 +375,9 @@ def main() -> int:
         f"argon2id     : m={p.memory_cost} KiB, t={p.time_cost}, p={p.parallelism}, "
         f"hash={p.hash_len} B, salt={p.salt_len} B; one verify ≈ {one_verify_ms():.1f} ms"
     )
+    if args.flood:
+        print(f"flood        : {args.flood} parallel unknown-NIR logins, {args.seconds:g} s each")
+        return report_flood(asyncio.run(flood(args)))
     print(f"load         : {args.seconds:g} s per phase, {args.concurrency} concurrent callers")
     phases = asyncio.run(benchmark(args))
     print("\n" + ROW.format("phase", "calls", "errors", "calls/s", "p50 ms", "p95 ms", "p99 ms"))

@@ -24,3 +24,19 @@ def test_benchmark_script_reports_every_phase() -> None:
     assert finished.returncode == 0, finished.stdout + finished.stderr
     for phase in PHASES:
         assert phase in finished.stdout, f"{phase} missing from:\n{finished.stdout}"
+
+
+def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
+    """``--flood`` measures a legitimate login idle, then beside a flood, shedding on and off."""
+    arguments = ["--flood", "8", "--max-pending", "4", "--seconds", "0.5"]
+    finished = subprocess.run(  # noqa: S603 (our own script, fixed arguments, no shell)
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode in (0, 1), finished.stdout + finished.stderr
+    for row in ("idle", "flood, shedding at 4", "flood, shedding off"):
+        assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
