@@ -18,6 +18,7 @@ import pytest
 from ameli.auth import advisor_cli
 from ameli.auth.v1 import auth_pb2
 
+from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ADVISOR_KEY, PORTAL_KEY, ServiceUnderTest, nir, refused
 
 INVALID_NIR = "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie."
@@ -46,7 +47,9 @@ async def test_status_of_a_locked_nir(
     assert err == ""
     assert nir(61) not in out
     assert f"NIR {nir(61)[:3]}**********{nir(61)[-2:]} : BLOQUÉ" in out
-    shown = re.search(rf"- Blocage \(mots de passe erronés\) jusqu'au {PARIS_TIME}", out)
+    shown = re.search(
+        rf"- Blocage \(mots de passe erronés, appareils non reconnus\) jusqu'au {PARIS_TIME}", out
+    )
     in_message = re.search(r"(\d\d):(\d\d) \(heure de Paris\)", out)
     assert shown, out
     assert in_message, out
@@ -89,6 +92,23 @@ async def test_unlock_lifts_the_lock_and_keeps_the_account(
     assert err == ""
     assert re.search(rf"Blocages levés le {PARIS_TIME} : 1 blocage\(s\) actif\(s\)", out), out
     assert (await service.login(nir(64))).WhichOneof("result") == "code_required"
+
+
+async def test_status_of_a_suspended_nir_has_no_end_date(
+    make_service: ServiceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A suspension is shown without an end date, with the way to lift it."""
+    service = await make_service(max_consecutive_failures=2, max_password_failures=10)
+    await service.add_account(nir(65))
+    for _ in range(2):
+        await refused(service.login(nir(65), password="faux"))
+
+    assert await advisor(service, "status", nir(65)) == 0
+    out, _ = capsys.readouterr()
+    assert (
+        "- Blocage (compte suspendu, appareils non reconnus) sans date de fin : "
+        "à lever par « unlock »"
+    ) in out
 
 
 async def test_declined_confirmation_keeps_the_account(

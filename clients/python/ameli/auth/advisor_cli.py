@@ -33,6 +33,10 @@ _LOCK_LABELS = {
     auth_pb2.ERROR_REASON_CODE_QUOTA_EXCEEDED: "trop de codes demandés",
     auth_pb2.ERROR_REASON_ACCOUNT_SUSPENDED: "compte suspendu",
 }
+_SCOPE_LABELS = {
+    auth_pb2.LOCK_SCOPE_UNTRUSTED_DEVICES: ", appareils non reconnus",
+    auth_pb2.LOCK_SCOPE_TRUSTED_DEVICES: ", appareils de confiance",
+}
 
 
 def _paris() -> tuple[tzinfo, str]:
@@ -112,7 +116,11 @@ def _print_status(nir: str, status: auth_pb2.GetLockStatusResponse) -> None:
     print(f"NIR {_masked(nir)} : {'BLOQUÉ' if status.locked else 'non bloqué'}")
     for lock in status.locks:
         label = _LOCK_LABELS.get(lock.reason, auth_pb2.ErrorReason.Name(lock.reason))
-        print(f"- Blocage ({label}) jusqu'au {_when(lock.expire_time, round_up=True)}")
+        scope = _SCOPE_LABELS.get(lock.scope, "")
+        if lock.HasField("expire_time"):
+            print(f"- Blocage ({label}{scope}) jusqu'au {_when(lock.expire_time, round_up=True)}")
+        else:  # a suspension: only an advisor's unlock or reset lifts it
+            print(f"- Blocage ({label}{scope}) sans date de fin : à lever par « unlock »")
         print(f"  Message affiché à l'assuré : {lock.message}")
     print("Compteurs :")
     print(f"  échecs de mot de passe : {status.password_failures}")
