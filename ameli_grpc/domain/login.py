@@ -82,15 +82,9 @@ class LoginUseCases:
         nir = Nir.parse(request.nir)  # 1
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         client = await self._clients.admit(request.client, now)  # SPEC §7.4
-        account = await self._p.accounts.get_by_nir(nir.value)
-        familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
-        scopes = LockScope.stopping(familiar)
-        raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
-        require_text("password", request.password)  # an empty field: the form was not filled
-        rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
-        with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is counted
-            proof, ticket = await self._verify_password(  # 3
-                nir, nir_ref, account, request.password, (rule, scopes, client), now
+        with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is read
+            familiar, rule, proof, ticket = await self._password_step(
+                nir, nir_ref, request, client, now
             )
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, rule, ticket, request, now)
@@ -104,6 +98,26 @@ class LoginUseCases:
         if proof.usable_email is None:  # 7
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
         return await self._create_login(proof, nir_ref, now)  # 8
+
+    async def _password_step(
+        self,
+        nir: Nir,
+        nir_ref: str,
+        request: CredentialsInput,
+        client: RegulatedClient | None,
+        now: datetime,
+    ) -> tuple[bool, FailureRule, Account | ProvisionalCode, str]:
+        """Steps 2 and 3 in the request's scope: familiar or not, its rule, proof and ticket."""
+        account = await self._p.accounts.get_by_nir(nir.value)
+        familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
+        scopes = LockScope.stopping(familiar)
+        raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
+        require_text("password", request.password)  # an empty field: the form was not filled
+        rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
+        proof, ticket = await self._verify_password(  # 3
+            nir, nir_ref, account, request.password, (rule, scopes, client), now
+        )
+        return familiar, rule, proof, ticket
 
     async def _is_familiar(self, account: Account | None, token: str, now: datetime) -> bool:
         """A valid, unexpired trusted device of this NIR's account (SPEC §7.2).
