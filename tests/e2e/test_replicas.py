@@ -127,7 +127,8 @@ async def test_wrong_codes_alternated_between_servers_lock_at_three(
 async def test_sixty_parallel_wrong_codes_over_two_servers(
     two_servers: list[auth_pb2_grpc.AuthServiceAsyncStub], smtp: SmtpTestServer
 ) -> None:
-    """60 wrong codes at once, spread over both servers: at most 3 are evaluated."""
+    """60 wrong codes at once, spread over both servers: exactly 3 are evaluated; the others
+    meet the lock, or are told to retry while the three are in flight."""
     login_id = await start_login(two_servers[0], nir(2))
     code = await send_code(two_servers[0], login_id, smtp)
     wrong = "000000" if code != "000000" else "111111"
@@ -136,7 +137,8 @@ async def test_sixty_parallel_wrong_codes_over_two_servers(
     )
     reasons = [refusal.reason for refusal in refusals]
     assert reasons.count("INVALID_CODE") == 2  # the third evaluated one set the lock
-    assert reasons.count("CODE_ATTEMPTS_LOCKED") == 58
+    assert reasons.count("CODE_ATTEMPTS_LOCKED") >= 1
+    assert reasons.count("CODE_ATTEMPTS_LOCKED") + reasons.count("ATTEMPT_IN_PROGRESS") == 58
     status = await two_servers[1].GetLockStatus(
         auth_pb2.GetLockStatusRequest(nir=nir(2)), metadata=METADATA
     )
