@@ -29,7 +29,7 @@ class AuditTrail:
         nir_ref: str,
         now: datetime,
         account_id: str | None = None,
-        actor: str | None = None,
+        advisor_id: str | None = None,
         detail: str | None = None,
         client: CredentialsInput | ClientInfo | None = None,
     ) -> None:
@@ -42,7 +42,7 @@ class AuditTrail:
         ip = client.ip[:64] if client is not None and client.ip else None
         caller = current_call().caller
         await self._log.record(
-            AuditEvent(kind, nir_ref, now, account_id, actor, detail, ip, caller)
+            AuditEvent(kind, nir_ref, now, account_id, advisor_id, detail, ip, caller)
         )
 
 

@@ -103,6 +103,7 @@ class TrustedDevice:
     account_id: str
     created_time: datetime
     expire_time: datetime
+    last_use_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,13 @@ class AuditEvent:
     nir_ref: str
     occurred_time: datetime
     account_id: str | None = None
-    actor: str | None = None
+    advisor_id: str | None = None
     detail: str | None = None
     client_ip: str | None = None
     caller: str | None = None  # the calling application's name (SPEC §7.1)
+    reason: str | None = None  # the advisor's free text
+    user_agent: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             unlock_time=_timestamp(unlocked.unlock_time), locks_cleared=unlocked.locks_cleared
         )
 
+    async def GetAccount(  # noqa: N802 - generated interface
+        self, request: auth_pb2.GetAccountRequest, context: Context
+    ) -> auth_pb2.GetAccountResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetAccount: not yet")
+
+    async def RevokeTrustedDevices(  # noqa: N802 - generated interface
+        self, request: auth_pb2.RevokeTrustedDevicesRequest, context: Context
+    ) -> auth_pb2.RevokeTrustedDevicesResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "RevokeTrustedDevices: not yet")
+
 
 def _client(client: auth_pb2.ClientInfo) -> ClientInfo:
     return ClientInfo(ip=client.ip, user_agent=client.user_agent)  # checked by the domain

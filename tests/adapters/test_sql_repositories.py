@@ -341,10 +341,13 @@ async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -
         nir_ref="ref-123",
         occurred_time=NOW,
         account_id="a" * 32,
-        actor="advisor-42",
+        advisor_id="advisor-42",
         detail="appel 3646",
         client_ip="192.0.2.10",
         caller="back-office",
+        reason="perte du téléphone",
+        user_agent="Mozilla/5.0",
+        request_id="req-1",
     )
     await audit.record(event)
     await audit.record(AuditEvent(kind="login_failed", nir_ref="ref-123", occurred_time=NOW))
@@ -355,7 +358,7 @@ async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -
     first = rows[0]._asdict()
     del first["id"]
     assert AuditEvent(**first) == event
-    assert rows[1].actor is None
+    assert rows[1].advisor_id is None
 
 
 @pytest.mark.parametrize("affiliation", list(Affiliation))

@@ -223,6 +223,22 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.UnlockAccountResponse:
         return await self._answer(context, auth_pb2.UnlockAccountResponse(locks_cleared=2))
 
+    async def GetAccount(  # noqa: N802
+        self,
+        request: auth_pb2.GetAccountRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.GetAccountRequest, auth_pb2.GetAccountResponse],
+    ) -> auth_pb2.GetAccountResponse:
+        return await self._answer(context, auth_pb2.GetAccountResponse(email_validated=True))
+
+    async def RevokeTrustedDevices(  # noqa: N802
+        self,
+        request: auth_pb2.RevokeTrustedDevicesRequest,
+        context: grpc.aio.ServicerContext[
+            auth_pb2.RevokeTrustedDevicesRequest, auth_pb2.RevokeTrustedDevicesResponse
+        ],
+    ) -> auth_pb2.RevokeTrustedDevicesResponse:
+        return await self._answer(context, auth_pb2.RevokeTrustedDevicesResponse(revoked_count=2))
+
 
 @pytest.fixture
 async def servicer() -> AsyncIterator[ScriptedServicer]:

@@ -192,7 +192,7 @@ async def test_reset_is_audited_with_the_advisor_and_without_the_nir() -> None:
     )
 
     (event,) = fakes.audit.of_kind("account_reset")
-    assert event.actor == ADVISOR
+    assert event.advisor_id == ADVISOR
     assert event.account_id == account.account_id
     assert event.nir_ref == fakes.nir_ref()
     assert event.occurred_time == fakes.clock.now()
@@ -446,7 +446,7 @@ async def test_unlock_is_audited_with_the_advisor_reason_and_count() -> None:
     await service.advisor.unlock_account(NIR, ADVISOR, REASON)
 
     (event,) = fakes.audit.of_kind("account_unlocked")
-    assert (event.nir_ref, event.account_id, event.actor) == (
+    assert (event.nir_ref, event.account_id, event.advisor_id) == (
         fakes.nir_ref(),
         account.account_id,
         ADVISOR,

@@ -243,11 +243,14 @@ class SqlAuditLog:
             kind=event.kind,
             nir_ref=event.nir_ref,
             account_id=event.account_id,
-            actor=event.actor,
+            advisor_id=event.advisor_id,
             detail=event.detail,
             client_ip=event.client_ip,
             occurred_time=event.occurred_time,
             caller=event.caller,
+            reason=event.reason,
+            user_agent=event.user_agent,
+            request_id=event.request_id,
         )
         async with self._database.session() as session:
             await session.execute(statement)

@@ -93,6 +93,7 @@ trusted_devices = Table(
     ),
     Column("created_time", UtcDateTime, nullable=False),
     Column("expire_time", UtcDateTime, nullable=False),
+    Column("last_use_time", UtcDateTime, nullable=True),
 )
 
 provisional_codes = Table(
@@ -134,9 +135,12 @@ audit_events = Table(
     Column("kind", String(64), nullable=False),
     Column("nir_ref", String(128), nullable=False, index=True),
     Column("account_id", String(32), nullable=True),
-    Column("actor", String(255), nullable=True),
+    Column("advisor_id", String(64), nullable=True),
     Column("detail", Text, nullable=True),
     Column("client_ip", String(64), nullable=True),
-    Column("occurred_time", UtcDateTime, nullable=False),
+    Column("occurred_time", UtcDateTime, nullable=False, index=True),
     Column("caller", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("request_id", String(128), nullable=True),
 )

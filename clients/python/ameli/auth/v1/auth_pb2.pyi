@@ -170,6 +170,32 @@ ERROR_REASON_ATTEMPT_IN_PROGRESS: ErrorReason.ValueType  # 19
 """ABORTED: attempts still in flight make up the limit; retry after RetryInfo."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
+class _Affiliation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AffiliationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Affiliation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AFFILIATION_UNSPECIFIED: _Affiliation.ValueType  # 0
+    AFFILIATION_AFFILIATED: _Affiliation.ValueType  # 1
+    """Covered by the Régime Général or a partner scheme."""
+    AFFILIATION_PENDING: _Affiliation.ValueType  # 2
+    """Attachment to a fund in progress (guide, case 8)."""
+    AFFILIATION_NOT_COVERED: _Affiliation.ValueType  # 3
+    """Neither Régime Général nor a partner scheme (guide, case 7)."""
+
+class Affiliation(_Affiliation, metaclass=_AffiliationEnumTypeWrapper):
+    """The NIR's status in the identity registry (RFI)."""
+
+AFFILIATION_UNSPECIFIED: Affiliation.ValueType  # 0
+AFFILIATION_AFFILIATED: Affiliation.ValueType  # 1
+"""Covered by the Régime Général or a partner scheme."""
+AFFILIATION_PENDING: Affiliation.ValueType  # 2
+"""Attachment to a fund in progress (guide, case 8)."""
+AFFILIATION_NOT_COVERED: Affiliation.ValueType  # 3
+"""Neither Régime Général nor a partner scheme (guide, case 7)."""
+Global___Affiliation: _TypeAlias = Affiliation  # noqa: Y015
+
 class _LockScope:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -676,3 +702,160 @@ class UnlockAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnlockAccountResponse: _TypeAlias = UnlockAccountResponse  # noqa: Y015
+
+@_typing.final
+class GetAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NIR_FIELD_NUMBER: _builtins.int
+    nir: _builtins.str
+    def __init__(
+        self,
+        *,
+        nir: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nir", b"nir"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccountRequest: _TypeAlias = GetAccountRequest  # noqa: Y015
+
+@_typing.final
+class TrustedDevice(_message.Message):
+    """One trusted device of an account; its token is never shown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_USE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_use_time(self) -> _timestamp_pb2.Timestamp:
+        """The last login that skipped the code thanks to this device (unset if none yet)."""
+
+    def __init__(
+        self,
+        *,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_use_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "last_use_time", b"last_use_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "last_use_time", b"last_use_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustedDevice: _TypeAlias = TrustedDevice  # noqa: Y015
+
+@_typing.final
+class GetAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASKED_EMAIL_FIELD_NUMBER: _builtins.int
+    EMAIL_VALIDATED_FIELD_NUMBER: _builtins.int
+    MASKED_PHONE_FIELD_NUMBER: _builtins.int
+    AFFILIATION_FIELD_NUMBER: _builtins.int
+    TRUSTED_DEVICES_FIELD_NUMBER: _builtins.int
+    LOCKS_FIELD_NUMBER: _builtins.int
+    SUSPENDED_FIELD_NUMBER: _builtins.int
+    PASSWORD_FAILURES_FIELD_NUMBER: _builtins.int
+    CODE_FAILURES_FIELD_NUMBER: _builtins.int
+    CODES_SENT_IN_WINDOW_FIELD_NUMBER: _builtins.int
+    masked_email: _builtins.str
+    """The email masked as t***@t***.com (empty when the account has none)."""
+    email_validated: _builtins.bool
+    masked_phone: _builtins.str
+    """The mobile phone masked as 06******78 (empty when the account has none)."""
+    affiliation: Global___Affiliation.ValueType
+    suspended: _builtins.bool
+    """True when a suspension (the consecutive-failure ceiling) is active."""
+    password_failures: _builtins.int
+    code_failures: _builtins.int
+    codes_sent_in_window: _builtins.int
+    @_builtins.property
+    def trusted_devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedDevice]:
+        """The account's devices still trusted (expired ones are not listed)."""
+
+    @_builtins.property
+    def locks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lock]:
+        """As in GetLockStatusResponse, with their scope."""
+
+    def __init__(
+        self,
+        *,
+        masked_email: _builtins.str = ...,
+        email_validated: _builtins.bool = ...,
+        masked_phone: _builtins.str = ...,
+        affiliation: Global___Affiliation.ValueType = ...,
+        trusted_devices: _abc.Iterable[Global___TrustedDevice] | None = ...,
+        locks: _abc.Iterable[Global___Lock] | None = ...,
+        suspended: _builtins.bool = ...,
+        password_failures: _builtins.int = ...,
+        code_failures: _builtins.int = ...,
+        codes_sent_in_window: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affiliation", b"affiliation", "code_failures", b"code_failures", "codes_sent_in_window", b"codes_sent_in_window", "email_validated", b"email_validated", "locks", b"locks", "masked_email", b"masked_email", "masked_phone", b"masked_phone", "password_failures", b"password_failures", "suspended", b"suspended", "trusted_devices", b"trusted_devices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccountResponse: _TypeAlias = GetAccountResponse  # noqa: Y015
+
+@_typing.final
+class RevokeTrustedDevicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NIR_FIELD_NUMBER: _builtins.int
+    ADVISOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    nir: _builtins.str
+    advisor_id: _builtins.str
+    """Who revokes, for the audit trail (1 to 64 printable characters)."""
+    reason: _builtins.str
+    """Why (1 to 500 characters, for the audit trail)."""
+    def __init__(
+        self,
+        *,
+        nir: _builtins.str = ...,
+        advisor_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisor_id", b"advisor_id", "nir", b"nir", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeTrustedDevicesRequest: _TypeAlias = RevokeTrustedDevicesRequest  # noqa: Y015
+
+@_typing.final
+class RevokeTrustedDevicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    REVOKED_COUNT_FIELD_NUMBER: _builtins.int
+    revoked_count: _builtins.int
+    """How many trusted devices stopped being trusted."""
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
+        revoked_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revoke_time", b"revoke_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoke_time", b"revoke_time", "revoked_count", b"revoked_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeTrustedDevicesResponse: _TypeAlias = RevokeTrustedDevicesResponse  # noqa: Y015

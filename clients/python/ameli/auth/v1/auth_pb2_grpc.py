@@ -71,6 +71,16 @@ class AuthServiceStub:
                 request_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.SerializeToString,
                 response_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.FromString,
                 _registered_method=True)
+        self.GetAccount = channel.unary_unary(
+                '/ameli.auth.v1.AuthService/GetAccount',
+                request_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountRequest.SerializeToString,
+                response_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountResponse.FromString,
+                _registered_method=True)
+        self.RevokeTrustedDevices = channel.unary_unary(
+                '/ameli.auth.v1.AuthService/RevokeTrustedDevices',
+                request_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesRequest.SerializeToString,
+                response_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -130,6 +140,22 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAccount(self, request, context):
+        """Advisor only: what the 3646 advisor sees of a NIR's account (masked
+        contacts, email validation, RFI status, trusted devices, locks, counters).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTrustedDevices(self, request, context):
+        """Advisor only: un-trusts every trusted device of the account (a lost
+        phone); the account itself stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +188,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.UnlockAccount,
                     request_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.FromString,
                     response_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.SerializeToString,
+            ),
+            'GetAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccount,
+                    request_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountRequest.FromString,
+                    response_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'RevokeTrustedDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTrustedDevices,
+                    request_deserializer=ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesRequest.FromString,
+                    response_serializer=ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -333,6 +369,60 @@ class AuthService:
             '/ameli.auth.v1.AuthService/UnlockAccount',
             ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountRequest.SerializeToString,
             ameli_dot_auth_dot_v1_dot_auth__pb2.UnlockAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ameli.auth.v1.AuthService/GetAccount',
+            ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountRequest.SerializeToString,
+            ameli_dot_auth_dot_v1_dot_auth__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTrustedDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ameli.auth.v1.AuthService/RevokeTrustedDevices',
+            ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesRequest.SerializeToString,
+            ameli_dot_auth_dot_v1_dot_auth__pb2.RevokeTrustedDevicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,14 @@ class AuthServiceStub:
     and the code quota of a NIR (with or without an account); the account and
     its trusted devices stay.
     """
+    GetAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetAccountRequest, _auth_pb2.GetAccountResponse]
+    """Advisor only: what the 3646 advisor sees of a NIR's account (masked
+    contacts, email validation, RFI status, trusted devices, locks, counters).
+    """
+    RevokeTrustedDevices: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeTrustedDevicesRequest, _auth_pb2.RevokeTrustedDevicesResponse]
+    """Advisor only: un-trusts every trusted device of the account (a lost
+    phone); the account itself stays.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -94,6 +102,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Advisor only: clears every lock, failure counter, daily count, suspension
     and the code quota of a NIR (with or without an account); the account and
     its trusted devices stay.
+    """
+    GetAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetAccountRequest, _auth_pb2.GetAccountResponse]  # type: ignore[assignment]
+    """Advisor only: what the 3646 advisor sees of a NIR's account (masked
+    contacts, email validation, RFI status, trusted devices, locks, counters).
+    """
+    RevokeTrustedDevices: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeTrustedDevicesRequest, _auth_pb2.RevokeTrustedDevicesResponse]  # type: ignore[assignment]
+    """Advisor only: un-trusts every trusted device of the account (a lost
+    phone); the account itself stays.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -161,6 +177,26 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Advisor only: clears every lock, failure counter, daily count, suspension
         and the code quota of a NIR (with or without an account); the account and
         its trusted devices stay.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccount(
+        self,
+        request: _auth_pb2.GetAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetAccountResponse, _abc.Awaitable[_auth_pb2.GetAccountResponse]]:
+        """Advisor only: what the 3646 advisor sees of a NIR's account (masked
+        contacts, email validation, RFI status, trusted devices, locks, counters).
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeTrustedDevices(
+        self,
+        request: _auth_pb2.RevokeTrustedDevicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RevokeTrustedDevicesResponse, _abc.Awaitable[_auth_pb2.RevokeTrustedDevicesResponse]]:
+        """Advisor only: un-trusts every trusted device of the account (a lost
+        phone); the account itself stays.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
