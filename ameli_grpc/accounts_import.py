@@ -11,6 +11,7 @@ from pathlib import Path
 from ameli_grpc.domain.errors import AuthError
 from ameli_grpc.domain.model import Account, Affiliation
 from ameli_grpc.domain.nir import Nir
+from ameli_grpc.domain.phone import InvalidPhoneNumber, PhoneNumber
 from ameli_grpc.domain.ports import AccountRepository, AffiliationRecords, PasswordHasher
 
 COLUMNS = ("nir", "password", "email", "email_validated", "mobile_phone", "affiliation")
@@ -59,6 +60,9 @@ def _row(line: int, record: dict[str, str]) -> AccountRow:
         ) from None
     if not cell("password"):
         raise ImportRowError(f"line {line}: password is empty")
+    phone_problem = _mobile_phone_problem(cell("mobile_phone"))
+    if phone_problem:
+        raise ImportRowError(f"line {line}: {phone_problem}")
     return AccountRow(
         nir=cell("nir"),
         password=cell("password"),
@@ -67,6 +71,19 @@ def _row(line: int, record: dict[str, str]) -> AccountRow:
         mobile_phone=cell("mobile_phone") or None,
         affiliation=affiliation,
     )
+
+
+def _mobile_phone_problem(phone: str | None) -> str | None:
+    """Why ``phone`` cannot be the mobile on file (the SMS of an advisor's reset), if it cannot."""
+    if not phone:
+        return None
+    try:
+        number = PhoneNumber.parse(phone)
+    except InvalidPhoneNumber:
+        return "mobile_phone is not a valid phone number"
+    if not number.mobile:
+        return "mobile_phone is not a mobile number (a landline cannot receive an SMS)"
+    return None
 
 
 async def load_accounts(
@@ -82,6 +99,9 @@ async def load_accounts(
             nir = Nir.parse(row.nir).value
         except AuthError:
             raise ImportRowError(f"account {number}: invalid NIR") from None
+        phone_problem = _mobile_phone_problem(row.mobile_phone)
+        if phone_problem:  # rows that did not come from a CSV line (the demo set, tests)
+            raise ImportRowError(f"account {number}: {phone_problem}")
         await accounts.add(  # an existing account of that NIR keeps its id (upsert)
             Account(
                 account_id=uuid.uuid4().hex,

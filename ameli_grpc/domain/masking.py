@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ameli_grpc.domain.phone import InvalidPhoneNumber, PhoneNumber
+
 
 def mask_email(email: str) -> str:
     """``toto@test.com`` → ``t***@t***.com`` (guide, step 1)."""
@@ -12,10 +14,16 @@ def mask_email(email: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
-    """``06 12 34 56 78`` (or ``+33 6 12 34 56 78``) → ``06******78``: two digits each end."""
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    if phone.strip().startswith("+33"):
-        digits = "0" + digits[2:]
+    """``06 12 34 56 78`` (or ``+33 6 12 34 56 78``) → ``06******78``: two digits each end.
+
+    A number of the French plan is masked in its national form, overseas too
+    (``+590 690 12 34 56`` → ``06******56``); any other, from its digits.
+    """
+    try:
+        digits = PhoneNumber.parse(phone).national or ""
+    except InvalidPhoneNumber:
+        digits = ""
+    digits = digits or "".join(ch for ch in phone if ch.isdigit())
     if len(digits) < 6:
         return "*" * len(digits)
     return f"{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"

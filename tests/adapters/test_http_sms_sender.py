@@ -90,25 +90,54 @@ async def test_no_api_key_sends_no_authorization(gateway: GatewayTestServer) -> 
     ("phone", "expected"),
     [
         ("06 12 34 56 78", "+33612345678"),
-        ("07.12.34.56.78", "+33712345678"),
-        ("01-23-45-67-89", "+33123456789"),
+        ("07.81.23.45.67", "+33781234567"),
+        ("0690 12 34 56", "+590690123456"),
+        ("0694-20-12-34", "+594694201234"),
+        ("0696 20 12 34", "+596696201234"),
+        ("0692 12 34 56", "+262692123456"),
+        ("0639 01 23 45", "+262639012345"),
         ("+33 6 12 34 56 78", "+33612345678"),
         ("+590 (690) 12 34 56", "+590690123456"),
-        ("0033 6 12 34 56 78", "0033612345678"),
-        ("612345678", "612345678"),
+        ("0033 6 12 34 56 78", "+33612345678"),
     ],
 )
 def test_phone_is_sent_in_e164(phone: str, expected: str) -> None:
-    """French national numbers get +33, a leading + is kept, anything else is digits only."""
+    """A national mobile gets the country code of its region, overseas too; + and 00 are read."""
     assert e164_phone(phone) == expected
 
 
-async def test_phone_without_digits_is_refused_before_sending(gateway: GatewayTestServer) -> None:
-    """A phone number with no digit is refused without asking the gateway."""
+@pytest.mark.parametrize(
+    ("phone", "complaint"),
+    [
+        (" - ", "not a phone number"),
+        ("06 12 34", "not a valid phone number"),
+        ("01 23 45 67 89", "not a mobile number"),
+        ("0590 20 12 34", "not a mobile number"),
+    ],
+)
+async def test_a_phone_that_is_not_a_mobile_is_refused_before_sending(
+    gateway: GatewayTestServer, phone: str, complaint: str
+) -> None:
+    """Garbage or a landline is refused without asking the gateway, and never quoted."""
     async with sender(gateway.url) as sms:
-        with pytest.raises(ValueError, match="digits"):
-            await sms.send_provisional_code(" - ", CODE, 60)
+        with pytest.raises(ValueError, match=complaint) as raised:
+            await sms.send_provisional_code(phone, CODE, 60)
     assert gateway.received == []
+    assert phone.strip() not in str(raised.value)
+
+
+async def test_an_overseas_mobile_is_sent_with_its_own_country_code(
+    gateway: GatewayTestServer,
+) -> None:
+    """A Guadeloupe mobile on file in national form goes to +590, not +33; the log masks it."""
+    async with sender(gateway.url) as sms:
+        with capture_logs() as logs:
+            await sms.send_provisional_code("0690 12 34 56", CODE, 60)
+
+    (request,) = gateway.received
+    assert request.json()["to"] == "+590690123456"
+    (sent,) = [log for log in logs if log["event"] == "provisional_code_sms_sent"]
+    assert sent["to"] == "06******56"
 
 
 @pytest.mark.parametrize(

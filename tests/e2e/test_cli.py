@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from ameli_grpc.accounts_import import AccountRow, ImportRowError
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
@@ -17,7 +18,9 @@ from ameli_grpc.adapters.sql.repositories import (
     SqlProvisionalCodeRepository,
     SqlTrustedDeviceRepository,
 )
+from ameli_grpc.bootstrap import import_accounts
 from ameli_grpc.cli import main
+from ameli_grpc.config import Settings
 from ameli_grpc.demo import DEMO_CASES
 from ameli_grpc.domain.model import Account, Affiliation, ProvisionalCode, TrustedDevice
 from tests.e2e.harness import nir
@@ -96,6 +99,69 @@ def test_import_refuses_a_bad_line_without_quoting_it(
     error = capsys.readouterr().err
     assert complaint in error
     assert nir(3)[:13] not in error
+
+
+@pytest.mark.parametrize(
+    ("phone", "complaint"),
+    [
+        pytest.param("01 23 45 67 89", "not a mobile number", id="metropolitan landline"),
+        pytest.param("0590 20 12 34", "not a mobile number", id="Guadeloupe landline"),
+        pytest.param("09 12 34 56 78", "not a mobile number", id="internet telephony"),
+        pytest.param("06 12 34", "not a valid phone number", id="too short"),
+        pytest.param("appeler le 3646", "not a valid phone number", id="words"),
+    ],
+)
+def test_import_refuses_a_phone_that_cannot_get_the_sms(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    phone: str,
+    complaint: str,
+) -> None:
+    """A mobile_phone that is a landline or garbage fails the import at its line, unquoted."""
+    csv = tmp_path / "phones.csv"
+    csv.write_text(
+        HEADER
+        + f"{nir(4)},Secret-4,,false,0690 12 34 56,affiliated\n"
+        + f"{nir(5)},Secret-5,,false,{phone},affiliated\n",
+        encoding="utf-8",
+    )
+    assert main(["accounts", "import", str(csv)]) == 1
+    error = capsys.readouterr().err
+    assert f"line 3: mobile_phone is {complaint}" in error
+    assert phone not in error
+    assert nir(5)[:13] not in error
+    assert stored(database_url, nir(5, with_key=False))[0] is None
+
+
+def test_import_keeps_an_overseas_mobile(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Overseas mobiles in national or international form are imported as typed."""
+    csv = tmp_path / "overseas.csv"
+    csv.write_text(
+        HEADER
+        + f"{nir(6)},Secret-6,,false,0639 01 23 45,affiliated\n"
+        + f"{nir(7)},Secret-7,,false,+596 696 20 12 34,affiliated\n",
+        encoding="utf-8",
+    )
+    assert main(["accounts", "import", str(csv)]) == 0
+    assert "2 account(s) imported" in capsys.readouterr().out
+    for number, phone in ((6, "0639 01 23 45"), (7, "+596 696 20 12 34")):
+        account = stored(database_url, nir(number, with_key=False))[0]
+        assert account is not None
+        assert account.mobile_phone == phone
+
+
+def test_a_loaded_row_with_a_landline_is_refused_by_its_number(database_url: str) -> None:
+    """Rows that are not CSV lines (the demo set) are checked too, named by their rank."""
+    rows = [
+        AccountRow(nir(8), "Secret-8", None, False, "06 12 34 56 78", Affiliation.AFFILIATED),
+        AccountRow(nir(9), "Secret-9", None, False, "0262 16 12 34", Affiliation.AFFILIATED),
+    ]
+    with pytest.raises(ImportRowError, match=r"^account 2: mobile_phone is not a mobile number"):
+        asyncio.run(import_accounts(Settings(), rows))
+    assert stored(database_url, nir(9, with_key=False))[0] is None
 
 
 def test_import_requires_the_columns(

@@ -5,10 +5,11 @@ Contract of the SMS gateway:
 - ``POST {base_url}/v1/messages`` with the JSON body
   ``{"to": "<recipient>", "from": "<sender id>", "text": "<the SMS>"}`` and,
   when an API key is configured, the header ``Authorization: Bearer <key>``.
-  ``to`` is the mobile phone on file in E.164 where it can tell: a French
-  national number ``0X XX XX XX XX`` becomes ``+33XXXXXXXXX``, a number that
-  starts with ``+`` keeps it, separators (spaces, dots, dashes, brackets) are
-  dropped; any other number is sent as its digits only. ``from`` is the
+  ``to`` is the mobile phone on file in E.164, read by ``domain.phone``: a
+  national number gets the country code of its region (``06 12 34 56 78`` →
+  ``+33612345678``, ``0690 12 34 56`` → ``+590690123456``), an international
+  one keeps its own. A phone that is not a mobile (a landline, no number at
+  all) raises ``ValueError`` before anything is sent. ``from`` is the
   sender id (``AMELI`` by default); ``text`` is the French SMS of
   ``domain.messages.provisional_code_sms`` (one 160-character GSM-7 SMS).
 - ``200``, ``201`` or ``202`` means the gateway accepted the message (the
@@ -37,29 +38,23 @@ from ameli_grpc.adapters.outages import map_outages, type_name
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_phone
 from ameli_grpc.domain.messages import provisional_code_sms
+from ameli_grpc.domain.phone import PhoneNumber
 
 _log = structlog.get_logger(__name__)
 
 _MESSAGES_PATH = "/v1/messages"
 _ACCEPTED = frozenset({httpx.codes.OK, httpx.codes.CREATED, httpx.codes.ACCEPTED})
-_FRENCH_NATIONAL_DIGITS = 10  # "0X XX XX XX XX"
 
 
 def e164_phone(phone: str) -> str:
-    """The recipient as the gateway expects it: ``06 12 34 56 78`` → ``+33612345678``.
+    """The recipient as the gateway expects it: ``0690 12 34 56`` → ``+590690123456``.
 
-    A leading ``+`` is kept, a French national number gets ``+33`` instead of
-    its ``0``, any other number is reduced to its digits.
+    Raises ``ValueError`` (never quoting the number) unless it is a mobile.
     """
-    text = phone.strip()
-    digits = "".join(ch for ch in text if ch.isascii() and ch.isdigit())
-    if not digits:
-        raise ValueError("the phone number has no digits")
-    if text.startswith("+"):
-        return f"+{digits}"
-    if len(digits) == _FRENCH_NATIONAL_DIGITS and digits[0] == "0" and digits[1] != "0":
-        return f"+33{digits[1:]}"
-    return digits
+    number = PhoneNumber.parse(phone)
+    if not number.mobile:
+        raise ValueError("the phone number on file is not a mobile number")
+    return number.e164
 
 
 class HttpSmsSender:
