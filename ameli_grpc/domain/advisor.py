@@ -64,7 +64,8 @@ class AdvisorUseCases:
             now,
             account.account_id if account else None,
             advisor_id,
-            f"{reason} | locks_cleared={len(active)}",
+            f"locks_cleared={len(active)}",
+            reason=reason,
         )
         return AccountUnlocked(now, len(active))
 
@@ -93,7 +94,8 @@ class AdvisorUseCases:
                 now,
                 account.account_id,
                 advisor_id,
-                f"{reason} | provisional_code_sent={sent}",
+                f"provisional_code_sent={sent}",
+                reason=reason,
             )
         if not (sent and provisional and phone):
             return AccountReset(now, provisional_code_sent=False)
