@@ -325,6 +325,13 @@ class LoginUseCases:
         authenticated = await self._authenticated(account, login.nir_ref, methods, now, client)
         if not trust_device:
             return CodeVerified(authenticated)
+        token, expire_time = await self._trust_device(account, login.nir_ref, now, client)
+        return CodeVerified(authenticated, token, expire_time)
+
+    async def _trust_device(
+        self, account: Account, nir_ref: str, now: datetime, client: ClientInfo
+    ) -> tuple[str, datetime]:
+        """The box "ordinateur personnel" ticked: a new device token (kept as its HMAC), audited."""
         token = new_token()
         expire_time = add_calendar_months(now, self._policy.trusted_device_months)
         await self._p.devices.add(
@@ -332,13 +339,13 @@ class LoginUseCases:
         )
         await self._audit.record(
             AuditKind.DEVICE_TRUSTED,
-            login.nir_ref,
+            nir_ref,
             now,
             account.account_id,
             detail=f"until={expire_time.isoformat()}",  # never the token
             client=client,
         )
-        return CodeVerified(authenticated, token, expire_time)
+        return token, expire_time
 
     async def _open_login(self, login_id: str, now: datetime) -> tuple[Login, Account]:
         """The pending login and its account, refused while the NIR is locked."""
