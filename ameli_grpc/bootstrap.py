@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +25,9 @@ from ameli_grpc.adapters.http.sms_sender import HttpSmsSender
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.outbox import OutboxMailer, OutboxSmsSender
 from ameli_grpc.adapters.smtp_mailer import SmtpMailer
+from ameli_grpc.adapters.sql.audit_export import read_audit_events
 from ameli_grpc.adapters.sql.database import Database
-from ameli_grpc.adapters.sql.maintenance import purge_expired
+from ameli_grpc.adapters.sql.maintenance import purge_audit, purge_expired
 from ameli_grpc.adapters.sql.migrate import upgrade
 from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
@@ -39,6 +40,7 @@ from ameli_grpc.config import ConfigurationError, Settings, is_loopback
 from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.clock import Clock, SystemClock
 from ameli_grpc.domain.login import LoginUseCases
+from ameli_grpc.domain.model import AuditEvent
 from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer, Ports, SmsSender
 from ameli_grpc.domain.tokens import Keyring
 from ameli_grpc.server.app import Application, ServerOptions
@@ -195,11 +197,33 @@ async def import_accounts(settings: Settings, rows: Iterable[AccountRow]) -> int
         await database.dispose()
 
 
-async def purge(settings: Settings, now: datetime) -> dict[str, int]:
-    """Delete the expired rows; the count per table."""
+async def purge(
+    settings: Settings, now: datetime, *, audit_before: datetime | None = None
+) -> dict[str, int]:
+    """Delete the expired rows, and the audit rows older than ``audit_before`` if given;
+    the count per table."""
     database = open_database(settings)
     try:
-        return await purge_expired(database, now)
+        deleted = await purge_expired(database, now)
+        if audit_before is not None:
+            deleted["audit_events"] = await purge_audit(database, audit_before)
+        return deleted
+    finally:
+        await database.dispose()
+
+
+async def audit_events(
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Collection[str] = (),
+) -> AsyncGenerator[AuditEvent, None]:
+    """The audit rows of the configured database, oldest first, streamed."""
+    database = open_database(settings)
+    try:
+        async for event in read_audit_events(database, since=since, until=until, kinds=kinds):
+            yield event
     finally:
         await database.dispose()
 

@@ -1,19 +1,28 @@
-"""``ameli-grpc``: serve, migrate, accounts import, demo-data, purge. Configured by ``AMELI_*``."""
+"""``ameli-grpc``: serve, migrate, accounts import, demo-data, purge, audit export.
+
+Configured by ``AMELI_*``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 from ameli_grpc.accounts_import import COLUMNS, ImportRowError, read_csv
-from ameli_grpc.bootstrap import import_accounts, migrate, purge
+from ameli_grpc.bootstrap import audit_events, import_accounts, migrate, purge
 from ameli_grpc.config import Settings
 from ameli_grpc.demo import DEMO_CASES, DEMO_PASSWORD
+from ameli_grpc.domain.audit import AuditKind
 from ameli_grpc.domain.errors import DependencyUnavailable
+from ameli_grpc.domain.model import AuditEvent
 from ameli_grpc.log import configure_logging
 
 
@@ -50,8 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     purge = commands.add_parser(
         "purge", help="delete expired trusted devices, provisional codes and account setups"
     )
+    purge.add_argument(
+        "--audit-older-than",
+        type=_positive_days,
+        metavar="DAYS",
+        help="also delete the audit rows older than DAYS days",
+    )
     purge.set_defaults(run=_purge)
+    _add_audit_commands(commands)
     return parser
+
+
+def _add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="the audit trail").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    export = audit.add_parser("export", help="write the audit rows as JSON lines, oldest first")
+    export.add_argument(
+        "--since", type=_instant, metavar="T", help="ISO 8601; the rows at or after T"
+    )
+    export.add_argument("--until", type=_instant, metavar="T", help="ISO 8601; the rows before T")
+    export.add_argument(
+        "--kind",
+        action="append",
+        choices=[kind.value for kind in AuditKind],
+        metavar="K",
+        help="only the events of kind K (repeatable): "
+        + ", ".join(kind.value for kind in AuditKind),
+    )
+    export.set_defaults(run=_export_audit)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -76,10 +112,82 @@ def _demo(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _purge(settings: Settings, _args: argparse.Namespace) -> int:
-    for table, count in asyncio.run(purge(settings, datetime.now(UTC))).items():
-        print(f"{table}: {count} expired row(s) deleted")
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    now, days = datetime.now(UTC), args.audit_older_than
+    audit_before = now - timedelta(days=days) if days else None
+    for table, count in asyncio.run(purge(settings, now, audit_before=audit_before)).items():
+        if table == "audit_events":
+            print(f"{table}: {count} row(s) older than {days} day(s) deleted")
+        else:
+            print(f"{table}: {count} expired row(s) deleted")
     return 0
+
+
+def _export_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.since and args.until and args.since >= args.until:
+        print("ameli-grpc: --since must be before --until", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_write_audit(settings, args, sys.stdout))
+    except BrokenPipeError:  # the reader is gone (`| head`): stop quietly, no traceback
+        _silence_stdout()
+    return 0
+
+
+async def _write_audit(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:
+    events = audit_events(settings, since=args.since, until=args.until, kinds=args.kind or ())
+    async with aclosing(events):  # a broken pipe still closes the cursor and the pool
+        async for event in events:
+            out.write(audit_json_line(event) + "\n")
+    out.flush()
+
+
+def audit_json_line(event: AuditEvent) -> str:
+    """One exported audit row: always the same keys, the time in RFC 3339 UTC."""
+    return json.dumps(
+        {
+            "kind": event.kind,
+            "time": event.occurred_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "nir_ref": event.nir_ref,
+            "account_id": event.account_id,
+            "caller": event.caller,
+            "advisor_id": event.advisor_id,
+            "reason": event.reason,
+            "client_ip": event.client_ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "detail": event.detail,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush finds no closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (captured): nothing will be flushed to a pipe
+        pass
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 date or time; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2024-05-01 or 2024-05-01T08:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _positive_days(text: str) -> int:
+    """A whole number of days, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of days")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ class MemoryChallengeStore:
             lock = Lock(LockKind.CODE_QUOTA, now + rule.lock_for)
             state.locks[(LockKind.CODE_QUOTA, LockScope.ALL)] = lock
             state.keep_until(now + rule.lock_for)
-            return CodeReservation(ticket=None, codes_sent=len(quota), locks=(lock,))
+            return CodeReservation(ticket=None, codes_sent=len(quota), locks=(lock,), lock_set=True)
         ticket = secrets.token_hex(8)
         quota[ticket] = now
         state.keep_until(now + rule.window)

@@ -8,6 +8,7 @@ from datetime import datetime
 from ameli_grpc.domain.audit import (
     MAX_ADVISOR_ID_LENGTH,
     MAX_REASON_LENGTH,
+    AuditKind,
     AuditTrail,
     require_text,
 )
@@ -102,7 +103,7 @@ class AdvisorUseCases:
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         revoked = await self._p.devices.delete_for_account(account.account_id, now)
         await self._audit.record(
-            "devices_revoked",
+            AuditKind.DEVICES_REVOKED,
             nir_ref,
             now,
             account.account_id,
@@ -124,12 +125,13 @@ class AdvisorUseCases:
         active = await self._p.store.active_locks(nir_ref, now, frozenset(LockScope))
         await self._p.store.reset(nir_ref)
         await self._audit.record(
-            "account_unlocked",
+            AuditKind.ACCOUNT_UNLOCKED,
             nir_ref,
             now,
             account.account_id if account else None,
             advisor_id,
-            f"{reason} | locks_cleared={len(active)}",
+            f"locks_cleared={len(active)}",
+            reason=reason,
         )
         return AccountUnlocked(now, len(active))
 
@@ -153,12 +155,13 @@ class AdvisorUseCases:
                 sent = await self._send_provisional_code(phone, *provisional)
         finally:
             await self._audit.record(
-                "account_reset",
+                AuditKind.ACCOUNT_RESET,
                 nir_ref,
                 now,
                 account.account_id,
                 advisor_id,
-                f"{reason} | provisional_code_sent={sent}",
+                f"provisional_code_sent={sent}",
+                reason=reason,
             )
         if not (sent and provisional and phone):
             return AccountReset(now, provisional_code_sent=False)

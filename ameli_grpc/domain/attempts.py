@@ -3,18 +3,20 @@
 One collaborator of the login use cases, so that every entry is counted the
 same way: a claim puts the attempt in flight (or refuses it: a lock, or the
 attempts in flight already make up the limit), then the attempt is settled as
-right or wrong; a wrong one may set a lock or a suspension, which is audited.
+right or wrong. A wrong one is audited (``password_failed``, ``code_failed``),
+and so is the lock or suspension it may set.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ameli_grpc.domain.audit import AuditTrail
+from ameli_grpc.domain.audit import AuditKind, AuditTrail
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.locks import lock_error, raise_if_locked
 from ameli_grpc.domain.messages import Messages
-from ameli_grpc.domain.model import AttemptKind, LockKind, LockScope
+from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, LockScope
+from ameli_grpc.domain.outcomes import ClientInfo
 from ameli_grpc.domain.policy import FailureRule, QuotaRule
 from ameli_grpc.domain.ports import ChallengeStore
 
@@ -23,6 +25,13 @@ IN_PROGRESS_RETRY = timedelta(seconds=1)
 _WRONG = {
     AttemptKind.PASSWORD: ErrorReason.INVALID_CREDENTIALS,
     AttemptKind.CODE: ErrorReason.INVALID_CODE,
+}
+_FAILED = {AttemptKind.PASSWORD: AuditKind.PASSWORD_FAILED, AttemptKind.CODE: AuditKind.CODE_FAILED}
+_LOCKED = {
+    LockKind.PASSWORD_ATTEMPTS: AuditKind.LOCKED_PASSWORD,
+    LockKind.CODE_ATTEMPTS: AuditKind.LOCKED_CODE,
+    LockKind.CODE_QUOTA: AuditKind.LOCKED_QUOTA,
+    LockKind.SUSPENDED: AuditKind.SUSPENDED,
 }
 
 
@@ -46,13 +55,38 @@ class Attempts:
             )
         return claim.ticket
 
-    async def wrong(self, nir_ref: str, rule: FailureRule, ticket: str, now: datetime) -> AuthError:
-        """Case 4 with the attempts left, or — on the entry that reaches a limit — its lock."""
+    async def wrong(
+        self,
+        nir_ref: str,
+        rule: FailureRule,
+        ticket: str,
+        now: datetime,
+        *,
+        account_id: str | None = None,
+        client: ClientInfo | None = None,
+    ) -> AuthError:
+        """Case 4 with the attempts left, or — on the entry that reaches a limit — its lock.
+
+        Audited: the failure, then the lock or suspension it set, if any.
+        """
         count = await self._store.settle_failure(nir_ref, rule, ticket, now)
+        await self._audit.record(
+            _FAILED[rule.kind],
+            nir_ref,
+            now,
+            account_id,
+            detail=f"scope={rule.scope.value} failures={count.failures}",
+            client=client,
+        )
         if count.lock is not None:
-            kind = count.lock.kind
-            event = "suspended" if kind is LockKind.SUSPENDED else f"locked_{kind.value}"
-            await self._audit.record(event, nir_ref, now, detail=f"scope={count.lock.scope.value}")
+            await self._audit.record(
+                _LOCKED[count.lock.kind],
+                nir_ref,
+                now,
+                account_id,
+                detail=_lock_detail(count.lock),
+                client=client,
+            )
             return lock_error(count.lock, self._quota)
         remaining = max(0, rule.limit - count.failures)
         return AuthError(
@@ -67,3 +101,10 @@ class Attempts:
     async def release(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
         """The evaluation failed (an outage): the attempt is forgotten, nothing counted."""
         await self._store.release_attempt(nir_ref, rule, ticket)
+
+
+def _lock_detail(lock: Lock) -> str:
+    """The lock's scope and end (a suspension has none: an advisor lifts it)."""
+    if lock.expire_time is None:
+        return f"scope={lock.scope.value}"
+    return f"scope={lock.scope.value} until={lock.expire_time.isoformat()}"

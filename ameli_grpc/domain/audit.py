@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from ameli_grpc.domain.context import current_call
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
@@ -17,8 +18,35 @@ MAX_ADVISOR_ID_LENGTH = 64  # SPEC §8
 MAX_REASON_LENGTH = 500  # SPEC §8: the advisor's free text
 
 
+class AuditKind(StrEnum):
+    """The events of the audit trail (SPEC §8), each one row when it happens."""
+
+    AUTHENTICATED = "authenticated"  # detail: the methods
+    PASSWORD_FAILED = "password_failed"
+    CODE_FAILED = "code_failed"
+    LOCKED_PASSWORD = "locked_password"
+    LOCKED_CODE = "locked_code"
+    LOCKED_QUOTA = "locked_quota"
+    SUSPENDED = "suspended"
+    CLIENT_THROTTLED = "client_throttled"
+    DEVICE_TRUSTED = "device_trusted"
+    PROVISIONAL_CODE_USED = "provisional_code_used"
+    ACCOUNT_RESET = "account_reset"
+    ACCOUNT_UNLOCKED = "account_unlocked"
+    DEVICES_REVOKED = "devices_revoked"
+
+
+MAX_AUDIT_IP_LENGTH = 64  # the columns' sizes
+MAX_AUDIT_USER_AGENT_LENGTH = 512
+
+
 class AuditTrail:
-    """Writes one audit row per event; both the login and the advisor's desk use it."""
+    """Writes one audit row per event; both the login and the advisor's desk use it.
+
+    Each row gets, besides what the use case passes, the caller's name and the
+    request id of the call under way (``domain.context``). Never a NIR, email,
+    password, code or token: the NIR is ``nir_ref``, its keyed hash.
+    """
 
     def __init__(self, log: AuditLog) -> None:
         self._log = log
@@ -32,20 +60,33 @@ class AuditTrail:
         advisor_id: str | None = None,
         detail: str | None = None,
         client: CredentialsInput | ClientInfo | None = None,
+        *,
         reason: str | None = None,
     ) -> None:
-        """One audit row; the client's IP and user agent come from the gateway's request, the
-        caller's name from the call under way (``domain.context``); ``reason`` is the
-        advisor's free text."""
+        """One audit row, one insert.
+
+        ``client`` is the person's address and user agent as the gateway sent
+        them (already checked by ``ClientRegulation.identify``); ``reason`` the
+        advisor's free text; ``detail`` what else the event needs (no secret).
+        """
         if isinstance(client, CredentialsInput):
             client = client.client
-        if client is not None and client.user_agent:
-            detail = f"{detail or ''} | {client.user_agent[:200]}"
-        ip = client.ip[:64] if client is not None and client.ip else None
-        caller = current_call().caller
+        ip = client.ip[:MAX_AUDIT_IP_LENGTH] if client is not None and client.ip else None
+        agent = client.user_agent if client is not None and client.user_agent else None
+        call = current_call()
         await self._log.record(
             AuditEvent(
-                kind, nir_ref, now, account_id, advisor_id, detail, ip, caller, reason=reason
+                kind=kind,
+                nir_ref=nir_ref,
+                occurred_time=now,
+                account_id=account_id,
+                advisor_id=advisor_id,
+                detail=detail,
+                client_ip=ip,
+                caller=call.caller,
+                reason=reason,
+                user_agent=agent[:MAX_AUDIT_USER_AGENT_LENGTH] if agent else None,
+                request_id=call.request_id,
             )
         )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
-from ameli_grpc.domain.audit import AuditTrail
+from ameli_grpc.domain.audit import AuditKind, AuditTrail
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.outcomes import ClientInfo
@@ -146,5 +146,5 @@ class ClientRegulation:
         until = await self._store.count_client_failure(client.ref, self._policy.client_rule, now)
         if until is not None:
             await self._audit.record(
-                "client_throttled", nir_ref, now, detail=client.unit, client=client.client
+                AuditKind.CLIENT_THROTTLED, nir_ref, now, detail=client.unit, client=client.client
             )

@@ -1,8 +1,9 @@
-"""What is known of the call under way, beyond its request: who is calling.
+"""What is known of the call under way, beyond its request: who is calling, and its id.
 
 The server's interceptor sets it for each call (``calling``); the audit trail
-reads it, so every audit row names the calling application without each use
-case passing it along. Outside a call (the command line, unit tests) it is empty.
+reads it, so every audit row names the calling application and the request id
+without each use case passing them along. Outside a call (the command line,
+unit tests) it is empty.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class CallContext:
     caller: str | None = None  # the calling application's name, never its key
+    request_id: str | None = None  # x-request-id (SPEC §9), also on the call's log lines
 
 
 _NO_CALL = CallContext()

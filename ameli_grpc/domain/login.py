@@ -14,6 +14,7 @@ from ameli_grpc.domain.attempts import Attempts
 from ameli_grpc.domain.audit import (
     MAX_ID_LENGTH,
     MAX_SECRET_LENGTH,
+    AuditKind,
     AuditTrail,
     require_text,
 )
@@ -117,7 +118,7 @@ class LoginUseCases:
         require_text("password", request.password)  # an empty field: the form was not filled
         rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
         proof, ticket = await self._verify_password(  # 3
-            nir, nir_ref, account, request.password, (rule, scopes, client), now
+            nir, nir_ref, account, request, (rule, scopes, client), now
         )
         return familiar, rule, proof, ticket
 
@@ -142,7 +143,7 @@ class LoginUseCases:
         nir: Nir,
         nir_ref: str,
         account: Account | None,
-        password: str,
+        request: CredentialsInput,
         counted: tuple[FailureRule, frozenset[LockScope], RegulatedClient | None],
         now: datetime,
     ) -> tuple[Account | ProvisionalCode, str]:
@@ -161,6 +162,7 @@ class LoginUseCases:
         secret_hash = account.password_hash if account else None
         if secret_hash is None and provisional is not None:
             secret_hash = provisional.code_hash
+        password = request.password
         try:
             right = await self._verify_secret(secret_hash, password)
         except Exception:
@@ -171,7 +173,14 @@ class LoginUseCases:
             await self._clients.count_failure(
                 client, nir_ref, now, familiar=rule.scope is LockScope.TRUSTED
             )
-            raise await self._attempts.wrong(nir_ref, rule, ticket, now)
+            raise await self._attempts.wrong(
+                nir_ref,
+                rule,
+                ticket,
+                now,
+                account_id=account.account_id if account else None,
+                client=request.client,
+            )
         await self._attempts.right(nir_ref, rule, ticket, login_complete=False)
         if account is not None and self._p.hasher.needs_rehash(account.password_hash):
             new_hash = await self._p.hasher.hash(password)
@@ -209,7 +218,7 @@ class LoginUseCases:
                 Messages.wrong_entry(self._policy.max_password_failures),
             )
         await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
-        await self._audit.record("provisional_code_used", nir_ref, now, client=request)
+        await self._audit.record(AuditKind.PROVISIONAL_CODE_USED, nir_ref, now, client=request)
         return AccountSetupRequired(setup_token=token)
 
     def _methods_without_code(self, channel: Channel, familiar: bool) -> tuple[AuthMethod, ...]:
@@ -252,6 +261,15 @@ class LoginUseCases:
         reservation = await self._p.store.reserve_code(
             login.nir_ref, self._quota, _CODE_STEP_SCOPES, now
         )
+        if reservation.lock_set:  # this request set the quota lock: audited once
+            await self._audit.record(
+                AuditKind.LOCKED_QUOTA,
+                login.nir_ref,
+                now,
+                account.account_id,
+                detail=f"codes_sent={reservation.codes_sent}",
+                client=client,
+            )
         raise_if_locked(reservation.locks, self._quota)
         assert reservation.ticket is not None
         # A code cannot outlive its login: near the login's end it is valid for less time,
@@ -301,18 +319,35 @@ class LoginUseCases:
             raise
         if not right:
             await self._clients.count_failure(regulated, login.nir_ref, now, familiar=False)
-            raise await self._attempts.wrong(login.nir_ref, rule, ticket, now)
+            raise await self._attempts.wrong(
+                login.nir_ref, rule, ticket, now, account_id=account.account_id, client=client
+            )
         await self._attempts.right(login.nir_ref, rule, ticket, login_complete=True)
         methods = (AuthMethod.PASSWORD, AuthMethod.EMAIL_CODE)
-        authenticated = await self._authenticated(account, login.nir_ref, methods, now, None)
+        authenticated = await self._authenticated(account, login.nir_ref, methods, now, client)
         if not trust_device:
             return CodeVerified(authenticated)
+        token, expire_time = await self._trust_device(account, login.nir_ref, now, client)
+        return CodeVerified(authenticated, token, expire_time)
+
+    async def _trust_device(
+        self, account: Account, nir_ref: str, now: datetime, client: ClientInfo
+    ) -> tuple[str, datetime]:
+        """The box "ordinateur personnel" ticked: a new device token (kept as its HMAC), audited."""
         token = new_token()
         expire_time = add_calendar_months(now, self._policy.trusted_device_months)
         await self._p.devices.add(
             TrustedDevice(self._p.keyring.token_hash(token), account.account_id, now, expire_time)
         )
-        return CodeVerified(authenticated, token, expire_time)
+        await self._audit.record(
+            AuditKind.DEVICE_TRUSTED,
+            nir_ref,
+            now,
+            account.account_id,
+            detail=f"until={expire_time.isoformat()}",  # never the token
+            client=client,
+        )
+        return token, expire_time
 
     async def _open_login(self, login_id: str, now: datetime) -> tuple[Login, Account]:
         """The pending login and its account, refused while the NIR is locked."""
@@ -340,11 +375,11 @@ class LoginUseCases:
         nir_ref: str,
         methods: tuple[AuthMethod, ...],
         now: datetime,
-        request: CredentialsInput | None,
+        client: CredentialsInput | ClientInfo,
     ) -> Authenticated:
         detail = ",".join(method.value for method in methods)
         await self._audit.record(
-            "authenticated", nir_ref, now, account.account_id, detail=detail, client=request
+            AuditKind.AUTHENTICATED, nir_ref, now, account.account_id, detail=detail, client=client
         )
         return Authenticated(account.account_id, methods, now)
 

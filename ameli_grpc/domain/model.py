@@ -195,11 +195,16 @@ class FailureCount:
 
 @dataclass(frozen=True)
 class CodeReservation:
-    """The store's answer to "may a code be sent?": a quota ``ticket`` or the ``locks``."""
+    """The store's answer to "may a code be sent?": a quota ``ticket`` or the ``locks``.
+
+    ``lock_set``: this very request found the quota used up and set its lock
+    (audited once, ``locked_quota``); False when a lock was already there.
+    """
 
     ticket: str | None
     codes_sent: int
     locks: tuple[Lock, ...] = ()
+    lock_set: bool = False
 
 
 @dataclass(frozen=True)

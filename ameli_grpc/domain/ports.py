@@ -204,7 +204,8 @@ class ChallengeStore(Protocol):
 
         If a lock of ``scopes`` is active: return it. Otherwise forget requests older than
         ``rule.window``; if ``rule.limit`` are left, set the quota lock until
-        ``now + rule.lock_for`` and return it; else add this one under a ticket.
+        ``now + rule.lock_for`` and return it (``lock_set``); else add this one
+        under a ticket.
         """
 
     async def set_code(self, login_id: str, code_digest: str, code_expire_time: datetime) -> bool:

@@ -8,13 +8,19 @@
   ``DependencyUnavailable`` → UNAVAILABLE, anything else → INTERNAL with
   nothing of the cause leaked to the caller;
 - one log line per call, with no personal data (method, outcome, duration), and
-  the caller's name (never its key) bound to every log line of the call.
+  the caller's name (never its key) bound to every log line of the call;
+- the request id (SPEC §9): the caller's ``x-request-id`` when it is sane, else a
+  new UUID, bound to every log line of the call, given to the audit trail
+  (``domain.context``) and echoed in the response's initial metadata, refusals
+  included.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -28,6 +34,9 @@ from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
 from ameli_grpc.server.errors import internal_status, refusal_status
 
 SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
+REQUEST_ID_KEY = "x-request-id"
+# 1 to 128 printable ASCII characters, no space at either end; anything else is replaced.
+_SANE_REQUEST_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
 log = structlog.get_logger("ameli_grpc.rpc")
 
 # Strings: grpc's classes are generic only in their type stubs.
@@ -55,20 +64,24 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         method = details.method.removeprefix(SERVICE_PREFIX)
         caller = self._keys.caller(details.invocation_metadata)
         allowed = caller is not None and caller.may_call(method)
+        rid = request_id(details.invocation_metadata)
         return grpc.unary_unary_rpc_method_handler(
             # grpc.aio hands this interceptor the servicer's coroutine method
-            self._wrap(method, caller, cast(Behaviour, handler.unary_unary)),
+            self._wrap(method, caller, rid, cast(Behaviour, handler.unary_unary)),
             # A refused caller's bytes are never parsed: _guarded refuses it before the
             # behaviour would see a request.
             request_deserializer=handler.request_deserializer if allowed else _unparsed,
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap(self, method: str, caller: Caller | None, behaviour: Behaviour) -> Behaviour:
+    def _wrap(
+        self, method: str, caller: Caller | None, rid: str, behaviour: Behaviour
+    ) -> Behaviour:
         async def guarded(request: Any, context: Context) -> Any:
             name = _name(caller)
-            with structlog.contextvars.bound_contextvars(caller=name), calling(CallContext(name)):
-                return await self._guarded(method, caller, behaviour, request, context)
+            bound = structlog.contextvars.bound_contextvars(caller=name, request_id=rid)
+            with bound, calling(CallContext(name, rid)):
+                return await self._guarded(method, caller, behaviour, request, context, rid)
 
         return guarded
 
@@ -79,10 +92,13 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         behaviour: Behaviour,
         request: Any,
         context: Context,
+        rid: str,
     ) -> Any:
         started = time.perf_counter()
         outcome = "OK"
         try:
+            # First: every answer carries it, a refusal or an unexpected error too.
+            await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
             if caller is None or not caller.may_call(method):
                 raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
             current_caller.set(caller)
@@ -109,10 +125,19 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
                 "rpc",
                 method=method,
                 caller=_name(caller),  # also bound above; explicit for capture_logs
+                request_id=rid,
                 outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
         await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def request_id(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The caller's ``x-request-id`` if it is 1–128 printable ASCII characters, else a UUID4."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and _SANE_REQUEST_ID.fullmatch(value):
+            return value
+    return str(uuid.uuid4())
 
 
 def _unparsed(_request: bytes) -> None:

@@ -324,7 +324,8 @@ async def test_a_complete_login_of_the_scope_restarts_the_ceiling(store: Challen
 async def test_reserve_code_counts_to_the_limit_then_the_next_request_locks(
     store: ChallengeStore,
 ) -> None:
-    """Five requests get tickets; the sixth sets the quota lock, and later ones get that lock."""
+    """Five requests get tickets; the sixth sets the quota lock (and says so, for the audit),
+    later ones get that lock."""
     reservations = [await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(s)) for s in range(5)]
     sixth = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(5))
     seventh = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(6))
@@ -334,6 +335,7 @@ async def test_reserve_code_counts_to_the_limit_then_the_next_request_locks(
     lock = Lock(LockKind.CODE_QUOTA, at(5) + QUOTA.lock_for)
     assert (sixth.ticket, sixth.codes_sent, sixth.locks) == (None, 5, (lock,))
     assert (seventh.ticket, seventh.locks) == (None, (lock,))
+    assert [r.lock_set for r in [*reservations, sixth, seventh]] == [False] * 5 + [True, False]
     assert await status(store, NIR_REF, at(6)) == NirStatus((lock,), 0, 0, 5)
     claim = await store.claim_attempt(NIR_REF, TRUSTED_RULE, FAMILIAR, at(6))
     assert claim.locks == (lock,)
@@ -358,6 +360,7 @@ async def test_reserve_code_refuses_during_a_failure_lock(store: ChallengeStore)
     refused = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(3))
 
     assert (refused.ticket, refused.codes_sent, refused.locks) == (None, 0, (lock,))
+    assert not refused.lock_set  # the quota lock is not the one that stops it
 
 
 async def test_a_refused_request_reports_only_requests_inside_the_window(

@@ -143,6 +143,7 @@ async def test_each_audit_row_names_its_caller(service: ServiceUnderTest) -> Non
             )
         ).all()
     assert [tuple(row) for row in rows] == [
+        *[("password_failed", "test-portal")] * 3,
         ("locked_password", "test-portal"),
         ("account_unlocked", "advisor-1"),
     ]

@@ -275,7 +275,7 @@ class RedisChallengeStore:
         if outcome == 0:
             return CodeReservation(ticket=None, codes_sent=int(sent), locks=_locks(found[0], locks))
         if outcome == 2:
-            return CodeReservation(ticket=None, codes_sent=int(sent), locks=(lock,))
+            return CodeReservation(ticket=None, codes_sent=int(sent), locks=(lock,), lock_set=True)
         return CodeReservation(ticket=ticket, codes_sent=int(sent))
 
     @_fail_closed

@@ -1,15 +1,22 @@
-"""Housekeeping of the SQL tables: rows whose validity has ended are of no use to anyone."""
+"""Housekeeping of the SQL tables: rows whose validity has ended are of no use to anyone,
+and audit rows are kept only as long as the operator decides."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from ameli_grpc.adapters.sql.database import Database
-from ameli_grpc.adapters.sql.schema import account_setups, provisional_codes, trusted_devices
+from ameli_grpc.adapters.sql.schema import (
+    account_setups,
+    audit_events,
+    provisional_codes,
+    trusted_devices,
+)
 
 EXPIRING_TABLES = (trusted_devices, provisional_codes, account_setups)
+AUDIT_PURGE_BATCH = 5000  # rows per transaction: each statement stays short on a large table
 
 
 async def purge_expired(database: Database, now: datetime) -> dict[str, int]:
@@ -24,3 +31,26 @@ async def purge_expired(database: Database, now: datetime) -> dict[str, int]:
             result = await session.execute(delete(table).where(table.c.expire_time <= now))
             deleted[table.name] = int(getattr(result, "rowcount", 0) or 0)
     return deleted
+
+
+async def purge_audit(database: Database, before: datetime) -> int:
+    """Delete the audit rows that occurred before ``before``; how many were deleted.
+
+    In batches, each its own transaction, so that no statement runs into the
+    database's statement timeout and the audit keeps taking new rows meanwhile.
+    """
+    old = (
+        select(audit_events.c.id)
+        .where(audit_events.c.occurred_time < before)
+        .limit(AUDIT_PURGE_BATCH)
+        .scalar_subquery()
+    )
+    statement = delete(audit_events).where(audit_events.c.id.in_(old))
+    total = 0
+    while True:
+        async with database.session() as session:
+            result = await session.execute(statement)
+        deleted = int(getattr(result, "rowcount", 0) or 0)
+        total += deleted
+        if deleted < AUDIT_PURGE_BATCH:
+            return total
