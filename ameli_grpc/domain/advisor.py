@@ -5,13 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ameli_grpc.domain.audit import (
-    MAX_ADVISOR_ID_LENGTH,
-    MAX_REASON_LENGTH,
-    AuditKind,
-    AuditTrail,
-    require_text,
-)
+from ameli_grpc.domain.audit import AuditKind, AuditTrail
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.locks import governing_lock, lock_view
 from ameli_grpc.domain.masking import mask_email, mask_phone
@@ -96,7 +90,6 @@ class AdvisorUseCases:
         rows are deleted too but were trusted no more.
         """
         nir = Nir.parse(raw_nir)
-        _require_advisor_fields(advisor_id, reason)
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise _account_not_found()
@@ -119,7 +112,6 @@ class AdvisorUseCases:
         Works for a NIR without an account too (its locks are kept alike).
         """
         nir = Nir.parse(raw_nir)
-        _require_advisor_fields(advisor_id, reason)
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         account = await self._p.accounts.get_by_nir(nir.value)
         active = await self._p.store.active_locks(nir_ref, now, frozenset(LockScope))
@@ -140,7 +132,6 @@ class AdvisorUseCases:
     ) -> AccountReset:
         """The advisor's "réinitialisation": delete the account, its devices, locks, counters."""
         nir = Nir.parse(raw_nir)
-        _require_advisor_fields(advisor_id, reason)
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise _account_not_found()
@@ -186,12 +177,6 @@ class AdvisorUseCases:
             await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
             return False
         return True
-
-
-def _require_advisor_fields(advisor_id: str, reason: str) -> None:
-    """SPEC §8: ``advisor_id`` 1–64 printable characters, ``reason`` 1–500, before any effect."""
-    require_text("advisor_id", advisor_id, MAX_ADVISOR_ID_LENGTH)
-    require_text("reason", reason, MAX_REASON_LENGTH)
 
 
 def _account_not_found() -> AuthError:

@@ -1,4 +1,4 @@
-"""What both use-case sets share: the audit trail they write to, and the input limits."""
+"""What both use-case sets share: the audit trail they write to."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from ameli_grpc.domain.context import current_call
-from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
-from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AuditEvent
 from ameli_grpc.domain.outcomes import ClientInfo, CredentialsInput
 from ameli_grpc.domain.ports import AuditLog
-
-MAX_SECRET_LENGTH = 1024  # longer passwords or codes are wrong entries, never hashed
-MAX_ID_LENGTH = 256  # login ids, device tokens
-MAX_ADVISOR_ID_LENGTH = 64  # SPEC §8
-MAX_REASON_LENGTH = 500  # SPEC §8: the advisor's free text
 
 
 class AuditKind(StrEnum):
@@ -88,19 +81,4 @@ class AuditTrail:
                 user_agent=agent[:MAX_AUDIT_USER_AGENT_LENGTH] if agent else None,
                 request_id=call.request_id,
             )
-        )
-
-
-def require_text(field: str, value: str, max_length: int | None = None) -> None:
-    """A mandatory printable text field, at most ``max_length`` characters.
-
-    INVALID_REQUEST otherwise: blank, too long, or with a NUL or any other
-    control character (which a database could refuse after a side effect).
-    """
-    too_long = max_length is not None and len(value) > max_length
-    if not value.strip() or too_long or not value.isprintable():
-        raise AuthError(
-            ErrorReason.INVALID_REQUEST,
-            Messages.INVALID_REQUEST,
-            violations=(FieldViolation(field, Messages.required_field(max_length)),),
         )

@@ -15,7 +15,7 @@ from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from ameli_grpc.domain.audit import AuditKind, AuditTrail
-from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
+from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.outcomes import ClientInfo
 from ameli_grpc.domain.policy import ClientNetwork, Policy
@@ -23,8 +23,6 @@ from ameli_grpc.domain.ports import ChallengeStore
 from ameli_grpc.domain.tokens import Keyring
 
 IPV6_GROUP_PREFIX = 64
-CLIENT_IP_FIELD = "client.ip"
-MAX_USER_AGENT_LENGTH = 512
 
 ClientAddress = IPv4Address | IPv6Address
 
@@ -33,25 +31,15 @@ def parse_client_address(ip: str) -> ClientAddress | None:
     """The address a gateway sent; None if it sent none (then nothing is regulated).
 
     An IPv4-mapped IPv6 address (``::ffff:192.0.2.7``) is its IPv4 address.
-    Anything that is not an address is ``INVALID_REQUEST`` on ``client.ip``.
+    Anything that is not an address raises ``ValueError``: the request
+    validator (``ameli_grpc.server.validation``) refuses it before any call.
     """
     if not ip:
         return None
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        raise _invalid(CLIENT_IP_FIELD, Messages.CLIENT_IP_FORMAT) from None
+    address = ipaddress.ip_address(ip)
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
-
-
-def _invalid(field: str, description: str) -> AuthError:
-    return AuthError(
-        ErrorReason.INVALID_REQUEST,
-        Messages.INVALID_REQUEST,
-        violations=(FieldViolation(field, description),),
-    )
 
 
 def regulated_unit(address: ClientAddress) -> str:
@@ -107,12 +95,8 @@ class ClientRegulation:
     def identify(self, client: ClientInfo) -> RegulatedClient | None:
         """The regulated client; None without an address or on the allowlist.
 
-        A malformed address, or a user agent too long or with a control
-        character (a NUL the database would refuse), is refused
-        (``INVALID_REQUEST``) before any effect.
+        The address and user agent were checked by the request validator.
         """
-        if len(client.user_agent) > MAX_USER_AGENT_LENGTH or not client.user_agent.isprintable():
-            raise _invalid("client.user_agent", Messages.USER_AGENT_FORMAT)
         address = parse_client_address(client.ip)
         if address is None or is_allowlisted(address, self._policy.client_allowlist):
             return None

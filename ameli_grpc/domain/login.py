@@ -11,16 +11,10 @@ import asyncio
 from datetime import datetime
 
 from ameli_grpc.domain.attempts import Attempts
-from ameli_grpc.domain.audit import (
-    MAX_ID_LENGTH,
-    MAX_SECRET_LENGTH,
-    AuditKind,
-    AuditTrail,
-    require_text,
-)
+from ameli_grpc.domain.audit import AuditKind, AuditTrail
 from ameli_grpc.domain.clients import ClientRegulation, RegulatedClient
 from ameli_grpc.domain.clock import add_calendar_months
-from ameli_grpc.domain.errors import AuthError, ErrorReason
+from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.locks import raise_if_locked
 from ameli_grpc.domain.masking import mask_email
 from ameli_grpc.domain.messages import Messages, whole_minutes
@@ -115,7 +109,12 @@ class LoginUseCases:
         familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
         scopes = LockScope.stopping(familiar)
         raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
-        require_text("password", request.password)  # an empty field: the form was not filled
+        if not request.password.strip():  # the form was not filled: after the lock (SPEC §2)
+            raise AuthError(
+                ErrorReason.INVALID_REQUEST,
+                Messages.INVALID_REQUEST,
+                violations=(FieldViolation("password", Messages.REQUIRED_FIELD),),
+            )
         rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
         proof, ticket = await self._verify_password(  # 3
             nir, nir_ref, account, request, (rule, scopes, client), now
@@ -128,7 +127,7 @@ class LoginUseCases:
         The device is looked up whenever a token is given, account or not, so
         the check costs the same for a NIR without an account.
         """
-        if not token or len(token) > MAX_ID_LENGTH:
+        if not token:
             return False
         device = await self._p.devices.find(self._p.keyring.token_hash(token))
         return (
@@ -189,9 +188,9 @@ class LoginUseCases:
 
     async def _verify_secret(self, secret_hash: str | None, password: str) -> bool:
         """argon2 against the hash, or against the dummy hash: the same cost either way."""
-        if secret_hash and len(password) <= MAX_SECRET_LENGTH:
+        if secret_hash:
             return await self._p.hasher.verify(secret_hash, password)
-        await self._p.hasher.verify_dummy(password[:MAX_SECRET_LENGTH])
+        await self._p.hasher.verify_dummy(password)
         return False
 
     async def _start_account_setup(
@@ -250,9 +249,9 @@ class LoginUseCases:
     async def request_code(self, login_id: str, client: ClientInfo = NO_CLIENT) -> CodeSent:
         """Count the request in the quota, send a new code, invalidate the previous one.
 
-        A send that fails neither counts nor leaves a usable code.
+        A send that fails neither counts nor leaves a usable code. ``client`` is
+        not regulated here: SPEC §7.4 throttles CheckCredentials and VerifyCode.
         """
-        self._clients.identify(client)  # a malformed address is refused; no throttle here
         now = self._p.clock.now()
         login, account = await self._open_login(login_id, now)
         email = account.usable_email
@@ -308,7 +307,7 @@ class LoginUseCases:
             raise AuthError(ErrorReason.CODE_EXPIRED, Messages.code_expired(self._policy.code_ttl))
         rule = self._policy.failure_rule(AttemptKind.CODE)
         ticket = await self._attempts.claim(login.nir_ref, rule, _CODE_STEP_SCOPES, now)
-        typed = "".join(code[:MAX_SECRET_LENGTH].split())
+        typed = "".join(code.split())
         candidate = self._p.keyring.code_digest(login.login_id, typed)
         try:
             right = constant_time_equal(candidate, login.code_digest) and (
@@ -351,7 +350,7 @@ class LoginUseCases:
 
     async def _open_login(self, login_id: str, now: datetime) -> tuple[Login, Account]:
         """The pending login and its account, refused while the NIR is locked."""
-        if not login_id or len(login_id) > MAX_ID_LENGTH:
+        if not login_id:
             raise _login_not_found()
         login = await self._p.store.get_login(login_id, now)
         if login is None:

@@ -75,14 +75,22 @@ class Messages:
 
     NIR_FORMAT = "13 caractères, ou 15 avec la clé"
     CLIENT_IP_FORMAT = "adresse IPv4 ou IPv6 de la personne, ou vide"
-    USER_AGENT_FORMAT = "512 caractères au plus, sans caractère de contrôle"
-    CHANNEL_FORMAT = "CHANNEL_WEB, CHANNEL_MOBILE_APP ou CHANNEL_FRANCECONNECT"
+    REQUIRED_FIELD = "champ obligatoire"
 
     @staticmethod
-    def required_field(max_length: int | None) -> str:
-        """BadRequest description of a mandatory field."""
-        limit = f", {max_length} caractères au plus" if max_length is not None else ""
-        return f"champ obligatoire{limit}, sans caractère de contrôle"
+    def text_field(max_length: int, *, required: bool, printable: bool) -> str:
+        """BadRequest description of a text field's rule."""
+        limit = (
+            f"{max_length} caractères imprimables au plus"
+            if printable
+            else f"{max_length} caractères au plus, sans caractère de contrôle"
+        )
+        return f"champ obligatoire, {limit}" if required else limit
+
+    @staticmethod
+    def one_of(names: list[str]) -> str:
+        """BadRequest description of an enum field: the values it may hold."""
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} ou {names[-1]}"
 
     @staticmethod
     def quota_rule(limit: int, window: timedelta) -> str:

@@ -10,7 +10,7 @@ from stdnum.fr import nir as stdnum_nir
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.messages import Messages
 
-_MAX_INPUT = 64  # generous for 15 characters and separators; longer input is not a NIR
+MAX_NIR_INPUT = 64  # generous for 15 characters and separators; longer input is not a NIR
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Nir:
 
         Raises ``AuthError(INVALID_NIR)`` otherwise.
         """
-        compact = "".join(raw[:_MAX_INPUT].split()).upper() if len(raw) <= _MAX_INPUT else ""
+        compact = "".join(raw.split()).upper() if len(raw) <= MAX_NIR_INPUT else ""
         if len(compact) == 13 and compact.isascii():
             compact += stdnum_nir.calc_check_digits(compact) if _body_is_wellformed(compact) else ""
         try:

@@ -4,6 +4,11 @@
   its roles; a role may call only its methods (SPEC §5, §7.1); health and
   reflection stay open; a caller refused is refused before its request is
   parsed (SPEC §7.5), so unknown callers cost no protobuf decoding;
+- the request's form, before any effect (``server.validation``, SPEC §8):
+  bytes that are not the message, and fields out of their rules, are
+  ``INVALID_REQUEST`` like any refusal. grpc.aio would answer UNKNOWN, naming
+  the parser's exception, if the deserializer raised: ours never does, it
+  hands the behaviour a ``Malformed`` marker instead;
 - error translation in one place: ``AuthError`` → its rich status,
   ``DependencyUnavailable`` → UNAVAILABLE, anything else → INTERNAL with
   nothing of the cause leaked to the caller;
@@ -21,6 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -32,6 +38,7 @@ from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReas
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
 from ameli_grpc.server.errors import internal_status, refusal_status
+from ameli_grpc.server.validation import check_request
 
 SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
 REQUEST_ID_KEY = "x-request-id"
@@ -43,6 +50,7 @@ log = structlog.get_logger("ameli_grpc.rpc")
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Behaviour: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
+Deserializer: TypeAlias = Callable[[bytes], Any]
 
 
 class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -70,7 +78,7 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
             self._wrap(method, caller, rid, cast(Behaviour, handler.unary_unary)),
             # A refused caller's bytes are never parsed: _guarded refuses it before the
             # behaviour would see a request.
-            request_deserializer=handler.request_deserializer if allowed else _unparsed,
+            request_deserializer=_tolerant(handler.request_deserializer) if allowed else _unparsed,
             response_serializer=handler.response_serializer,
         )
 
@@ -102,6 +110,10 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
             if caller is None or not caller.may_call(method):
                 raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
             current_caller.set(caller)
+            if isinstance(request, Malformed):
+                log.info("malformed_request", method=method, error=request.error)
+                raise AuthError(ErrorReason.INVALID_REQUEST, Messages.INVALID_REQUEST)
+            check_request(request)  # before the behaviour: nothing has happened yet
             return await behaviour(request, context)
         except AuthError as error:
             outcome = error.reason.value
@@ -143,6 +155,28 @@ def request_id(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
 def _unparsed(_request: bytes) -> None:
     """The request of a caller that may not call: left as bytes nobody reads."""
     return None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Request bytes that are not the message; ``error`` names why, for the log only."""
+
+    error: str
+
+
+def _tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    """The method's deserializer, answering ``Malformed`` instead of raising."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as error:  # DecodeError, or whatever else a parser raises on bytes
+            return Malformed(type(error).__name__)
+
+    return deserialize
 
 
 def _name(caller: Caller | None) -> str:

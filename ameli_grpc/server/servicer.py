@@ -1,4 +1,8 @@
-"""``AuthServicer``: proto ↔ domain translation only; every rule lives in the domain."""
+"""``AuthServicer``: proto ↔ domain translation only; every rule lives in the domain.
+
+Every request reaching it has passed ``ameli_grpc.server.validation`` (in the interceptor):
+its text fields have their form and its enum fields known values.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ameli_grpc.domain.advisor import AdvisorUseCases
-from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
+from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, AuthMethod, Channel, LockScope
@@ -25,7 +29,8 @@ from ameli_grpc.domain.outcomes import (
 )
 from ameli_grpc.server.callers import current_caller
 
-_CHANNELS = {
+_CHANNELS = {  # unspecified is the web, the strictest; an unknown value never gets here
+    auth_pb2.CHANNEL_UNSPECIFIED: Channel.WEB,
     auth_pb2.CHANNEL_WEB: Channel.WEB,
     auth_pb2.CHANNEL_MOBILE_APP: Channel.MOBILE_APP,
     auth_pb2.CHANNEL_FRANCECONNECT: Channel.FRANCECONNECT,
@@ -61,7 +66,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CheckCredentials(  # noqa: N802 - generated interface
         self, request: auth_pb2.CheckCredentialsRequest, context: Context
     ) -> auth_pb2.CheckCredentialsResponse:
-        channel = _channel(request.channel)
+        channel = _CHANNELS[request.channel]
         if not current_caller.get().may_claim(channel):  # before anything is counted
             raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)
         outcome = await self._login.check_credentials(
@@ -183,20 +188,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
 
 def _client(client: auth_pb2.ClientInfo) -> ClientInfo:
-    return ClientInfo(ip=client.ip, user_agent=client.user_agent)  # checked by the domain
-
-
-def _channel(value: auth_pb2.Channel.ValueType) -> Channel:
-    """Unspecified is the web (the strictest); a value the contract does not know is refused."""
-    if value == auth_pb2.CHANNEL_UNSPECIFIED:
-        return Channel.WEB
-    if value not in _CHANNELS:
-        raise AuthError(
-            ErrorReason.INVALID_REQUEST,
-            Messages.INVALID_REQUEST,
-            violations=(FieldViolation("channel", Messages.CHANNEL_FORMAT),),
-        )
-    return _CHANNELS[value]
+    return ClientInfo(ip=client.ip, user_agent=client.user_agent)
 
 
 def _timestamp(moment: datetime) -> Timestamp:

@@ -46,30 +46,49 @@ async def test_empty_password_is_an_invalid_request(service: ServiceUnderTest) -
     assert refusal.reason == "INVALID_REQUEST"
 
 
-async def test_huge_fields_do_not_break_the_server(service: ServiceUnderTest) -> None:
-    """60 kB passwords, codes, tokens and login ids are refused cleanly, then service goes on."""
+async def test_huge_fields_are_refused_before_any_effect(service: ServiceUnderTest) -> None:
+    """60 kB passwords, codes, tokens and login ids are INVALID_REQUEST naming the field, with
+    nothing counted; well-formed unknown login ids stay LOGIN_NOT_FOUND; the service goes on."""
     await service.add_account(nir(62))
-    assert (await refused(service.login(nir(62), password=HUGE))).reason == "INVALID_CREDENTIALS"
-    huge_token = await service.login(nir(62), device_token=HUGE)
-    assert huge_token.WhichOneof("result") == "code_required"
-    for login_id in ("", HUGE, "inconnu", "a.b", "{x}.y", "é" * 50):
-        refusal = await refused(
-            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code="1"))
+    login_id = (await service.login(nir(62))).code_required.login_id
+    await service.request_code(login_id)
+    calls: list[tuple[str, Awaitable[object]]] = [
+        ("password", service.login(nir(62), password=HUGE)),
+        ("device_token", service.login(nir(62), device_token=HUGE)),
+        ("login_id", service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=HUGE))),
+        (
+            "login_id",
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=HUGE, code="1")),
+        ),
+        (
+            "code",
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=HUGE)),
+        ),
+    ]
+    for field_name, call in calls:
+        refusal = await refused(call)
+        assert (refusal.code, refusal.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
         )
-        assert refusal.code == grpc.StatusCode.NOT_FOUND
-        assert refusal.reason == "LOGIN_NOT_FOUND"
+        assert refusal.message == "La demande est incomplète ou invalide."
+        violations = refusal.detail(error_details_pb2.BadRequest).field_violations
+        assert [violation.field for violation in violations] == [field_name]
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(62)))
+    assert (status.password_failures, status.code_failures, status.codes_sent_in_window) == (
+        0,
+        0,
+        1,
+    )
+    for unknown in ("", "inconnu", "a.b", "{x}.y", "é" * 50):
+        refusal = await refused(
+            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=unknown, code="1"))
+        )
+        assert (refusal.code, refusal.reason) == (grpc.StatusCode.NOT_FOUND, "LOGIN_NOT_FOUND")
         assert refusal.message == "Votre session de connexion a expiré. Merci de vous reconnecter."
         assert (
-            await refused(
-                service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
-            )
+            await refused(service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=unknown)))
         ).reason == "LOGIN_NOT_FOUND"
-    login_id = huge_token.code_required.login_id
-    await service.request_code(login_id)
-    wrong = await refused(
-        service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=HUGE))
-    )
-    assert wrong.reason == "INVALID_CODE"
     assert (await service.login(nir(62))).WhichOneof("result") == "code_required"
 
 
@@ -87,8 +106,11 @@ async def test_oversized_messages_are_refused_by_the_transport(
     assert "grpc-status-details-bin" not in raised.value.trailing_metadata()
     status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(63)))
     assert status.password_failures == 0
+    # Within the limit, the service answers: 1024 characters at most (server/validation.py).
     fits = await refused(service.login(nir(63), password="x" * (MESSAGE_LIMIT - 100)))
-    assert fits.reason == "INVALID_CREDENTIALS"
+    assert fits.reason == "INVALID_REQUEST"
+    status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(63)))
+    assert status.password_failures == 0
 
 
 async def test_advisor_fields_are_required(service: ServiceUnderTest) -> None:

@@ -375,34 +375,6 @@ async def test_reset_of_a_nir_without_account_is_account_not_found() -> None:
     assert len(fakes.accounts.accounts) == 1
 
 
-@pytest.mark.parametrize(
-    ("advisor_id", "reason", "field"),
-    [
-        ("", REASON, "advisor_id"),
-        ("   ", REASON, "advisor_id"),
-        ("a" * 65, REASON, "advisor_id"),
-        ("conseiller\x00", REASON, "advisor_id"),
-        (ADVISOR, "", "reason"),
-        (ADVISOR, "r" * 501, "reason"),
-        (ADVISOR, "motif\navec saut de ligne", "reason"),
-    ],
-    ids=["empty advisor", "blank advisor", "65 chars", "NUL", "empty reason", "501", "newline"],
-)
-async def test_a_reset_without_advisor_is_invalid_request(
-    advisor_id: str, reason: str, field: str
-) -> None:
-    """Without an advisor id (or a reason) nothing is deleted: INVALID_REQUEST on that field."""
-    service, fakes = make_service()
-    fakes.add_account()
-
-    error = await refusal(service.advisor.reset_account(NIR, advisor_id, reason, True))
-
-    assert error.reason is ErrorReason.INVALID_REQUEST
-    assert [violation.field for violation in error.violations] == [field]
-    assert len(fakes.accounts.accounts) == 1
-    assert fakes.sms.attempts == []
-
-
 async def test_a_reset_with_an_invalid_nir_is_invalid_nir() -> None:
     """A mistyped NIR is INVALID_NIR and deletes nothing."""
     service, fakes = make_service()
@@ -466,24 +438,3 @@ async def test_unlock_works_for_a_nir_without_an_account() -> None:
     assert _numbers(await service.advisor.get_lock_status(unknown)) == (False, 0, 0, 0)
     (event,) = fakes.audit.of_kind("account_unlocked")
     assert event.account_id is None
-
-
-@pytest.mark.parametrize(
-    ("advisor_id", "reason", "field"),
-    [("", REASON, "advisor_id"), ("a\tb", REASON, "advisor_id"), (ADVISOR, "\x00", "reason")],
-    ids=["empty advisor", "tab", "NUL reason"],
-)
-async def test_an_unlock_with_a_bad_field_changes_nothing(
-    advisor_id: str, reason: str, field: str
-) -> None:
-    """A bad advisor id or reason is INVALID_REQUEST before any effect: the lock stays."""
-    service, fakes = make_service()
-    fakes.add_account()
-    await _wrong_passwords(service, 3)
-
-    error = await refusal(service.advisor.unlock_account(NIR, advisor_id, reason))
-
-    assert error.reason is ErrorReason.INVALID_REQUEST
-    assert [violation.field for violation in error.violations] == [field]
-    assert _numbers(await service.advisor.get_lock_status(NIR)) == (True, 3, 0, 0)
-    assert fakes.audit.of_kind("account_unlocked") == []

@@ -261,17 +261,6 @@ async def test_a_lock_answers_whatever_the_password_even_an_empty_one() -> None:
     assert error.reason is ErrorReason.PASSWORD_ATTEMPTS_LOCKED
 
 
-async def test_a_huge_password_is_a_wrong_entry_that_is_never_hashed() -> None:
-    """A 100 kB password is counted as a wrong password, with only a dummy verify of it."""
-    service, fakes = make_service()
-    fakes.add_account()
-
-    error = await refusal(service.login.check_credentials(credentials(password=PASSWORD * 7000)))
-
-    assert error.reason is ErrorReason.INVALID_CREDENTIALS
-    assert (fakes.hasher.verify_calls, fakes.hasher.verify_dummy_calls) == (0, 1)
-
-
 # --- unknown NIRs ----------------------------------------------------------------------------
 
 
