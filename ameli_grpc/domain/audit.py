@@ -45,6 +45,30 @@ class AuditTrail:
             AuditEvent(kind, nir_ref, now, account_id, advisor_id, detail, ip, caller)
         )
 
+    def event(
+        self,
+        kind: str,
+        nir_ref: str,
+        now: datetime,
+        account_id: str | None = None,
+        advisor_id: str | None = None,
+        detail: str | None = None,
+        *,
+        reason: str | None = None,
+    ) -> AuditEvent:
+        """The row of an advisor's event, not written: for a repository that writes it in
+        the same transaction as the change it records (``AccountRepository.reset``)."""
+        return AuditEvent(
+            kind,
+            nir_ref,
+            now,
+            account_id,
+            advisor_id,
+            detail,
+            caller=current_call().caller,
+            reason=reason,
+        )
+
 
 def require_text(field: str, value: str, max_length: int | None = None) -> None:
     """A mandatory printable text field, at most ``max_length`` characters.
