@@ -3,6 +3,10 @@
 Every method runs without an ``await`` between its reads and its writes, so
 on one event loop each check-and-count step is atomic. It cannot be shared
 between processes: several workers or replicas need ``RedisChallengeStore``.
+
+A NIR's login generation is a counter, kept for the life of the process (one
+integer per NIR an advisor reset): a login is alive while the counter has the
+value it had when the login was created.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class MemoryChallengeStore:
         self._nirs: dict[str, _NirState] = {}
         self._logins: dict[str, _StoredLogin] = {}
         self._clients: dict[str, _ClientState] = {}
+        self._generations: dict[str, int] = {}
         self._operations = 0
 
     async def active_locks(
@@ -81,6 +86,18 @@ class MemoryChallengeStore:
     ) -> tuple[Lock, ...]:
         state = self._nirs.get(nir_ref)
         return _in_scopes(self._live_locks(state, now), scopes) if state else ()
+
+    async def locks_and_generation(
+        self, nir_ref: str, now: datetime
+    ) -> tuple[tuple[Lock, ...], str]:
+        state = self._nirs.get(nir_ref)
+        return (self._live_locks(state, now) if state else ()), self._generation(nir_ref)
+
+    async def generation(self, nir_ref: str) -> str:
+        return self._generation(nir_ref)
+
+    async def end_logins(self, nir_ref: str, login_ttl: timedelta) -> None:
+        self._generations[nir_ref] = self._generations.get(nir_ref, 0) + 1
 
     async def claim_attempt(
         self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
@@ -146,14 +163,16 @@ class MemoryChallengeStore:
     async def release_attempt(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
         self._state(nir_ref).pending[(rule.kind, rule.scope)].pop(ticket, None)
 
-    async def create_login(self, login: Login, ttl_seconds: int) -> str:
+    async def create_login(self, login: Login, ttl_seconds: int) -> str | None:
+        if login.generation != self._generation(login.nir_ref):
+            return None
         login_id = secrets.token_urlsafe(24)
         stored = replace(login, login_id=login_id)
         self._logins[login_id] = _StoredLogin(stored)  # lives until login.expire_time
         return login_id
 
     async def get_login(self, login_id: str, now: datetime) -> Login | None:
-        stored = self._logins.get(login_id)
+        stored = self._live_login(login_id)
         if stored is None or stored.login.expire_time <= now:
             return None
         return stored.login
@@ -179,7 +198,7 @@ class MemoryChallengeStore:
         return CodeReservation(ticket=ticket, codes_sent=len(quota))
 
     async def set_code(self, login_id: str, code_digest: str, code_expire_time: datetime) -> bool:
-        stored = self._logins.get(login_id)
+        stored = self._live_login(login_id)
         if stored is None:
             return False
         stored.login = replace(
@@ -196,7 +215,7 @@ class MemoryChallengeStore:
             stored.login = replace(stored.login, code_digest=None, code_expire_time=None)
 
     async def consume_login(self, login_id: str, code_digest: str) -> bool:
-        stored = self._logins.get(login_id)
+        stored = self._live_login(login_id)
         if stored is None or stored.login.code_digest != code_digest:
             return False
         del self._logins[login_id]
@@ -246,6 +265,17 @@ class MemoryChallengeStore:
 
     def _state(self, nir_ref: str) -> _NirState:
         return self._nirs.setdefault(nir_ref, _NirState())
+
+    def _generation(self, nir_ref: str) -> str:
+        count = self._generations.get(nir_ref)
+        return "" if count is None else str(count)  # "": never ended, as on Redis
+
+    def _live_login(self, login_id: str) -> _StoredLogin | None:
+        """The stored login unless its NIR's logins were ended since it was created."""
+        stored = self._logins.get(login_id)
+        if stored is None or stored.login.generation != self._generation(stored.login.nir_ref):
+            return None
+        return stored
 
     @staticmethod
     def _live_locks(state: _NirState, now: datetime) -> tuple[Lock, ...]:

@@ -3,6 +3,7 @@ unlock, trusted devices' revocation and the account "réinitialisation"."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from ameli_grpc.domain.audit import AuditKind, AuditTrail
@@ -10,7 +11,7 @@ from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReas
 from ameli_grpc.domain.locks import governing_lock, lock_view
 from ameli_grpc.domain.masking import mask_email, mask_phone
 from ameli_grpc.domain.messages import Messages, whole_minutes
-from ameli_grpc.domain.model import LockScope, ProvisionalCode
+from ameli_grpc.domain.model import Account, AuditEvent, LockScope, ProvisionalCode
 from ameli_grpc.domain.nir import Nir
 from ameli_grpc.domain.outcomes import (
     AccountDetails,
@@ -20,6 +21,7 @@ from ameli_grpc.domain.outcomes import (
     LockStatus,
     TrustedDeviceView,
 )
+from ameli_grpc.domain.phone import InvalidPhoneNumber, PhoneNumber
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import new_provisional_code
@@ -130,41 +132,71 @@ class AdvisorUseCases:
     async def reset_account(
         self, raw_nir: str, advisor_id: str, reason: str, send_provisional_code: bool
     ) -> AccountReset:
-        """The advisor's "réinitialisation": delete the account, its devices, locks, counters."""
+        """The advisor's "réinitialisation": delete the account, its devices, locks, counters.
+
+        The account, its devices, the provisional code and the ``account_reset``
+        row are one SQL transaction; the NIR's logins, pending or in flight, are
+        ended before this returns; the SMS goes out only after the commit.
+        """
         nir = Nir.parse(raw_nir)
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise _account_not_found()
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
-        phone = account.mobile_phone if send_provisional_code else None
-        provisional = await self._store_provisional_code(nir, now) if phone else None
-        await self._p.store.reset(nir_ref)  # idempotent: first, so that a retry can finish
-        await self._p.accounts.delete(account.account_id)
-        sent = False
-        try:  # the account is gone: whatever happens next, the reset is audited
-            if provisional and phone:
-                sent = await self._send_provisional_code(phone, *provisional)
-        finally:
-            await self._audit.record(
-                AuditKind.ACCOUNT_RESET,
-                nir_ref,
-                now,
-                account.account_id,
-                advisor_id,
-                f"provisional_code_sent={sent}",
-                reason=reason,
-            )
-        if not (sent and provisional and phone):
+        phone = _sms_recipient(account) if send_provisional_code else None
+        provisional = await self._new_provisional_code(nir, now) if phone else None
+        event = self._audit.event(
+            AuditKind.ACCOUNT_RESET,
+            nir_ref,
+            now,
+            account.account_id,
+            advisor_id,
+            f"provisional_code_stored={provisional is not None}",
+            reason=reason,
+        )
+        # Shielded: once under way, a caller that gives up (deadline, cancel) does not stop
+        # the reset half-way: the commit, the ended logins and the SMS all happen.
+        return await asyncio.shield(self._reset(account, nir_ref, event, provisional))
+
+    async def _reset(
+        self,
+        account: Account,
+        nir_ref: str,
+        event: AuditEvent,
+        provisional: tuple[ProvisionalCode, str] | None,
+    ) -> AccountReset:
+        # First end the logins: a store outage stops the reset before anything is deleted.
+        await self._p.store.end_logins(nir_ref, self._policy.login_ttl)
+        code = provisional[0] if provisional else None
+        if not await self._p.accounts.reset(account.account_id, code, event):
+            raise _account_not_found()  # another advisor's reset came first
+        # Again after the commit: a CheckCredentials that read the account before it now
+        # finds the generation changed and gets no login (SPEC §8).
+        await self._p.store.end_logins(nir_ref, self._policy.login_ttl)
+        await self._p.store.reset(nir_ref)
+        now = event.occurred_time
+        phone = _sms_recipient(account)
+        if provisional is None or phone is None:
+            return AccountReset(now, provisional_code_sent=False)
+        sent = await self._send_provisional_code(phone, *provisional)
+        await self._audit.record(
+            AuditKind.PROVISIONAL_CODE_SENT if sent else AuditKind.PROVISIONAL_CODE_WITHDRAWN,
+            nir_ref,
+            self._p.clock.now(),
+            account.account_id,
+            event.advisor_id,
+            "sms" if sent else "sms_failed",
+            reason=event.reason,
+        )
+        if not sent:
             return AccountReset(now, provisional_code_sent=False)
         return AccountReset(now, True, mask_phone(phone), provisional[0].expire_time)
 
-    async def _store_provisional_code(self, nir: Nir, now: datetime) -> tuple[ProvisionalCode, str]:
-        """Stored before the account is deleted, so that a failure here deletes nothing."""
+    async def _new_provisional_code(self, nir: Nir, now: datetime) -> tuple[ProvisionalCode, str]:
+        """A new code and its hash; stored by the reset's transaction, not here."""
         code = new_provisional_code()
         ttl = self._policy.provisional_code_ttl
-        provisional = ProvisionalCode(nir.value, await self._p.hasher.hash(code), now + ttl)
-        await self._p.provisional_codes.put(provisional)
-        return provisional, code
+        return ProvisionalCode(nir.value, await self._p.hasher.hash(code), now + ttl), code
 
     async def _send_provisional_code(
         self, phone: str, provisional: ProvisionalCode, code: str
@@ -177,6 +209,17 @@ class AdvisorUseCases:
             await self._p.provisional_codes.consume(provisional.nir, provisional.code_hash)
             return False
         return True
+
+
+def _sms_recipient(account: Account) -> str | None:
+    """The account's phone if it can receive the SMS: a number on file from before the
+    import checked them (a landline, garbage) gets no provisional code, as no phone."""
+    if not account.mobile_phone:
+        return None
+    try:
+        return account.mobile_phone if PhoneNumber.parse(account.mobile_phone).mobile else None
+    except InvalidPhoneNumber:
+        return None
 
 
 def _account_not_found() -> AuthError:

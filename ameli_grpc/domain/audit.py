@@ -27,6 +27,10 @@ class AuditKind(StrEnum):
     ACCOUNT_RESET = "account_reset"
     ACCOUNT_UNLOCKED = "account_unlocked"
     DEVICES_REVOKED = "devices_revoked"
+    # beyond SPEC §8's list: what the reset's SMS became, and a success voided by a reset
+    PROVISIONAL_CODE_SENT = "provisional_code_sent"
+    PROVISIONAL_CODE_WITHDRAWN = "provisional_code_withdrawn"
+    AUTHENTICATION_VOIDED = "authentication_voided"
 
 
 MAX_AUDIT_IP_LENGTH = 64  # the columns' sizes
@@ -56,29 +60,44 @@ class AuditTrail:
         *,
         reason: str | None = None,
     ) -> None:
-        """One audit row, one insert.
+        """One audit row, one insert (the arguments as for ``event``)."""
+        row = self.event(kind, nir_ref, now, account_id, advisor_id, detail, client, reason=reason)
+        await self._log.record(row)
+
+    def event(
+        self,
+        kind: str,
+        nir_ref: str,
+        now: datetime,
+        account_id: str | None = None,
+        advisor_id: str | None = None,
+        detail: str | None = None,
+        client: CredentialsInput | ClientInfo | None = None,
+        *,
+        reason: str | None = None,
+    ) -> AuditEvent:
+        """The row, not written: ``record`` writes it, or a repository in the same
+        transaction as the change it records (``AccountRepository.reset``).
 
         ``client`` is the person's address and user agent as the gateway sent
-        them (already checked by ``ClientRegulation.identify``); ``reason`` the
-        advisor's free text; ``detail`` what else the event needs (no secret).
+        them (already checked at the edge); ``reason`` the advisor's free text;
+        ``detail`` what else the event needs (no secret).
         """
         if isinstance(client, CredentialsInput):
             client = client.client
         ip = client.ip[:MAX_AUDIT_IP_LENGTH] if client is not None and client.ip else None
         agent = client.user_agent if client is not None and client.user_agent else None
         call = current_call()
-        await self._log.record(
-            AuditEvent(
-                kind=kind,
-                nir_ref=nir_ref,
-                occurred_time=now,
-                account_id=account_id,
-                advisor_id=advisor_id,
-                detail=detail,
-                client_ip=ip,
-                caller=call.caller,
-                reason=reason,
-                user_agent=agent[:MAX_AUDIT_USER_AGENT_LENGTH] if agent else None,
-                request_id=call.request_id,
-            )
+        return AuditEvent(
+            kind=kind,
+            nir_ref=nir_ref,
+            occurred_time=now,
+            account_id=account_id,
+            advisor_id=advisor_id,
+            detail=detail,
+            client_ip=ip,
+            caller=call.caller,
+            reason=reason,
+            user_agent=agent[:MAX_AUDIT_USER_AGENT_LENGTH] if agent else None,
+            request_id=call.request_id,
         )

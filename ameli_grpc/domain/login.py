@@ -8,7 +8,9 @@ sibling, ``ameli_grpc.domain.advisor.AdvisorUseCases``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
+from typing import NoReturn
 
 from ameli_grpc.domain.attempts import Attempts
 from ameli_grpc.domain.audit import AuditKind, AuditTrail
@@ -25,6 +27,7 @@ from ameli_grpc.domain.model import (
     AttemptKind,
     AuthMethod,
     Channel,
+    Lock,
     LockScope,
     Login,
     ProvisionalCode,
@@ -78,8 +81,11 @@ class LoginUseCases:
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         client = await self._clients.admit(request.client, now)  # SPEC §7.4
         with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is read
+            # The generation before the account: an advisor's reset committed after this
+            # read changes it, and the login it would give is refused (SPEC §8).
+            locks, generation = await self._p.store.locks_and_generation(nir_ref, now)
             familiar, rule, proof, ticket = await self._password_step(
-                nir, nir_ref, request, client, now
+                nir, nir_ref, request, (client, locks), now
             )
         if isinstance(proof, ProvisionalCode):  # 4
             return await self._start_account_setup(proof, nir_ref, rule, ticket, request, now)
@@ -91,24 +97,31 @@ class LoginUseCases:
             await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
             if AuthMethod.TRUSTED_DEVICE in methods:  # the device spared the code: its last use
                 await self._p.devices.touch(self._p.keyring.token_hash(request.device_token), now)
-            return await self._authenticated(proof, nir_ref, methods, now, request)
+            authenticated = await self._authenticated(proof, nir_ref, methods, now, request)
+            await self._still_current(nir_ref, generation, proof.account_id, self._account_gone)
+            return authenticated
         if proof.usable_email is None:  # 7
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)
-        return await self._create_login(proof, nir_ref, now)  # 8
+        return await self._create_login(proof, nir_ref, generation, now)  # 8
 
     async def _password_step(
         self,
         nir: Nir,
         nir_ref: str,
         request: CredentialsInput,
-        client: RegulatedClient | None,
+        seen: tuple[RegulatedClient | None, tuple[Lock, ...]],
         now: datetime,
     ) -> tuple[bool, FailureRule, Account | ProvisionalCode, str]:
-        """Steps 2 and 3 in the request's scope: familiar or not, its rule, proof and ticket."""
+        """Steps 2 and 3 in the request's scope: familiar or not, its rule, proof and ticket.
+
+        ``seen``: what was read before the account, the client's regulation and
+        every lock of the NIR (those of the request's scope stop it).
+        """
+        client, locks = seen
         account = await self._p.accounts.get_by_nir(nir.value)
         familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
         scopes = LockScope.stopping(familiar)
-        raise_if_locked(await self._p.store.active_locks(nir_ref, now, scopes), self._quota)  # 2
+        raise_if_locked(tuple(lock for lock in locks if lock.scope in scopes), self._quota)  # 2
         if not request.password.strip():  # the form was not filled: after the lock (SPEC §2)
             raise AuthError(
                 ErrorReason.INVALID_REQUEST,
@@ -230,8 +243,15 @@ class LoginUseCases:
             return (AuthMethod.PASSWORD, AuthMethod.TRUSTED_DEVICE)
         return ()
 
-    async def _create_login(self, account: Account, nir_ref: str, now: datetime) -> CodeRequired:
-        """Step 8: a login waiting for its security code (the email is on file and validated)."""
+    async def _create_login(
+        self, account: Account, nir_ref: str, generation: str, now: datetime
+    ) -> CodeRequired:
+        """Step 8: a login waiting for its security code (the email is on file and validated).
+
+        Refused if an advisor reset the account since ``generation`` was read,
+        with the answer of a NIR without an account (not counted: the password
+        was right, and the reset has just cleared the counters).
+        """
         assert account.usable_email is not None
         login = Login(
             login_id="",
@@ -239,9 +259,12 @@ class LoginUseCases:
             account_id=account.account_id,
             masked_email=mask_email(account.usable_email),
             expire_time=now + self._policy.login_ttl,
+            generation=generation,
         )
         ttl = int(self._policy.login_ttl.total_seconds())
         login_id = await self._p.store.create_login(login, ttl)
+        if login_id is None:
+            raise self._account_gone()
         return CodeRequired(login_id, login.masked_email, login.expire_time)
 
     # --- RequestCode / VerifyCode -----------------------------------------------------
@@ -307,16 +330,7 @@ class LoginUseCases:
             raise AuthError(ErrorReason.CODE_EXPIRED, Messages.code_expired(self._policy.code_ttl))
         rule = self._policy.failure_rule(AttemptKind.CODE)
         ticket = await self._attempts.claim(login.nir_ref, rule, _CODE_STEP_SCOPES, now)
-        typed = "".join(code.split())
-        candidate = self._p.keyring.code_digest(login.login_id, typed)
-        try:
-            right = constant_time_equal(candidate, login.code_digest) and (
-                await self._p.store.consume_login(login.login_id, login.code_digest)
-            )
-        except Exception:
-            await self._attempts.release(login.nir_ref, rule, ticket)
-            raise
-        if not right:
+        if not await self._consume(login, code, rule, ticket, now):
             await self._clients.count_failure(regulated, login.nir_ref, now, familiar=False)
             raise await self._attempts.wrong(
                 login.nir_ref, rule, ticket, now, account_id=account.account_id, client=client
@@ -324,29 +338,55 @@ class LoginUseCases:
         await self._attempts.right(login.nir_ref, rule, ticket, login_complete=True)
         methods = (AuthMethod.PASSWORD, AuthMethod.EMAIL_CODE)
         authenticated = await self._authenticated(account, login.nir_ref, methods, now, client)
-        if not trust_device:
-            return CodeVerified(authenticated)
-        token, expire_time = await self._trust_device(account, login.nir_ref, now, client)
-        return CodeVerified(authenticated, token, expire_time)
+        verified = CodeVerified(authenticated)
+        if trust_device:
+            verified = await self._trust_device(login, verified, now, client)
+        await self._still_current(
+            login.nir_ref, login.generation, account.account_id, _login_not_found
+        )
+        return verified
+
+    async def _consume(
+        self, login: Login, code: str, rule: FailureRule, ticket: str, now: datetime
+    ) -> bool:
+        """Is ``code`` the login's current code? If so the login is used up, by this call only.
+
+        LOGIN_NOT_FOUND, counting nothing, if the right code finds the login gone
+        meanwhile (ended by a reset, or used by a twin request); a right code
+        that a newer one replaced meanwhile is a wrong entry.
+        """
+        assert login.code_digest is not None
+        typed = "".join(code.split())
+        candidate = self._p.keyring.code_digest(login.login_id, typed)
+        matches = constant_time_equal(candidate, login.code_digest)
+        try:
+            right = matches and await self._p.store.consume_login(login.login_id, login.code_digest)
+            if matches and not right and not await self._p.store.get_login(login.login_id, now):
+                raise _login_not_found()
+        except Exception:
+            await self._attempts.release(login.nir_ref, rule, ticket)
+            raise
+        return right
 
     async def _trust_device(
-        self, account: Account, nir_ref: str, now: datetime, client: ClientInfo
-    ) -> tuple[str, datetime]:
+        self, login: Login, verified: CodeVerified, now: datetime, client: ClientInfo
+    ) -> CodeVerified:
         """The box "ordinateur personnel" ticked: a new device token (kept as its HMAC), audited."""
         token = new_token()
         expire_time = add_calendar_months(now, self._policy.trusted_device_months)
-        await self._p.devices.add(
-            TrustedDevice(self._p.keyring.token_hash(token), account.account_id, now, expire_time)
-        )
+        account_id = verified.authenticated.account_id
+        device = TrustedDevice(self._p.keyring.token_hash(token), account_id, now, expire_time)
+        if not await self._p.devices.add(device):  # the account is gone: reset meanwhile
+            await self._void(login.nir_ref, account_id, _login_not_found)
         await self._audit.record(
             AuditKind.DEVICE_TRUSTED,
-            nir_ref,
+            login.nir_ref,
             now,
-            account.account_id,
+            account_id,
             detail=f"until={expire_time.isoformat()}",  # never the token
             client=client,
         )
-        return token, expire_time
+        return CodeVerified(verified.authenticated, token, expire_time)
 
     async def _open_login(self, login_id: str, now: datetime) -> tuple[Login, Account]:
         """The pending login and its account, refused while the NIR is locked."""
@@ -363,6 +403,39 @@ class LoginUseCases:
         return login, account
 
     # --- shared steps -----------------------------------------------------------------
+
+    async def _still_current(
+        self, nir_ref: str, generation: str, account_id: str, refusal: Callable[[], AuthError]
+    ) -> None:
+        """The last step before a success is answered: was the account reset meanwhile?
+
+        Last, after every write of the login, so that no success is answered
+        once ``reset_account`` has returned (SPEC §8).
+        """
+        if await self._p.store.generation(nir_ref) != generation:
+            await self._void(nir_ref, account_id, refusal)
+
+    async def _void(
+        self, nir_ref: str, account_id: str, refusal: Callable[[], AuthError]
+    ) -> NoReturn:
+        """Refuse a login whose account an advisor reset while it was being answered.
+
+        Its ``authenticated`` row is already written: a second row says that
+        the login was refused after all.
+        """
+        now = self._p.clock.now()
+        detail = "account_reset"
+        await self._audit.record(
+            AuditKind.AUTHENTICATION_VOIDED, nir_ref, now, account_id, detail=detail
+        )
+        raise refusal()
+
+    def _account_gone(self) -> AuthError:
+        """CheckCredentials of an account reset meanwhile: as for a NIR without an account."""
+        return AuthError(
+            ErrorReason.INVALID_CREDENTIALS,
+            Messages.wrong_entry(self._policy.max_password_failures),
+        )
 
     @property
     def _quota(self) -> QuotaRule:

@@ -160,6 +160,8 @@ class Login:
 
     ``code_digest`` is the keyed hash of the latest code sent for it (None
     until RequestCode); ``nir_ref`` identifies the NIR in the store.
+    ``generation`` is the NIR's login generation when the login was created
+    (``ChallengeStore.end_logins`` moves it on, and the login is gone).
     """
 
     login_id: str
@@ -169,6 +171,7 @@ class Login:
     expire_time: datetime
     code_digest: str | None = None
     code_expire_time: datetime | None = None
+    generation: str = ""
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,22 @@ class AccountRepository(Protocol):
 
     async def update_password_hash(self, account_id: str, password_hash: str) -> None: ...
 
-    async def delete(self, account_id: str) -> bool:
-        """Delete the account **and its trusted devices** in one transaction."""
+    async def reset(
+        self, account_id: str, provisional_code: ProvisionalCode | None, event: AuditEvent
+    ) -> bool:
+        """The advisor's reset, in one transaction: delete the account **and its trusted
+        devices**, store ``provisional_code`` if given (replacing any earlier code of the
+        NIR) and write the audit row ``event``.
+
+        All of it or nothing: False, with nothing written, if the account is
+        already gone; an error leaves everything as it was.
+        """
 
 
 class TrustedDeviceRepository(Protocol):
-    async def add(self, device: TrustedDevice) -> None: ...
+    async def add(self, device: TrustedDevice) -> bool:
+        """Store the device; False, storing nothing, if its account no longer exists
+        (reset by an advisor meanwhile)."""
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not (the domain judges expiry)."""
@@ -147,6 +157,28 @@ class ChallengeStore(Protocol):
     ) -> tuple[Lock, ...]:
         """The live locks (suspensions included) of the NIR whose scope is in ``scopes``."""
 
+    async def locks_and_generation(
+        self, nir_ref: str, now: datetime
+    ) -> tuple[tuple[Lock, ...], str]:
+        """Every live lock of the NIR (all scopes) and its login generation, in one read.
+
+        The generation is an opaque mark that ``end_logins`` replaces by a new
+        value, never by an earlier one: a login step that read it before an
+        advisor's reset sees it changed afterwards.
+        """
+
+    async def generation(self, nir_ref: str) -> str:
+        """The NIR's login generation now (see ``locks_and_generation``)."""
+
+    async def end_logins(self, nir_ref: str, login_ttl: timedelta) -> None:
+        """Move the NIR's login generation on: every login created before is gone.
+
+        ``get_login``, ``set_code`` and ``consume_login`` of those logins then
+        answer as for an unknown login, and ``create_login`` of a login read
+        with the earlier generation refuses. ``login_ttl`` is the longest a
+        login lives: the mark is kept at least that long.
+        """
+
     async def claim_attempt(
         self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
@@ -191,11 +223,15 @@ class ChallengeStore(Protocol):
     async def release_attempt(self, nir_ref: str, rule: FailureRule, ticket: str) -> None:
         """The attempt could not be evaluated (an outage): forget it, count nothing."""
 
-    async def create_login(self, login: Login, ttl_seconds: int) -> str:
-        """Store a new login (its ``login_id`` is ignored) and return its new opaque id."""
+    async def create_login(self, login: Login, ttl_seconds: int) -> str | None:
+        """Store a new login (its ``login_id`` is ignored) and return its new opaque id.
+
+        In the same atomic step: None, storing nothing, if ``login.generation``
+        is no longer the NIR's (its logins were ended since it was read).
+        """
 
     async def get_login(self, login_id: str, now: datetime) -> Login | None:
-        """The login, or None if unknown, malformed or expired."""
+        """The login, or None if unknown, malformed, expired or ended (``end_logins``)."""
 
     async def reserve_code(
         self, nir_ref: str, rule: QuotaRule, scopes: frozenset[LockScope], now: datetime
@@ -209,7 +245,8 @@ class ChallengeStore(Protocol):
         """
 
     async def set_code(self, login_id: str, code_digest: str, code_expire_time: datetime) -> bool:
-        """Make this code the only valid one of the login; False if the login is gone."""
+        """Make this code the only valid one of the login; False if the login is gone
+        (expired or ended)."""
 
     async def release_code(
         self, nir_ref: str, ticket: str, login_id: str, code_digest: str
@@ -217,7 +254,8 @@ class ChallengeStore(Protocol):
         """Undo a reservation whose email could not be sent: uncount it, drop that code."""
 
     async def consume_login(self, login_id: str, code_digest: str) -> bool:
-        """Delete the login if its current code is still ``code_digest``; True if deleted."""
+        """Delete the login if its current code is still ``code_digest`` and it was not
+        ended; True if deleted."""
 
     async def status(
         self, nir_ref: str, now: datetime, failure_window: timedelta, quota_window: timedelta
@@ -226,7 +264,8 @@ class ChallengeStore(Protocol):
 
     async def reset(self, nir_ref: str) -> None:
         """Forget every lock, suspension, failure, daily and ceiling count and the quota
-        of the NIR, in every scope (advisor's unlock and reset)."""
+        of the NIR, in every scope (advisor's unlock and reset). Its logins and their
+        generation stay."""
 
     async def client_throttle(self, client_ref: str, now: datetime) -> datetime | None:
         """When the throttle of the client address ends, if one is active at ``now``; else None.

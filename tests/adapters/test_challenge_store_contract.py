@@ -76,6 +76,7 @@ CODE_RULE = FailureRule(CODE, ALL, UNTRUSTED, 3, WINDOW, LOCK_FOR)
 QUOTA = QuotaRule(limit=5, window=timedelta(seconds=60), lock_for=timedelta(seconds=60))
 LOGIN = Login("", NIR_REF, "account-1", "t***@t***.com", T0 + timedelta(hours=1))
 LOGIN_TTL = 3600
+LOGIN_TTL_DELTA = timedelta(seconds=LOGIN_TTL)
 CLIENT_REF = KEYRING.client_ref("203.0.113.7")
 OTHER_CLIENT_REF = KEYRING.client_ref("2001:db8:1:2::/64")
 CLIENT_RULE = ClientRule(limit=5, window=WINDOW, lock_for=timedelta(seconds=30))
@@ -83,6 +84,15 @@ CLIENT_RULE = ClientRule(limit=5, window=WINDOW, lock_for=timedelta(seconds=30))
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+async def new_login(
+    store: ChallengeStore, login: Login = LOGIN, ttl_seconds: int = LOGIN_TTL
+) -> str:
+    """A stored login's id (the NIR's generation is the one ``login`` carries)."""
+    login_id = await store.create_login(login, ttl_seconds)
+    assert login_id is not None
+    return login_id
 
 
 def ci_requires_everything() -> bool:
@@ -382,7 +392,7 @@ async def test_a_refused_request_reports_only_requests_inside_the_window(
 
 async def test_only_the_latest_code_consumes_the_login_once(store: ChallengeStore) -> None:
     """set_code replaces the code; consume_login needs the current digest and works once."""
-    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    login_id = await new_login(store)
     assert await store.get_login(login_id, at(0)) == replace(LOGIN, login_id=login_id)
 
     assert await store.set_code(login_id, "digest-1", at(900))
@@ -400,7 +410,7 @@ async def test_only_the_latest_code_consumes_the_login_once(store: ChallengeStor
 
 async def test_release_code_uncounts_and_drops_only_that_code(store: ChallengeStore) -> None:
     """A failed send gives back its quota place and its code, never a newer code."""
-    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    login_id = await new_login(store)
     first = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
     second = await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(1))
     assert first.ticket is not None
@@ -422,7 +432,7 @@ async def test_release_code_uncounts_and_drops_only_that_code(store: ChallengeSt
 
 async def test_a_login_ends_at_its_expire_time(store: ChallengeStore) -> None:
     """get_login answers until just before ``expire_time``, then None."""
-    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    login_id = await new_login(store)
     just_before = LOGIN.expire_time - timedelta(microseconds=1)
 
     assert await store.get_login(login_id, just_before) is not None
@@ -431,7 +441,7 @@ async def test_a_login_ends_at_its_expire_time(store: ChallengeStore) -> None:
 
 async def test_malformed_or_unknown_login_ids_are_refused_quietly(store: ChallengeStore) -> None:
     """Wrong shape, too long, non-ASCII, forged or unknown login ids: None or False, no error."""
-    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    login_id = await new_login(store)
     token = login_id.rpartition(".")[2]
     candidates = [
         "",
@@ -454,6 +464,82 @@ async def test_malformed_or_unknown_login_ids_are_refused_quietly(store: Challen
         assert await store.consume_login(bad, "digest") is False, bad
         await store.release_code(NIR_REF, "no-such-ticket", bad, "digest")
     assert await store.get_login(login_id, at(0)) is not None
+
+
+# -- ended logins (an advisor's reset) -------------------------------------------------
+
+
+async def test_ended_logins_are_gone_for_every_step(store: ChallengeStore) -> None:
+    """After end_logins the NIR's logins are unknown to get, set_code and consume; another
+    NIR's login lives on."""
+    login_id = await new_login(store)
+    assert await store.set_code(login_id, "digest-1", at(900))
+    other_id = await new_login(store, replace(LOGIN, nir_ref=OTHER_REF))
+
+    await store.end_logins(NIR_REF, LOGIN_TTL_DELTA)
+
+    assert await store.get_login(login_id, at(1)) is None
+    assert await store.set_code(login_id, "digest-2", at(901)) is False
+    assert await store.consume_login(login_id, "digest-1") is False
+    assert await store.get_login(other_id, at(1)) == replace(
+        LOGIN, login_id=other_id, nir_ref=OTHER_REF
+    )
+
+
+async def test_a_login_read_before_end_logins_is_refused_at_creation(
+    store: ChallengeStore,
+) -> None:
+    """create_login with the generation read before end_logins stores nothing; with the new one
+    it stores a login that lives until the next end_logins."""
+    before = (await store.locks_and_generation(NIR_REF, at(0)))[1]
+    assert await store.generation(NIR_REF) == before
+
+    await store.end_logins(NIR_REF, LOGIN_TTL_DELTA)
+
+    assert await store.create_login(replace(LOGIN, generation=before), LOGIN_TTL) is None
+    after = await store.generation(NIR_REF)
+    assert after != before
+    login_id = await new_login(store, replace(LOGIN, generation=after))
+    stored = await store.get_login(login_id, at(1))
+    assert stored is not None
+    assert stored.generation == after
+    assert await store.set_code(login_id, "digest", at(900))
+    await store.end_logins(NIR_REF, LOGIN_TTL_DELTA)
+    assert await store.consume_login(login_id, "digest") is False
+
+
+async def test_the_generation_never_comes_back_to_an_earlier_value(store: ChallengeStore) -> None:
+    """Each end_logins gives a new generation, different from all the earlier ones."""
+    seen = [await store.generation(NIR_REF)]
+    for _ in range(20):
+        await store.end_logins(NIR_REF, LOGIN_TTL_DELTA)
+        seen.append(await store.generation(NIR_REF))
+
+    assert len(set(seen)) == len(seen)
+    assert await store.generation(OTHER_REF) == seen[0]  # untouched: still the initial value
+
+
+async def test_locks_and_generation_reads_the_locks_of_every_scope(store: ChallengeStore) -> None:
+    """Both password scopes' locks come back together with the generation, expired ones not."""
+    untrusted = await lock_passwords(store)
+    trusted = [await wrong(store, at(second), TRUSTED_RULE) for second in range(3)][-1].lock
+
+    locks, generation = await store.locks_and_generation(NIR_REF, at(3))
+
+    assert set(locks) == {untrusted, trusted}
+    assert generation == await store.generation(NIR_REF)
+    assert (await store.locks_and_generation(NIR_REF, at(3) + LOCK_FOR))[0] == ()
+
+
+async def test_unlock_leaves_the_logins_alone(store: ChallengeStore) -> None:
+    """``reset`` (an advisor's unlock) keeps the NIR's logins and their generation."""
+    login_id = await new_login(store)
+    generation = await store.generation(NIR_REF)
+
+    await store.reset(NIR_REF)
+
+    assert await store.get_login(login_id, at(1)) is not None
+    assert await store.generation(NIR_REF) == generation
 
 
 # -- status and reset ----------------------------------------------------------------
@@ -623,12 +709,14 @@ async def redis_keys() -> AsyncIterator[RedisWithKeys]:
 
 
 async def fill(store: ChallengeStore) -> str:
-    """Many keys of NIR_REF (counters, day, ceiling, in flight, quota, a lock, a login)."""
+    """Many keys of NIR_REF (counters, day, ceiling, in flight, quota, a lock, the login
+    generation, a login)."""
     await wrong(store, at(0), CODE_RULE)
     await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
     await ticket(store, CODE_RULE, at(0))
     await lock_passwords(store)
-    login_id = await store.create_login(LOGIN, LOGIN_TTL)
+    await store.end_logins(NIR_REF, LOGIN_TTL_DELTA)
+    login_id = await new_login(store, replace(LOGIN, generation=await store.generation(NIR_REF)))
     await store.set_code(login_id, "d" * 64, at(900))
     return login_id
 
@@ -641,7 +729,7 @@ async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: RedisWithKey
 
     ttls = await listing()
 
-    assert len(ttls) == 9
+    assert len(ttls) == 10
     for key, ttl in ttls.items():
         assert not re.search(r"\d{13}", key), key
         assert login_id.rpartition(".")[2] not in key
@@ -713,10 +801,31 @@ async def test_redis_client_keys_hide_the_address_share_a_slot_and_expire(
 
 
 @pytest.mark.redis
+async def test_redis_generation_outlives_every_login_made_before_or_under_it(
+    redis_keys: RedisWithKeys,
+) -> None:
+    """end_logins keeps the generation at least ``login_ttl``; a longer login made under it
+    extends it; a later end_logins never shortens it (else ended logins could come back)."""
+    store, listing = redis_keys
+
+    def generation_ttl(ttls: dict[str, int]) -> int:
+        (ttl,) = [ttl for key, ttl in ttls.items() if key.endswith(":generation")]
+        return ttl
+
+    await store.end_logins(NIR_REF, timedelta(seconds=30))
+    assert 29_000 < generation_ttl(await listing()) <= 30_000
+    generation = await store.generation(NIR_REF)
+    await new_login(store, replace(LOGIN, generation=generation), ttl_seconds=120)
+    assert 119_000 < generation_ttl(await listing()) <= 120_000
+    await store.end_logins(NIR_REF, timedelta(seconds=30))
+    assert 119_000 < generation_ttl(await listing()) <= 120_000
+
+
+@pytest.mark.redis
 async def test_redis_login_key_disappears_after_its_ttl(redis_keys: RedisWithKeys) -> None:
     """The login key carries ``ttl_seconds``: Redis drops it even if nobody reads it."""
     store, listing = redis_keys
-    login_id = await store.create_login(LOGIN, ttl_seconds=1)
+    login_id = await new_login(store, ttl_seconds=1)
     assert len(await listing()) == 1
 
     await asyncio.sleep(1.2)
@@ -811,6 +920,9 @@ async def redis_server() -> AsyncIterator[ThrowawayRedisServer]:
 def every_method(store: ChallengeStore, login_id: str) -> list[Callable[[], Awaitable[object]]]:
     return [
         lambda: store.active_locks(NIR_REF, T0, UNFAMILIAR),
+        lambda: store.locks_and_generation(NIR_REF, T0),
+        lambda: store.generation(NIR_REF),
+        lambda: store.end_logins(NIR_REF, LOGIN_TTL_DELTA),
         lambda: store.claim_attempt(NIR_REF, PASSWORD_RULE, UNFAMILIAR, T0),
         lambda: store.settle_failure(NIR_REF, PASSWORD_RULE, "ticket", T0),
         lambda: store.settle_success(NIR_REF, PASSWORD_RULE, "ticket", login_complete=True),
@@ -845,7 +957,7 @@ async def test_a_crashed_redis_fails_closed_then_recovers(
 ) -> None:
     """Killed: each method raises DependencyUnavailable at once; restarted: the same store works."""
     async with redis_store(redis_server.url, client_timeout=0.5) as store:
-        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        login_id = await new_login(store)
         await redis_server.stop()
 
         await assert_all_unavailable(store, login_id, 0.5)
@@ -862,7 +974,7 @@ async def test_a_frozen_redis_fails_closed_within_the_timeout(
 ) -> None:
     """Frozen (no answer at all): every method gives up after the socket timeout."""
     async with redis_store(redis_server.url, client_timeout=0.5) as store:
-        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        login_id = await new_login(store)
         redis_server.pause()
         try:
             await assert_all_unavailable(store, login_id, 0.5)
@@ -905,7 +1017,9 @@ async def test_cluster_keeps_each_nir_on_one_slot_and_spreads_nirs_over_nodes(
     for ref in refs:
         await wrong(store, at(0), nir_ref=ref)
         await store.reserve_code(ref, QUOTA, UNFAMILIAR, at(0))
-        await store.create_login(replace(LOGIN, nir_ref=ref), LOGIN_TTL)
+        await store.end_logins(ref, timedelta(hours=1))
+        generation = await store.generation(ref)
+        await new_login(store, replace(LOGIN, nir_ref=ref, generation=generation))
 
     homes: dict[str, set[tuple[int, int]]] = {ref: set() for ref in refs}  # ref -> (port, slot)
     async with AsyncExitStack() as stack:
@@ -926,8 +1040,8 @@ async def test_cluster_keeps_each_nir_on_one_slot_and_spreads_nirs_over_nodes(
     }
     whole = redis_client_from_url(redis_cluster.url, 2.0)
     try:
-        # failures, daily, ceiling, quota and login of each: SCAN on every primary
-        assert len(await keys_of(whole, prefix)) == 5 * len(refs)
+        # failures, daily, ceiling, quota, generation and login of each: SCAN on every primary
+        assert len(await keys_of(whole, prefix)) == 6 * len(refs)
     finally:
         await whole.aclose()
 
@@ -944,7 +1058,7 @@ async def test_a_cluster_node_down_fails_closed_only_its_own_nirs() -> None:
         throwaway_redis_cluster() as cluster,
         redis_store(cluster.url, prefix=prefix, client_timeout=0.5) as store,
     ):
-        login_id = await store.create_login(LOGIN, LOGIN_TTL)
+        login_id = await new_login(store)
         holders = []
         for node in cluster.nodes:
             client = Redis(port=node.port)

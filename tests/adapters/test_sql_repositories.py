@@ -112,24 +112,128 @@ async def test_update_password_hash_changes_only_that_account(
     assert await accounts.get(other.account_id) == other
 
 
-async def test_delete_removes_the_account_and_its_trusted_devices(
-    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
-) -> None:
-    """Deleting an account deletes its trusted devices and leaves other accounts' devices."""
+RESET_EVENT = AuditEvent(
+    kind="account_reset",
+    nir_ref="ref-123",
+    occurred_time=NOW,
+    advisor_id="conseiller-3646",
+    detail="provisional_code_stored=True",
+    caller="back-office",
+    reason="messagerie perdue",
+)
+
+
+async def _audit_rows(database: Database) -> list[AuditEvent]:
+    async with database.session() as session:
+        rows = (await session.execute(select(audit_events).order_by(audit_events.c.id))).all()
+    return [AuditEvent(**{k: v for k, v in row._asdict().items() if k != "id"}) for row in rows]
+
+
+async def _reset_scene(
+    accounts: SqlAccountRepository,
+    devices: SqlTrustedDeviceRepository,
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> tuple[Account, Account, ProvisionalCode]:
+    """An account with two devices and an earlier provisional code; another account with one."""
     account, other = make_account(), make_account(OTHER_NIR)
     await accounts.add(account)
     await accounts.add(other)
     await devices.add(make_device(account.account_id, "a" * 64))
     await devices.add(make_device(account.account_id, "b" * 64))
     await devices.add(make_device(other.account_id, "c" * 64))
+    earlier = ProvisionalCode(NIR, "earlier-hash", NOW + timedelta(minutes=5))
+    await provisional_codes.put(earlier)
+    return account, other, earlier
 
-    assert await accounts.delete(account.account_id) is True
+
+async def test_reset_deletes_the_account_and_devices_stores_the_code_and_writes_the_row(
+    database: Database,
+    accounts: SqlAccountRepository,
+    devices: SqlTrustedDeviceRepository,
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> None:
+    """One reset: the account and its devices gone, the new code in place, its audit row
+    written; other accounts untouched; a second reset of the same account writes nothing."""
+    account, other, _ = await _reset_scene(accounts, devices, provisional_codes)
+    code = ProvisionalCode(NIR, "new-hash", NOW + timedelta(hours=1))
+    event = replace(RESET_EVENT, account_id=account.account_id)
+
+    assert await accounts.reset(account.account_id, code, event) is True
 
     assert await accounts.get(account.account_id) is None
     assert await devices.find("a" * 64) is None
     assert await devices.find("b" * 64) is None
     assert await devices.find("c" * 64) is not None
-    assert await accounts.delete(account.account_id) is False
+    assert await accounts.get(other.account_id) == other
+    assert await provisional_codes.get(NIR) == code
+    assert await _audit_rows(database) == [event]
+    again = ProvisionalCode(NIR, "other-hash", NOW + timedelta(hours=2))
+    assert await accounts.reset(account.account_id, again, event) is False
+    assert await provisional_codes.get(NIR) == code
+    assert await _audit_rows(database) == [event]
+
+
+async def test_reset_without_a_code_leaves_the_code_table_alone(
+    database: Database,
+    accounts: SqlAccountRepository,
+    devices: SqlTrustedDeviceRepository,
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> None:
+    """Without a provisional code the reset deletes and audits, and stores no code."""
+    account, _, earlier = await _reset_scene(accounts, devices, provisional_codes)
+
+    assert await accounts.reset(account.account_id, None, RESET_EVENT) is True
+
+    assert await accounts.get(account.account_id) is None
+    assert await provisional_codes.get(NIR) == earlier
+    assert await _audit_rows(database) == [RESET_EVENT]
+
+
+@pytest.mark.parametrize("failing", ["audit row", "provisional code"])
+async def test_a_reset_that_fails_half_way_changes_nothing(
+    database: Database,
+    accounts: SqlAccountRepository,
+    devices: SqlTrustedDeviceRepository,
+    provisional_codes: SqlProvisionalCodeRepository,
+    failing: str,
+) -> None:
+    """A constraint violation in the audit insert (or the code's) rolls the whole reset back:
+    the account, its devices and the earlier code stay, no row is written."""
+    account, _, earlier = await _reset_scene(accounts, devices, provisional_codes)
+    code = ProvisionalCode(NIR, "new-hash", NOW + timedelta(hours=1))
+    event = RESET_EVENT
+    # A None in a NOT NULL column: a violation only the database detects, inside the transaction.
+    if failing == "audit row":
+        event = replace(RESET_EVENT, nir_ref=None)  # type: ignore[arg-type]
+    else:
+        code = replace(code, code_hash=None)  # type: ignore[arg-type]
+
+    with pytest.raises(IntegrityError):
+        await accounts.reset(account.account_id, code, event)
+
+    assert await accounts.get(account.account_id) == account
+    assert await devices.find("a" * 64) is not None
+    assert await devices.find("b" * 64) is not None
+    assert await provisional_codes.get(NIR) == earlier
+    assert await _audit_rows(database) == []
+
+
+async def test_concurrent_resets_of_one_account_happen_once(
+    database: Database,
+    accounts: SqlAccountRepository,
+    devices: SqlTrustedDeviceRepository,
+    provisional_codes: SqlProvisionalCodeRepository,
+) -> None:
+    """Of ten concurrent resets of one account exactly one resets it and writes its row."""
+    account, _, _ = await _reset_scene(accounts, devices, provisional_codes)
+    events = [replace(RESET_EVENT, advisor_id=f"advisor-{index}") for index in range(10)]
+
+    results = await asyncio.gather(
+        *(accounts.reset(account.account_id, None, event) for event in events)
+    )
+
+    assert results.count(True) == 1
+    assert await _audit_rows(database) == [events[results.index(True)]]
 
 
 async def test_trusted_device_is_found_by_token_hash_with_aware_utc_times(
@@ -169,12 +273,31 @@ async def test_expired_trusted_device_is_returned_as_it_is(
     assert await devices.find(expired.token_hash) == expired
 
 
-async def test_device_of_an_unknown_account_is_an_integrity_error(
-    devices: SqlTrustedDeviceRepository,
+async def test_device_of_an_account_gone_is_refused_without_error(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
 ) -> None:
-    """A device of an unknown account is a bug: the foreign key refuses it on both backends."""
+    """A device of an account reset meanwhile (or unknown) is not stored: add says False."""
+    account = make_account()
+    await accounts.add(account)
+    assert await devices.add(make_device(account.account_id, "a" * 64)) is True
+    await accounts.reset(account.account_id, None, RESET_EVENT)
+
+    assert await devices.add(make_device(account.account_id, "b" * 64)) is False
+    assert await devices.add(make_device("f" * 32, "c" * 64)) is False
+    assert await devices.find("b" * 64) is None
+    assert await devices.find("c" * 64) is None
+
+
+async def test_a_device_token_hash_used_twice_is_an_integrity_error(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """Only the account's foreign key reads as "gone": any other violation stays an error."""
+    account = make_account()
+    await accounts.add(account)
+    await devices.add(make_device(account.account_id, "a" * 64))
+
     with pytest.raises(IntegrityError):
-        await devices.add(make_device("f" * 32))
+        await devices.add(make_device(account.account_id, "a" * 64))
 
 
 async def test_naive_datetime_is_refused(

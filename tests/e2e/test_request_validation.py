@@ -114,7 +114,11 @@ async def test_a_bad_advisor_field_resets_nothing(
     request.advisor_id, request.reason = "conseiller-3646", "messagerie perdue"
     assert (await service.advisor.ResetAccount(request)).provisional_code_sent
     done = await footprint(service, nir(82))
-    assert (done.rows_of("accounts"), done.rows_of("audit_events"), done.sms) == (0, 1, 1)
+    assert (done.rows_of("accounts"), done.rows_of("audit_events"), done.sms) == (
+        0,
+        2,
+        1,
+    )  # account_reset, then provisional_code_sent
 
 
 async def test_a_nul_in_the_user_agent_keeps_the_provisional_code(

@@ -9,7 +9,7 @@ server, so that concurrent calls interleave as badly as they can in production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -90,12 +90,18 @@ class FakeClock:
 
 
 class FakeTrustedDeviceRepository:
+    """Devices by token hash; ``add`` refuses a device whose account is gone, as the port says."""
+
     def __init__(self) -> None:
         self.devices: dict[str, TrustedDevice] = {}
+        self.account_ids: Callable[[], Iterable[str]] | None = None  # set by the accounts fake
 
-    async def add(self, device: TrustedDevice) -> None:
+    async def add(self, device: TrustedDevice) -> bool:
         await checkpoint()
+        if self.account_ids is not None and device.account_id not in self.account_ids():
+            return False
         self.devices[device.token_hash] = device
+        return True
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         await checkpoint()
@@ -126,12 +132,22 @@ class FakeTrustedDeviceRepository:
 
 
 class FakeAccountRepository:
-    """Accounts by id; ``delete`` also drops the account's trusted devices, as the port says."""
+    """Accounts by id; ``reset`` is all or nothing over the account, its trusted devices, the
+    provisional code and the audit row, as one SQL transaction is."""
 
-    def __init__(self, devices: FakeTrustedDeviceRepository) -> None:
+    def __init__(
+        self,
+        devices: FakeTrustedDeviceRepository,
+        provisional_codes: FakeProvisionalCodeRepository | None = None,
+        audit: FakeAuditLog | None = None,
+    ) -> None:
         self.accounts: dict[str, Account] = {}
         self.password_updates: list[tuple[str, str]] = []
+        self.reset_failure: Exception | None = None  # raised inside ``reset``: rolled back
         self._devices = devices
+        self._provisional_codes = provisional_codes or FakeProvisionalCodeRepository()
+        self._audit = audit or FakeAuditLog()
+        devices.account_ids = self.accounts.keys
 
     def put(self, account: Account) -> None:
         """Seed ``account`` as it is (its own id), replacing any account of the same NIR."""
@@ -159,10 +175,19 @@ class FakeAccountRepository:
         account = self.accounts[account_id]
         self.accounts[account_id] = replace(account, password_hash=password_hash)
 
-    async def delete(self, account_id: str) -> bool:
-        await checkpoint()
+    async def reset(
+        self, account_id: str, provisional_code: ProvisionalCode | None, event: AuditEvent
+    ) -> bool:
+        await checkpoint()  # the transaction's statements: nothing is visible before the commit
+        if self.reset_failure is not None:
+            raise self.reset_failure
+        if self.accounts.pop(account_id, None) is None:
+            return False
         self._devices.forget_account(account_id)
-        return self.accounts.pop(account_id, None) is not None
+        if provisional_code is not None:
+            self._provisional_codes.codes[provisional_code.nir] = provisional_code
+        self._audit.events.append(event)
+        return True
 
 
 class FakeProvisionalCodeRepository:
@@ -389,12 +414,14 @@ class Service:
 def make_service(policy: Policy | None = None, **overrides: Any) -> tuple[Service, Fakes]:
     """Both use-case sets over fresh fakes; any fake can be replaced by keyword (``store=...``)."""
     devices = overrides.pop("devices", None) or FakeTrustedDeviceRepository()
+    provisional_codes = overrides.pop("provisional_codes", None) or FakeProvisionalCodeRepository()
+    audit = overrides.pop("audit", None) or FakeAuditLog()
     parts: dict[str, Any] = {
         "clock": FakeClock(),
         "devices": devices,
-        "accounts": FakeAccountRepository(devices),
-        "provisional_codes": FakeProvisionalCodeRepository(),
-        "audit": FakeAuditLog(),
+        "accounts": FakeAccountRepository(devices, provisional_codes, audit),
+        "provisional_codes": provisional_codes,
+        "audit": audit,
         "registry": FakeIdentityRegistry(),
         "store": MemoryChallengeStore(),
         "mailer": FakeMailer(),

@@ -193,11 +193,18 @@ async def test_reset_is_audited_with_the_advisor_and_without_the_nir() -> None:
 
     (event,) = fakes.audit.of_kind("account_reset")
     assert event.advisor_id == ADVISOR
+    assert event.reason == REASON
     assert event.account_id == account.account_id
     assert event.nir_ref == fakes.nir_ref()
     assert event.occurred_time == fakes.clock.now()
     assert event.reason == REASON  # its own column, not folded into the detail
-    assert event.detail == "provisional_code_sent=True"
+    assert event.detail == "provisional_code_stored=True"
+    (sent,) = fakes.audit.of_kind("provisional_code_sent")  # after the commit, its own row
+    assert (sent.advisor_id, sent.account_id, sent.nir_ref) == (
+        ADVISOR,
+        account.account_id,
+        fakes.nir_ref(),
+    )
     for logged in fakes.audit.events:
         assert NIR not in repr(logged)
         assert fakes.sms.last_code not in repr(logged)
@@ -234,11 +241,12 @@ async def test_the_provisional_code_lifetime_follows_the_configuration() -> None
 
 @pytest.mark.parametrize(
     ("asked", "phone"),
-    [(False, PHONE), (True, None), (True, "")],
-    ids=["not asked", "no phone", "empty phone"],
+    [(False, PHONE), (True, None), (True, ""), (True, "01 23 45 67 89"), (True, "n/a")],
+    ids=["not asked", "no phone", "empty phone", "landline on file", "garbage on file"],
 )
 async def test_no_sms_unless_asked_and_a_phone_is_on_file(asked: bool, phone: str | None) -> None:
-    """Without the advisor's request or without a mobile phone, no provisional code exists."""
+    """Without the advisor's request or a mobile on file (a landline or garbage stored before
+    the import checked phones is none), no provisional code exists; the reset still happens."""
     service, fakes = make_service()
     fakes.add_account(mobile_phone=phone)
 
@@ -266,19 +274,22 @@ async def test_a_failing_sms_withdraws_the_provisional_code() -> None:
     error = await refusal(service.login.check_credentials(credentials(password=unsent)))
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     (event,) = fakes.audit.of_kind("account_reset")
-    assert event.detail is not None
-    assert "provisional_code_sent=False" in event.detail
+    assert event.detail == "provisional_code_stored=True"
+    (withdrawn,) = fakes.audit.of_kind("provisional_code_withdrawn")
+    assert withdrawn.detail == "sms_failed"
+    assert fakes.audit.of_kind("provisional_code_sent") == []
 
 
-async def test_a_provisional_code_that_cannot_be_stored_resets_nothing() -> None:
-    """If the provisional code cannot be stored, the reset fails before deleting anything."""
+async def test_a_reset_whose_transaction_fails_resets_nothing() -> None:
+    """If the reset's transaction fails, nothing is deleted, stored, audited, unlocked or sent;
+    only the logins under way are ended (the person logs in again)."""
     service, fakes = make_service()
     account = fakes.add_account()
-    device_token, _ = await _busy_account(service, fakes)
+    device_token, pending = await _busy_account(service, fakes)
     devices_before = dict(fakes.devices.devices)
     status_before = _numbers(await service.advisor.get_lock_status(NIR))
     audit_before = list(fakes.audit.events)
-    fakes.provisional_codes.failure = DependencyUnavailable("database", "down")
+    fakes.accounts.reset_failure = DependencyUnavailable("database", "down")
 
     with pytest.raises(DependencyUnavailable):
         await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
@@ -291,6 +302,8 @@ async def test_a_provisional_code_that_cannot_be_stored_resets_nothing() -> None
     assert fakes.audit.of_kind("account_reset") == []
     assert fakes.provisional_codes.codes == {}
     assert fakes.sms.attempts == []
+    ended = await refusal(service.login.verify_code(pending, "000000", False))
+    assert ended.reason is ErrorReason.LOGIN_NOT_FOUND
 
 
 async def test_the_provisional_code_works_once_in_the_password_field() -> None:

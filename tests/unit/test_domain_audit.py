@@ -161,7 +161,7 @@ async def test_the_advisor_reason_has_its_own_column() -> None:
 
     unlocked, reset = fakes.audit.events
     assert (unlocked.kind, unlocked.detail) == ("account_unlocked", "locks_cleared=0")
-    assert (reset.kind, reset.detail) == ("account_reset", "provisional_code_sent=False")
+    assert (reset.kind, reset.detail) == ("account_reset", "provisional_code_stored=False")
     for event in (unlocked, reset):
         assert (event.advisor_id, event.reason) == (ADVISOR, REASON)
         assert (event.caller, event.request_id) == ("advisor-1", "req-7")

@@ -514,6 +514,12 @@ class _StoreWithExtraLocks(MemoryChallengeStore):
         own = await super().active_locks(nir_ref, now, scopes)
         return own + self._extra(now)
 
+    async def locks_and_generation(
+        self, nir_ref: str, now: datetime
+    ) -> tuple[tuple[Lock, ...], str]:
+        own, generation = await super().locks_and_generation(nir_ref, now)
+        return own + self._extra(now), generation
+
     async def status(
         self, nir_ref: str, now: datetime, failure_window: timedelta, quota_window: timedelta
     ) -> NirStatus:

@@ -17,6 +17,10 @@ first, their number in ``ARGV[1]`` where it varies; a lock hash holds
 lifts it). Attempts in flight are a sorted set of tickets (``pending``); a
 settled wrong entry moves its ticket to the failures of the window and of
 the day, and adds one to the consecutive count of its scope (the ceiling).
+
+A login hash keeps the NIR's login generation of its creation (``''``: the NIR
+had none); the scripts that use a login get the NIR's generation key after it
+and treat a login whose generation is no longer the NIR's as gone.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ local function live_locks(now, first, last)
 end
 """
 
+_ENDED = """
+local function ended(login, generation)
+  return (redis.call('HGET', login, 'generation') or '') ~= (redis.call('GET', generation) or '')
+end
+"""
+
 ACTIVE_LOCKS = (
     _LIVE_LOCKS
     + """
@@ -41,6 +51,23 @@ ACTIVE_LOCKS = (
 return live_locks(tonumber(ARGV[1]), 1, #KEYS)
 """
 )
+
+LOCKS_AND_GENERATION = (
+    _LIVE_LOCKS
+    + """
+-- KEYS: the lock hashes, then the generation. ARGV: now.
+-- Returns {locks, generation ('' if the NIR has none)}.
+return {live_locks(tonumber(ARGV[1]), 1, #KEYS - 1), redis.call('GET', KEYS[#KEYS]) or ''}
+"""
+)
+
+END_LOGINS = """
+-- KEYS: generation. ARGV: the new generation, ms to keep it at least.
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[2])))
+return 1
+"""
 
 CLAIM_ATTEMPT = (
     _LIVE_LOCKS
@@ -153,18 +180,36 @@ return {
 )
 
 CREATE_LOGIN = """
--- KEYS: login. ARGV: ttl ms, then field, value, field, value...
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+-- KEYS: login, generation. ARGV: ttl ms, the generation read before, then field, value...
+-- Returns 0 (the NIR's logins were ended since: nothing stored) or 1.
+local generation = redis.call('GET', KEYS[2]) or ''
+if generation ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'generation', generation, unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if generation ~= '' and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])  -- the generation outlives its logins
+end
 return 1
 """
 
-SET_CODE = """
--- KEYS: login. ARGV: code digest, code expire.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+GET_LOGIN = (
+    _ENDED
+    + """
+-- KEYS: login, generation. Returns the login's fields and values, none if it was ended.
+if ended(KEYS[1], KEYS[2]) then return {} end
+return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+SET_CODE = (
+    _ENDED
+    + """
+-- KEYS: login, generation. ARGV: code digest, code expire.
+if redis.call('EXISTS', KEYS[1]) == 0 or ended(KEYS[1], KEYS[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'code_digest', ARGV[1], 'code_expire', ARGV[2])
 return 1
 """
+)
 
 RELEASE_CODE = """
 -- KEYS: [quota], [login]. ARGV: ticket ('' = no quota key), code digest.
@@ -179,13 +224,16 @@ end
 return 1
 """
 
-CONSUME_LOGIN = """
--- KEYS: login. ARGV: code digest. Returns 1 if this call deleted the login.
-if redis.call('HGET', KEYS[1], 'code_digest') == ARGV[1] then
+CONSUME_LOGIN = (
+    _ENDED
+    + """
+-- KEYS: login, generation. ARGV: code digest. Returns 1 if this call deleted the login.
+if not ended(KEYS[1], KEYS[2]) and redis.call('HGET', KEYS[1], 'code_digest') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+)
 
 COUNT_CLIENT_FAILURE = """
 -- KEYS: the client's throttle (its end), the client's failures.
@@ -205,12 +253,15 @@ return 1
 
 SCRIPTS = {
     "ACTIVE_LOCKS": ACTIVE_LOCKS,
+    "LOCKS_AND_GENERATION": LOCKS_AND_GENERATION,
+    "END_LOGINS": END_LOGINS,
     "CLAIM_ATTEMPT": CLAIM_ATTEMPT,
     "SETTLE_FAILURE": SETTLE_FAILURE,
     "SETTLE_SUCCESS": SETTLE_SUCCESS,
     "RESERVE_CODE": RESERVE_CODE,
     "STATUS": STATUS,
     "CREATE_LOGIN": CREATE_LOGIN,
+    "GET_LOGIN": GET_LOGIN,
     "SET_CODE": SET_CODE,
     "RELEASE_CODE": RELEASE_CODE,
     "CONSUME_LOGIN": CONSUME_LOGIN,

@@ -19,6 +19,8 @@ address, code or token is ever part of a key::
     <prefix>:{<nir_ref>}:lock:<kind>:<scope>      HASH expire          TTL until it ends (none
                                                                        for a suspension)
     <prefix>:{<nir_ref>}:login:<sha256>           HASH the login       TTL the login's ttl_seconds
+    <prefix>:{<nir_ref>}:generation               STRING random        TTL at least the longest
+                                                                       login made before or under it
 
     <prefix>:{<client_ref>}:client:failures      ZSET random -> time  TTL client failure window
     <prefix>:{<client_ref>}:client:throttle      STRING its end       TTL until the throttle ends
@@ -28,6 +30,11 @@ address, code or token is ever part of a key::
 A login id is ``<nir_ref>.<32 random url-safe characters>``: the first part
 finds the NIR's slot; the id is a bearer secret, so its key holds only a
 SHA-256 of it.
+
+The login generation (``end_logins``) is a new random value each time, so that
+it never comes back to an earlier one, even after its key expired; absent, it
+reads ``''``. A login keeps the generation of its creation and is gone once
+the NIR's differs. ``reset`` (an unlock) leaves it alone.
 
 The client comes from ``redis_connection.redis_client_from_url``: one server,
 Sentinel's master, or a Redis Cluster, where each script runs on the node of
@@ -42,7 +49,7 @@ import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -128,6 +135,24 @@ class RedisChallengeStore:
         return _locks(reply, locks)
 
     @_fail_closed
+    async def locks_and_generation(
+        self, nir_ref: str, now: datetime
+    ) -> tuple[tuple[Lock, ...], str]:
+        keys = [*self._lock_keys(nir_ref, _LOCKS), self._key(nir_ref, "generation")]
+        locks, generation = await self._run("LOCKS_AND_GENERATION", keys, _micros(now))
+        return _locks(locks, _LOCKS), _text(generation)
+
+    @_fail_closed
+    async def generation(self, nir_ref: str) -> str:
+        value = await self._client.get(self._key(nir_ref, "generation"))  # one command: atomic
+        return "" if value is None else _text(value)
+
+    @_fail_closed
+    async def end_logins(self, nir_ref: str, login_ttl: timedelta) -> None:
+        key = self._key(nir_ref, "generation")
+        await self._run("END_LOGINS", [key], secrets.token_urlsafe(12), _millis(login_ttl))
+
+    @_fail_closed
     async def claim_attempt(
         self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
     ) -> AttemptClaim:
@@ -211,7 +236,7 @@ class RedisChallengeStore:
         await self._client.zrem(self._key(nir_ref, "pending", rule.kind, rule.scope), ticket)
 
     @_fail_closed
-    async def create_login(self, login: Login, ttl_seconds: int) -> str:
+    async def create_login(self, login: Login, ttl_seconds: int) -> str | None:
         login_id = f"{_checked_ref(login.nir_ref)}.{secrets.token_urlsafe(24)}"
         fields: dict[str, str | int | None] = {
             "nir_ref": login.nir_ref,
@@ -227,15 +252,16 @@ class RedisChallengeStore:
             item for name, value in fields.items() if value is not None for item in (name, value)
         ]
         ttl_ms = max(1, ttl_seconds) * 1000
-        await self._run("CREATE_LOGIN", [self._login_key(login_id)], ttl_ms, *pairs)
-        return login_id
+        keys = self._login_keys(login_id)
+        created = await self._run("CREATE_LOGIN", keys, ttl_ms, login.generation, *pairs)
+        return login_id if created else None
 
     @_fail_closed
     async def get_login(self, login_id: str, now: datetime) -> Login | None:
         if not _valid_login_id(login_id):
             return None
-        raw: Mapping[Any, Any] = await self._client.hgetall(self._login_key(login_id))
-        stored = {_text(name): _text(value) for name, value in raw.items()}
+        raw: Sequence[Any] = await self._run("GET_LOGIN", self._login_keys(login_id))
+        stored = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
         if not stored or int(stored["expire"]) <= _micros(now):
             return None
         code_expire = stored.get("code_expire")
@@ -247,6 +273,7 @@ class RedisChallengeStore:
             expire_time=_datetime(stored["expire"]),
             code_digest=stored.get("code_digest"),
             code_expire_time=_datetime(code_expire) if code_expire is not None else None,
+            generation=stored.get("generation", ""),
         )
 
     @_fail_closed
@@ -282,8 +309,8 @@ class RedisChallengeStore:
     async def set_code(self, login_id: str, code_digest: str, code_expire_time: datetime) -> bool:
         if not _valid_login_id(login_id):
             return False
-        key = self._login_key(login_id)
-        return bool(await self._run("SET_CODE", [key], code_digest, _micros(code_expire_time)))
+        keys = self._login_keys(login_id)
+        return bool(await self._run("SET_CODE", keys, code_digest, _micros(code_expire_time)))
 
     @_fail_closed
     async def release_code(
@@ -302,8 +329,7 @@ class RedisChallengeStore:
     async def consume_login(self, login_id: str, code_digest: str) -> bool:
         if not _valid_login_id(login_id):
             return False
-        key = self._login_key(login_id)
-        return bool(await self._run("CONSUME_LOGIN", [key], code_digest))
+        return bool(await self._run("CONSUME_LOGIN", self._login_keys(login_id), code_digest))
 
     @_fail_closed
     async def status(
@@ -383,7 +409,10 @@ class RedisChallengeStore:
         return [self._key(nir_ref, "lock", kind, scope) for kind, scope in locks]
 
     def _nir_keys(self, nir_ref: str) -> list[str]:
-        """Every key of the NIR but its logins: what an advisor's unlock or reset deletes."""
+        """Every key of the NIR but its logins and their generation: what ``reset`` deletes.
+
+        Never the generation: deleting it could bring ended logins back.
+        """
         return [
             *self._lock_keys(nir_ref, _LOCKS),
             *(
@@ -402,6 +431,10 @@ class RedisChallengeStore:
         """The client address's throttle, then its failures (``Keyring.client_ref``)."""
         base = self._base(client_ref)
         return [f"{base}:client:throttle", f"{base}:client:failures"]
+
+    def _login_keys(self, login_id: str) -> list[str]:
+        """The login's hash, then its NIR's generation (both in the NIR's slot)."""
+        return [self._login_key(login_id), self._key(login_id.partition(".")[0], "generation")]
 
     def _login_key(self, login_id: str) -> str:
         digest = hashlib.sha256(login_id.encode()).digest()

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, insert, or_, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Insert
@@ -127,11 +128,15 @@ class SqlAccountRepository:
         async with self._database.session() as session:
             await session.execute(statement)
 
-    async def delete(self, account_id: str) -> bool:
-        """Delete the account and its trusted devices in one transaction; False if unknown.
+    async def reset(
+        self, account_id: str, provisional_code: ProvisionalCode | None, event: AuditEvent
+    ) -> bool:
+        """One transaction: the account and its devices deleted, the code stored, the row written.
 
         The devices are deleted explicitly: the foreign key's cascade is a
-        safety net, not something to rely on (SQLite only enforces it per connection).
+        safety net, not something to rely on (SQLite only enforces it per
+        connection). If the account is already gone nothing else is written
+        (its devices went with it); any error rolls the whole of it back.
         """
         async with self._database.session() as session:
             await session.execute(
@@ -140,7 +145,14 @@ class SqlAccountRepository:
             deleted = await _rowcount(
                 session, delete(accounts).where(accounts.c.account_id == account_id)
             )
-        return deleted == 1
+            if deleted != 1:
+                return False
+            if provisional_code is not None:
+                await session.execute(
+                    _store_provisional_code(self._database.dialect_name, provisional_code)
+                )
+            await session.execute(_audit_row(event))
+        return True
 
     async def _one(self, condition: Any) -> Account | None:
         async with self._database.session() as session:
@@ -163,7 +175,12 @@ class SqlTrustedDeviceRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def add(self, device: TrustedDevice) -> None:
+    async def add(self, device: TrustedDevice) -> bool:
+        """Insert the device; False if its account is gone (an advisor's reset meanwhile).
+
+        The account's foreign key decides, in the database, even against a
+        reset committing at the same moment.
+        """
         statement = insert(trusted_devices).values(
             token_hash=device.token_hash,
             account_id=device.account_id,
@@ -171,8 +188,14 @@ class SqlTrustedDeviceRepository:
             expire_time=device.expire_time,
             last_use_time=device.last_use_time,
         )
-        async with self._database.session() as session:
-            await session.execute(statement)
+        try:
+            async with self._database.session() as session:
+                await session.execute(statement)
+        except sa_exc.IntegrityError as error:
+            if not _is_foreign_key_violation(error):
+                raise
+            return False
+        return True
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not."""
@@ -227,13 +250,7 @@ class SqlProvisionalCodeRepository:
 
     async def put(self, code: ProvisionalCode) -> None:
         """Store the code of the NIR, replacing any earlier one."""
-        statement = upsert(
-            self._database.dialect_name,
-            provisional_codes,
-            {"nir": code.nir, "code_hash": code.code_hash, "expire_time": code.expire_time},
-            key="nir",
-            update_columns=("code_hash", "expire_time"),
-        )
+        statement = _store_provisional_code(self._database.dialect_name, code)
         async with self._database.session() as session:
             await session.execute(statement)
 
@@ -281,21 +298,42 @@ class SqlAuditLog:
         self._database = database
 
     async def record(self, event: AuditEvent) -> None:
-        statement = insert(audit_events).values(
-            kind=event.kind,
-            nir_ref=event.nir_ref,
-            account_id=event.account_id,
-            advisor_id=event.advisor_id,
-            detail=event.detail,
-            client_ip=event.client_ip,
-            occurred_time=event.occurred_time,
-            caller=event.caller,
-            reason=event.reason,
-            user_agent=event.user_agent,
-            request_id=event.request_id,
-        )
         async with self._database.session() as session:
-            await session.execute(statement)
+            await session.execute(_audit_row(event))
+
+
+def _store_provisional_code(dialect_name: str, code: ProvisionalCode) -> Insert:
+    """The NIR's provisional code, replacing any earlier one."""
+    return upsert(
+        dialect_name,
+        provisional_codes,
+        {"nir": code.nir, "code_hash": code.code_hash, "expire_time": code.expire_time},
+        key="nir",
+        update_columns=("code_hash", "expire_time"),
+    )
+
+
+def _audit_row(event: AuditEvent) -> Insert:
+    """The ``audit_events`` row of one event."""
+    return insert(audit_events).values(
+        kind=event.kind,
+        nir_ref=event.nir_ref,
+        account_id=event.account_id,
+        advisor_id=event.advisor_id,
+        detail=event.detail,
+        client_ip=event.client_ip,
+        occurred_time=event.occurred_time,
+        caller=event.caller,
+        reason=event.reason,
+        user_agent=event.user_agent,
+        request_id=event.request_id,
+    )
+
+
+def _is_foreign_key_violation(error: sa_exc.IntegrityError) -> bool:
+    """PostgreSQL's SQLSTATE 23503, or SQLite's "FOREIGN KEY constraint failed"."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate == "23503" or "FOREIGN KEY" in str(error.orig)
 
 
 class SqlIdentityRegistry:
