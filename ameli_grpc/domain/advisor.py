@@ -1,4 +1,5 @@
-"""The advisor's use cases (FAQ): lock status and the account "réinitialisation"."""
+"""The advisor's use cases (FAQ, SPEC §8): lock status, the account as the advisor sees it,
+unlock, trusted devices' revocation and the account "réinitialisation"."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from ameli_grpc.domain.audit import (
 )
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.locks import governing_lock, lock_view
-from ameli_grpc.domain.masking import mask_phone
+from ameli_grpc.domain.masking import mask_email, mask_phone
 from ameli_grpc.domain.messages import Messages, whole_minutes
 from ameli_grpc.domain.model import LockScope, ProvisionalCode
 from ameli_grpc.domain.nir import Nir
-from ameli_grpc.domain.outcomes import AccountReset, AccountUnlocked, LockStatus
+from ameli_grpc.domain.outcomes import (
+    AccountDetails,
+    AccountReset,
+    AccountUnlocked,
+    DevicesRevoked,
+    LockStatus,
+    TrustedDeviceView,
+)
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
 from ameli_grpc.domain.tokens import new_provisional_code
@@ -32,9 +40,39 @@ class AdvisorUseCases:
 
     async def get_lock_status(self, raw_nir: str) -> LockStatus:
         nir = Nir.parse(raw_nir)
+        return await self._lock_status(nir, self._p.clock.now())
+
+    async def get_account(self, raw_nir: str) -> AccountDetails:
+        """What the advisor sees of the account of a NIR: masked contacts, whether the email
+        is validated, the RFI's answer, the devices still trusted, the locks and counters."""
+        nir = Nir.parse(raw_nir)
+        account = await self._p.accounts.get_by_nir(nir.value)
+        if account is None:
+            raise _account_not_found()
+        now = self._p.clock.now()
+        devices = await self._p.devices.list_for_account(account.account_id, now)
+        lock_status = await self._lock_status(nir, now)
+        # An RFI outage is the advisor's UNAVAILABLE: no guess stands in for its answer.
+        affiliation = await self._p.registry.affiliation(nir.value)
+        email, phone = (account.email or "").strip(), (account.mobile_phone or "").strip()
+        return AccountDetails(
+            masked_email=mask_email(email) if email else "",
+            email_validated=account.email_validated,
+            masked_phone=mask_phone(phone) if phone else "",
+            affiliation=affiliation,
+            trusted_devices=tuple(
+                TrustedDeviceView(device.created_time, device.expire_time, device.last_use_time)
+                for device in devices
+                if device.expire_time > now  # an expired device is trusted no more
+            ),
+            lock_status=lock_status,
+        )
+
+    async def _lock_status(self, nir: Nir, now: datetime) -> LockStatus:
+        """The NIR's locks (the one that governs first, SPEC §7.2 scopes kept) and counters."""
         status = await self._p.store.status(
             self._p.keyring.nir_ref(nir.value),
-            self._p.clock.now(),
+            now,
             self._policy.failure_window,
             self._policy.code_quota_window,
         )
@@ -46,6 +84,33 @@ class AdvisorUseCases:
             code_failures=status.code_failures,
             codes_sent_in_window=status.codes_sent_in_window,
         )
+
+    async def revoke_trusted_devices(
+        self, raw_nir: str, advisor_id: str, reason: str
+    ) -> DevicesRevoked:
+        """Un-trust every device of the account (a lost or shared computer); the account stays.
+
+        Its next login from any of them needs the security code again.
+        ``revoked_count`` counts the devices that were still trusted; expired
+        rows are deleted too but were trusted no more.
+        """
+        nir = Nir.parse(raw_nir)
+        _require_advisor_fields(advisor_id, reason)
+        account = await self._p.accounts.get_by_nir(nir.value)
+        if account is None:
+            raise _account_not_found()
+        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        revoked = await self._p.devices.delete_for_account(account.account_id, now)
+        await self._audit.record(
+            "devices_revoked",
+            nir_ref,
+            now,
+            account.account_id,
+            advisor_id,
+            f"revoked_count={revoked}",
+            reason=reason,
+        )
+        return DevicesRevoked(now, revoked)
 
     async def unlock_account(self, raw_nir: str, advisor_id: str, reason: str) -> AccountUnlocked:
         """Lift every lock, counter and the quota of a NIR; the account and its devices stay.
@@ -76,7 +141,7 @@ class AdvisorUseCases:
         _require_advisor_fields(advisor_id, reason)
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
-            raise AuthError(ErrorReason.ACCOUNT_NOT_FOUND, Messages.ACCOUNT_NOT_FOUND)
+            raise _account_not_found()
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
         phone = account.mobile_phone if send_provisional_code else None
         provisional = await self._store_provisional_code(nir, now) if phone else None
@@ -124,3 +189,7 @@ def _require_advisor_fields(advisor_id: str, reason: str) -> None:
     """SPEC §8: ``advisor_id`` 1–64 printable characters, ``reason`` 1–500, before any effect."""
     require_text("advisor_id", advisor_id, MAX_ADVISOR_ID_LENGTH)
     require_text("reason", reason, MAX_REASON_LENGTH)
+
+
+def _account_not_found() -> AuthError:
+    return AuthError(ErrorReason.ACCOUNT_NOT_FOUND, Messages.ACCOUNT_NOT_FOUND)

@@ -32,9 +32,11 @@ class AuditTrail:
         advisor_id: str | None = None,
         detail: str | None = None,
         client: CredentialsInput | ClientInfo | None = None,
+        reason: str | None = None,
     ) -> None:
         """One audit row; the client's IP and user agent come from the gateway's request, the
-        caller's name from the call under way (``domain.context``)."""
+        caller's name from the call under way (``domain.context``); ``reason`` is the
+        advisor's free text."""
         if isinstance(client, CredentialsInput):
             client = client.client
         if client is not None and client.user_agent:
@@ -42,7 +44,9 @@ class AuditTrail:
         ip = client.ip[:64] if client is not None and client.ip else None
         caller = current_call().caller
         await self._log.record(
-            AuditEvent(kind, nir_ref, now, account_id, advisor_id, detail, ip, caller)
+            AuditEvent(
+                kind, nir_ref, now, account_id, advisor_id, detail, ip, caller, reason=reason
+            )
         )
 
 

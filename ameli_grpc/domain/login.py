@@ -94,6 +94,8 @@ class LoginUseCases:
         methods = self._methods_without_code(request.channel, familiar)  # 6
         if methods:
             await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
+            if AuthMethod.TRUSTED_DEVICE in methods:  # the device spared the code: its last use
+                await self._p.devices.touch(self._p.keyring.token_hash(request.device_token), now)
             return await self._authenticated(proof, nir_ref, methods, now, request)
         if proof.usable_email is None:  # 7
             raise AuthError(ErrorReason.EMAIL_NOT_VALIDATED, Messages.EMAIL_NOT_VALIDATED)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ameli_grpc.domain.errors import ErrorReason
-from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
+from ameli_grpc.domain.model import Affiliation, AuthMethod, Channel, LockScope
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,35 @@ class LockStatus:
     def locked(self) -> bool:
         return bool(self.locks)
 
+    @property
+    def suspended(self) -> bool:
+        """A suspension (the consecutive-failure ceiling, SPEC §7.3) is among the locks."""
+        return any(view.reason is ErrorReason.ACCOUNT_SUSPENDED for view in self.locks)
+
+
+@dataclass(frozen=True)
+class TrustedDeviceView:
+    """A trusted device as the advisor sees it: its dates, never its token or token hash."""
+
+    create_time: datetime
+    expire_time: datetime
+    last_use_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AccountDetails:
+    """What the advisor sees of an account (GetAccount): masked contacts, RFI, devices, locks.
+
+    ``masked_email`` and ``masked_phone`` are empty when the account has none.
+    """
+
+    masked_email: str
+    email_validated: bool
+    masked_phone: str
+    affiliation: Affiliation
+    trusted_devices: tuple[TrustedDeviceView, ...]
+    lock_status: LockStatus
+
 
 @dataclass(frozen=True)
 class AccountUnlocked:
@@ -104,3 +133,9 @@ class AccountReset:
     provisional_code_sent: bool
     masked_phone: str = ""
     provisional_code_expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DevicesRevoked:
+    revoke_time: datetime
+    revoked_count: int  # the devices that were still trusted; expired ones are not counted

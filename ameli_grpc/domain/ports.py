@@ -50,7 +50,23 @@ class AccountRepository(Protocol):
 class TrustedDeviceRepository(Protocol):
     async def add(self, device: TrustedDevice) -> None: ...
 
-    async def find(self, token_hash: str) -> TrustedDevice | None: ...
+    async def find(self, token_hash: str) -> TrustedDevice | None:
+        """The device of that token hash, expired or not (the domain judges expiry)."""
+
+    async def list_for_account(self, account_id: str, now: datetime) -> tuple[TrustedDevice, ...]:
+        """The account's devices still trusted at ``now`` (``expire_time`` after it), oldest
+        first; expired ones are left out."""
+
+    async def touch(self, token_hash: str, now: datetime) -> None:
+        """Record that the device spared a login its code at ``now`` (one write, no read);
+        a later use already recorded is kept."""
+
+    async def delete_for_account(self, account_id: str, now: datetime) -> int:
+        """Delete every device of the account, expired ones included, in one transaction.
+
+        Returns how many of them were still trusted at ``now``: those that
+        stopped being trusted (an expired device was trusted no more).
+        """
 
 
 class ProvisionalCodeRepository(Protocol):

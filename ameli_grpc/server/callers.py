@@ -27,7 +27,9 @@ _LOGIN_METHODS = frozenset({"CheckCredentials", "RequestCode", "VerifyCode", "Ge
 ALLOWED_METHODS: dict[Role, frozenset[str]] = {
     Role.PORTAL: _LOGIN_METHODS,
     Role.MOBILE: _LOGIN_METHODS,
-    Role.ADVISOR: frozenset({"GetLockStatus", "ResetAccount", "UnlockAccount"}),
+    Role.ADVISOR: frozenset(
+        {"GetLockStatus", "GetAccount", "ResetAccount", "UnlockAccount", "RevokeTrustedDevices"}
+    ),
 }
 CLAIMABLE_CHANNELS: dict[Role, frozenset[Channel]] = {
     Role.PORTAL: frozenset({Channel.WEB, Channel.FRANCECONNECT}),

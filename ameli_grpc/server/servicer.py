@@ -13,13 +13,15 @@ from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.messages import Messages
-from ameli_grpc.domain.model import AuthMethod, Channel, LockScope
+from ameli_grpc.domain.model import Affiliation, AuthMethod, Channel, LockScope
 from ameli_grpc.domain.outcomes import (
     AccountSetupRequired,
     Authenticated,
     ClientInfo,
     CodeRequired,
     CredentialsInput,
+    LockStatus,
+    TrustedDeviceView,
 )
 from ameli_grpc.server.callers import current_caller
 
@@ -38,6 +40,12 @@ _SCOPES = {
     LockScope.ALL: auth_pb2.LOCK_SCOPE_ALL,
     LockScope.UNTRUSTED: auth_pb2.LOCK_SCOPE_UNTRUSTED_DEVICES,
     LockScope.TRUSTED: auth_pb2.LOCK_SCOPE_TRUSTED_DEVICES,
+}
+
+_AFFILIATIONS = {
+    Affiliation.AFFILIATED: auth_pb2.AFFILIATION_AFFILIATED,
+    Affiliation.PENDING: auth_pb2.AFFILIATION_PENDING,
+    Affiliation.NOT_COVERED: auth_pb2.AFFILIATION_NOT_COVERED,
 }
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
@@ -112,16 +120,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         status = await self._advisor.get_lock_status(request.nir)
         return auth_pb2.GetLockStatusResponse(
             locked=status.locked,
-            locks=[
-                auth_pb2.Lock(
-                    reason=auth_pb2.ErrorReason.Value(f"ERROR_REASON_{view.reason.value}"),
-                    # a suspension has no end: the field stays unset
-                    expire_time=_timestamp(view.expire_time) if view.expire_time else None,
-                    message=view.message,
-                    scope=_SCOPES[view.scope],
-                )
-                for view in status.locks
-            ],
+            locks=_locks(status),
             password_failures=status.password_failures,
             code_failures=status.code_failures,
             codes_sent_in_window=status.codes_sent_in_window,
@@ -157,12 +156,30 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetAccount(  # noqa: N802 - generated interface
         self, request: auth_pb2.GetAccountRequest, context: Context
     ) -> auth_pb2.GetAccountResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetAccount: not yet")
+        details = await self._advisor.get_account(request.nir)
+        status = details.lock_status
+        return auth_pb2.GetAccountResponse(
+            masked_email=details.masked_email,
+            email_validated=details.email_validated,
+            masked_phone=details.masked_phone,
+            affiliation=_AFFILIATIONS[details.affiliation],
+            trusted_devices=[_trusted_device(device) for device in details.trusted_devices],
+            locks=_locks(status),
+            suspended=status.suspended,
+            password_failures=status.password_failures,
+            code_failures=status.code_failures,
+            codes_sent_in_window=status.codes_sent_in_window,
+        )
 
     async def RevokeTrustedDevices(  # noqa: N802 - generated interface
         self, request: auth_pb2.RevokeTrustedDevicesRequest, context: Context
     ) -> auth_pb2.RevokeTrustedDevicesResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "RevokeTrustedDevices: not yet")
+        revoked = await self._advisor.revoke_trusted_devices(
+            request.nir, request.advisor_id, request.reason
+        )
+        return auth_pb2.RevokeTrustedDevicesResponse(
+            revoke_time=_timestamp(revoked.revoke_time), revoked_count=revoked.revoked_count
+        )
 
 
 def _client(client: auth_pb2.ClientInfo) -> ClientInfo:
@@ -186,6 +203,29 @@ def _timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def _locks(status: LockStatus) -> list[auth_pb2.Lock]:
+    """The locks of GetLockStatus and GetAccount alike, the one that governs first."""
+    return [
+        auth_pb2.Lock(
+            reason=auth_pb2.ErrorReason.Value(f"ERROR_REASON_{view.reason.value}"),
+            # a suspension has no end: the field stays unset
+            expire_time=_timestamp(view.expire_time) if view.expire_time else None,
+            message=view.message,
+            scope=_SCOPES[view.scope],
+        )
+        for view in status.locks
+    ]
+
+
+def _trusted_device(device: TrustedDeviceView) -> auth_pb2.TrustedDevice:
+    return auth_pb2.TrustedDevice(
+        create_time=_timestamp(device.create_time),
+        expire_time=_timestamp(device.expire_time),
+        # never used yet: the field stays unset
+        last_use_time=_timestamp(device.last_use_time) if device.last_use_time else None,
+    )
 
 
 def _authenticated(outcome: Authenticated) -> auth_pb2.Authenticated:

@@ -188,6 +188,66 @@ async def test_naive_datetime_is_refused(
         await devices.add(make_device(account.account_id, expire_time=datetime(2024, 9, 10)))
 
 
+async def test_touch_records_the_last_use_and_never_moves_it_back(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """``touch`` sets that device's last use; an earlier use arriving late changes nothing."""
+    account = make_account()
+    await accounts.add(account)
+    device, other = make_device(account.account_id, "a" * 64), make_device(account.account_id)
+    await devices.add(device)
+    await devices.add(other)
+    assert await devices.find(device.token_hash) == device  # never used: None
+
+    await devices.touch(device.token_hash, NOW + timedelta(days=2))
+    await devices.touch(device.token_hash, NOW + timedelta(days=1))
+    await devices.touch("e" * 64, NOW)  # no such device: nothing to do
+
+    used = replace(device, last_use_time=NOW + timedelta(days=2))
+    assert await devices.find(device.token_hash) == used
+    assert await devices.find(other.token_hash) == other
+
+
+async def test_the_devices_listed_are_the_accounts_still_trusted_oldest_first(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """Only the account's devices ending after ``now``, in the order they were trusted."""
+    account, other = make_account(), make_account(OTHER_NIR)
+    await accounts.add(account)
+    await accounts.add(other)
+    newer = make_device(account.account_id, "a" * 64, created_time=NOW + timedelta(hours=1))
+    older = make_device(account.account_id, "b" * 64, last_use_time=NOW + timedelta(hours=2))
+    ending_now = make_device(account.account_id, "c" * 64, expire_time=NOW + timedelta(days=1))
+    for device in (newer, older, ending_now, make_device(other.account_id, "d" * 64)):
+        await devices.add(device)
+
+    listed = await devices.list_for_account(account.account_id, NOW + timedelta(days=1))
+
+    assert listed == (older, newer)
+    assert await devices.list_for_account("0" * 32, NOW) == ()
+
+
+async def test_deleting_an_accounts_devices_counts_those_still_trusted(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """Every device of the account goes, expired ones too; the count is of the trusted ones."""
+    account, other = make_account(), make_account(OTHER_NIR)
+    await accounts.add(account)
+    await accounts.add(other)
+    await devices.add(make_device(account.account_id, "a" * 64))
+    await devices.add(make_device(account.account_id, "b" * 64))
+    await devices.add(make_device(account.account_id, "c" * 64, expire_time=NOW))
+    await devices.add(make_device(other.account_id, "d" * 64))
+
+    assert await devices.delete_for_account(account.account_id, NOW) == 2
+
+    for token_hash in ("a" * 64, "b" * 64, "c" * 64):
+        assert await devices.find(token_hash) is None
+    assert await devices.find("d" * 64) is not None
+    assert await accounts.get(account.account_id) == account
+    assert await devices.delete_for_account(account.account_id, NOW) == 0
+
+
 async def test_provisional_code_put_replaces_the_earlier_one(
     provisional_codes: SqlProvisionalCodeRepository,
 ) -> None:

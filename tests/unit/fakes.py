@@ -101,6 +101,25 @@ class FakeTrustedDeviceRepository:
         await checkpoint()
         return self.devices.get(token_hash)
 
+    async def list_for_account(self, account_id: str, now: datetime) -> tuple[TrustedDevice, ...]:
+        await checkpoint()
+        trusted = [
+            d for d in self.devices.values() if d.account_id == account_id and d.expire_time > now
+        ]
+        return tuple(sorted(trusted, key=lambda d: (d.created_time, d.token_hash)))
+
+    async def touch(self, token_hash: str, now: datetime) -> None:
+        await checkpoint()
+        device = self.devices.get(token_hash)
+        if device is not None and (device.last_use_time is None or device.last_use_time < now):
+            self.devices[token_hash] = replace(device, last_use_time=now)
+
+    async def delete_for_account(self, account_id: str, now: datetime) -> int:
+        await checkpoint()
+        mine = [d for d in self.devices.values() if d.account_id == account_id]
+        self.forget_account(account_id)
+        return sum(d.expire_time > now for d in mine)
+
     def forget_account(self, account_id: str) -> None:
         for token_hash in [h for h, d in self.devices.items() if d.account_id == account_id]:
             del self.devices[token_hash]

@@ -9,9 +9,10 @@ domain decides what an expiry means.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, insert, select, update
+from sqlalchemy import CursorResult, Table, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Insert
@@ -147,6 +148,15 @@ class SqlAccountRepository:
         return None if row is None else Account(**row._asdict())
 
 
+_DEVICE_COLUMNS = (
+    trusted_devices.c.token_hash,
+    trusted_devices.c.account_id,
+    trusted_devices.c.created_time,
+    trusted_devices.c.expire_time,
+    trusted_devices.c.last_use_time,
+)
+
+
 class SqlTrustedDeviceRepository:
     """The ``TrustedDeviceRepository`` port on the ``trusted_devices`` table."""
 
@@ -159,21 +169,53 @@ class SqlTrustedDeviceRepository:
             account_id=device.account_id,
             created_time=device.created_time,
             expire_time=device.expire_time,
+            last_use_time=device.last_use_time,
         )
         async with self._database.session() as session:
             await session.execute(statement)
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not."""
-        statement = select(
-            trusted_devices.c.token_hash,
-            trusted_devices.c.account_id,
-            trusted_devices.c.created_time,
-            trusted_devices.c.expire_time,
-        ).where(trusted_devices.c.token_hash == token_hash)
+        statement = select(*_DEVICE_COLUMNS).where(trusted_devices.c.token_hash == token_hash)
         async with self._database.session() as session:
             row = (await session.execute(statement)).first()
         return None if row is None else TrustedDevice(**row._asdict())
+
+    async def list_for_account(self, account_id: str, now: datetime) -> tuple[TrustedDevice, ...]:
+        """The account's devices whose ``expire_time`` is after ``now``, oldest first."""
+        statement = (
+            select(*_DEVICE_COLUMNS)
+            .where(trusted_devices.c.account_id == account_id, trusted_devices.c.expire_time > now)
+            .order_by(trusted_devices.c.created_time, trusted_devices.c.token_hash)
+        )
+        async with self._database.session() as session:
+            rows = (await session.execute(statement)).all()
+        return tuple(TrustedDevice(**row._asdict()) for row in rows)
+
+    async def touch(self, token_hash: str, now: datetime) -> None:
+        """One UPDATE; a later use already recorded (a concurrent login) is not moved back."""
+        last_use = trusted_devices.c.last_use_time
+        statement = (
+            update(trusted_devices)
+            .where(
+                trusted_devices.c.token_hash == token_hash,
+                or_(last_use.is_(None), last_use < now),
+            )
+            .values(last_use_time=now)
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
+    async def delete_for_account(self, account_id: str, now: datetime) -> int:
+        """Two DELETEs in one transaction: the devices still trusted (counted), then the rest."""
+        of_account = trusted_devices.c.account_id == account_id
+        still_trusted = delete(trusted_devices).where(
+            of_account, trusted_devices.c.expire_time > now
+        )
+        async with self._database.session() as session:
+            revoked = await _rowcount(session, still_trusted)
+            await session.execute(delete(trusted_devices).where(of_account))
+        return revoked
 
 
 class SqlProvisionalCodeRepository:
