@@ -14,11 +14,17 @@ from typing import TypeVar
 import grpc
 import pytest
 from ameli.auth import client as auth
+from ameli.auth.nir import normalized_nir
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from ameli_grpc.domain.errors import AuthError
+from ameli_grpc.domain.nir import Nir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUF = Path(sys.executable).parent / "buf"
@@ -52,7 +58,7 @@ FAMILIES: dict[str, tuple[grpc.StatusCode, type[auth.AuthServiceError]]] = {
     "NOT_COVERED": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
     "AFFILIATION_PENDING": (grpc.StatusCode.FAILED_PRECONDITION, auth.LoginRefused),
     "LOGIN_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.NotFound),
-    "ACCOUNT_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.NotFound),
+    "ACCOUNT_NOT_FOUND": (grpc.StatusCode.NOT_FOUND, auth.AccountNotFound),
     "CALLER_NOT_ALLOWED": (grpc.StatusCode.PERMISSION_DENIED, auth.CallerNotAllowed),
     "SERVICE_UNAVAILABLE": (grpc.StatusCode.UNAVAILABLE, auth.ServiceUnavailable),
     "ACCOUNT_SUSPENDED": (grpc.StatusCode.FAILED_PRECONDITION, auth.Locked),
@@ -154,6 +160,7 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         self.target = ""
         self.refusal: Refusal | None = None
         self.metadata: list[dict[str, str | bytes]] = []
+        self.requests: list[Message] = []
 
     async def _answer(
         self, context: grpc.aio.ServicerContext[_Request, _Response], response: _Response
@@ -228,6 +235,7 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         request: auth_pb2.GetAccountRequest,
         context: grpc.aio.ServicerContext[auth_pb2.GetAccountRequest, auth_pb2.GetAccountResponse],
     ) -> auth_pb2.GetAccountResponse:
+        self.requests.append(request)
         return await self._answer(context, auth_pb2.GetAccountResponse(email_validated=True))
 
     async def RevokeTrustedDevices(  # noqa: N802
@@ -237,6 +245,7 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
             auth_pb2.RevokeTrustedDevicesRequest, auth_pb2.RevokeTrustedDevicesResponse
         ],
     ) -> auth_pb2.RevokeTrustedDevicesResponse:
+        self.requests.append(request)
         return await self._answer(context, auth_pb2.RevokeTrustedDevicesResponse(revoked_count=2))
 
 
@@ -280,6 +289,42 @@ async def test_each_rpc_returns_its_response_and_sends_the_bearer_key(
     assert status.locked
     assert reset.provisional_code_sent
     assert [m.get("authorization") for m in servicer.metadata] == ["Bearer portal-key"] * 5
+
+
+async def test_the_advisor_methods_send_their_fields_and_return_the_responses(
+    client: auth.AuthClient, servicer: ScriptedServicer
+) -> None:
+    """get_account and revoke_trusted_devices send the NIR, advisor and reason, with the key."""
+    account = await client.get_account(nir="184127512345678")
+    revoked = await client.revoke_trusted_devices(
+        nir="184127512345678", advisor_id="adv-1", reason="téléphone volé"
+    )
+
+    assert account.email_validated
+    assert revoked.revoked_count == 2
+    assert servicer.requests == [
+        auth_pb2.GetAccountRequest(nir="184127512345678"),
+        auth_pb2.RevokeTrustedDevicesRequest(
+            nir="184127512345678", advisor_id="adv-1", reason="téléphone volé"
+        ),
+    ]
+    assert [m.get("authorization") for m in servicer.metadata] == ["Bearer portal-key"] * 2
+
+
+async def test_a_nir_without_account_raises_account_not_found(
+    client: auth.AuthClient, servicer: ScriptedServicer
+) -> None:
+    """ACCOUNT_NOT_FOUND raises AccountNotFound, which a caller can also catch as NotFound."""
+    text = "Aucun compte ameli pour ce numéro de sécurité sociale."
+    servicer.refusal = refusal(grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", text)
+
+    with pytest.raises(auth.AccountNotFound) as raised:
+        await client.get_account(nir="184127512345678")
+    with pytest.raises(auth.NotFound):
+        await client.revoke_trusted_devices(nir="184127512345678", advisor_id="a", reason="r")
+
+    assert raised.value.message == text
+    assert raised.value.code == grpc.StatusCode.NOT_FOUND
 
 
 async def test_no_api_key_sends_no_authorization(
@@ -409,5 +454,53 @@ def test_the_client_names_are_public_from_the_package() -> None:
     assert sorted(package.__all__) == sorted(auth.__all__)
     for name in auth.__all__:
         assert getattr(package, name) is getattr(auth, name)
-    for family in (auth.InvalidInput, auth.WrongEntry, auth.Locked, auth.ServiceUnavailable):
+    for family in (auth.InvalidInput, auth.Locked, auth.AccountNotFound, auth.ServiceUnavailable):
         assert family.__name__ in (auth.__doc__ or "")
+
+
+# --- the NIR check of the client, against the service's -----------------------
+
+_NIR_CHARACTERS = st.sampled_from("0123456789" * 4 + "2ABab. \t\u00a0é")
+
+
+def _nirs_near_valid() -> st.SearchStrategy[str]:
+    """Valid NIRs (13 or 15 characters, Corsica too) with random edits, and random strings."""
+    valid = st.builds(
+        lambda sex, year, month, department, rest, keep_key: _with_key(
+            f"{sex}{year:02d}{month:02d}{department}{rest:06d}", keep_key
+        ),
+        st.sampled_from("12"),
+        st.integers(0, 99),
+        st.integers(1, 12),
+        st.sampled_from(["75", "2A", "2B", "2a", "99"]),
+        st.integers(0, 999_999),
+        st.booleans(),
+    )
+    edited = st.tuples(valid, st.integers(0, 15), st.text(_NIR_CHARACTERS, max_size=2)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]
+    )
+    return st.one_of(valid, edited, st.text(_NIR_CHARACTERS, max_size=20), st.text(max_size=70))
+
+
+def _with_key(body: str, keep_key: bool) -> str:
+    if not keep_key:
+        return body
+    digits = body[:5] + {"2A": "19", "2B": "18"}.get(body[5:7].upper(), body[5:7]) + body[7:]
+    return f"{body}{97 - int(digits) % 97:02d}"
+
+
+def _service_reading(raw: str) -> str | None:
+    try:
+        return Nir.parse(raw).value
+    except AuthError:
+        return None
+
+
+@given(_nirs_near_valid())
+@example("1 80 01 75 123 456 78")
+@example("1.80.01.75.123.456.60")
+@example("2 53 07 2B 073 004 70")
+@example("1" * 65)
+def test_the_client_reads_a_nir_exactly_as_the_service_does(raw: str) -> None:
+    """The client's NIR check accepts exactly the strings the service accepts, read the same."""
+    assert normalized_nir(raw) == _service_reading(raw)

@@ -7,6 +7,7 @@ the exception family is drawn in ``ameli.auth.client``'s docstring.
 from ameli.auth.client import (
     ERROR_DOMAIN,
     UNAVAILABLE_MESSAGE,
+    AccountNotFound,
     AuthClient,
     AuthServiceError,
     CallerNotAllowed,
@@ -22,6 +23,7 @@ from ameli.auth.client import (
 __all__ = [
     "ERROR_DOMAIN",
     "UNAVAILABLE_MESSAGE",
+    "AccountNotFound",
     "AuthClient",
     "AuthServiceError",
     "CallerNotAllowed",

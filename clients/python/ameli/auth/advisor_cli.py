@@ -1,218 +1,202 @@
-"""``ameli-advisor``: the advisor's command line (GetLockStatus, UnlockAccount, ResetAccount).
+"""``ameli-advisor``: the 3646 advisor's command line (the advisor RPCs of AuthService).
 
-Exit status: 0 done, 1 refused by the service (its French message on stderr) or
-reset cancelled, 2 usage error, 3 service unreachable or unavailable, 4 key
-refused (``CallerNotAllowed``), 130 interrupted.
+``main(argv)`` runs one command and returns the exit status (never raises, never
+a traceback). The ``ameli-advisor`` script and ``python -m ameli.advisor`` call it
+after silencing gRPC's C-core, which must be done before grpc is imported (see
+``ameli.advisor``). The exit statuses are listed in ``advisor_parser.EXIT_STATUSES``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Mapping, Sequence
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from ameli.auth import advisor_output as output
 from ameli.auth import client as auth
-from ameli.auth.v1 import auth_pb2
+from ameli.auth.advisor_connection import Endpoint, TlsFilesError, transport_failure
+from ameli.auth.advisor_parser import UsageError, build_parser
+from ameli.auth.nir import nir_is_valid
 
 __all__ = ["main"]
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_ALLOWED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+_MAX_ADVISOR_ID, _MAX_REASON = 64, 500  # SPEC §8, checked again by the service
 
-_LOCK_LABELS = {
-    auth_pb2.ERROR_REASON_PASSWORD_ATTEMPTS_LOCKED: "mots de passe erronés",
-    auth_pb2.ERROR_REASON_CODE_ATTEMPTS_LOCKED: "codes de sécurité erronés",
-    auth_pb2.ERROR_REASON_CODE_QUOTA_EXCEEDED: "trop de codes demandés",
-    auth_pb2.ERROR_REASON_ACCOUNT_SUSPENDED: "compte suspendu",
-}
-_SCOPE_LABELS = {
-    auth_pb2.LOCK_SCOPE_UNTRUSTED_DEVICES: ", appareils non reconnus",
-    auth_pb2.LOCK_SCOPE_TRUSTED_DEVICES: ", appareils de confiance",
-}
+INVALID_NIR = (
+    "Le numéro de sécurité sociale saisi n'est pas valide. Vérifiez votre saisie. "
+    "(13 caractères, ou 15 avec la clé ; espaces permis ; 2A ou 2B pour la Corse)"
+)
 
 
-def _paris() -> tuple[tzinfo, str]:
-    try:
-        return ZoneInfo("Europe/Paris"), "heure de Paris"
-    except ZoneInfoNotFoundError:  # no system tz database and no tzdata package
-        return UTC, "UTC"
+class Failed(Exception):
+    """A command that ends without its result: the French message, the exit status and
+    the fields of the ``--json`` error object."""
 
-
-def _when(timestamp: Timestamp, *, round_up: bool = False) -> str:
-    """``04/01/2023 à 15h47 (heure de Paris)``; an end time is rounded up to the minute."""
-    zone, label = _paris()
-    moment = timestamp.ToDatetime(tzinfo=UTC)
-    if round_up:
-        moment = datetime.fromtimestamp(math.ceil(moment.timestamp() / 60) * 60, UTC)
-    return f"{moment.astimezone(zone):%d/%m/%Y à %Hh%M} ({label})"
-
-
-def _masked(nir: str) -> str:
-    """The NIR as ``180**********42``: enough for the advisor to check, not to reuse."""
-    compact = "".join(nir.split())
-    return compact[:3] + "*" * max(len(compact) - 5, 0) + compact[-2:]
-
-
-def _timeout(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"durée invalide : {value!r} (secondes, > 0)")
-    return seconds
-
-
-def _target(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("adresse vide (HOST:PORT attendu)")
-    return value.strip()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ameli-advisor", description="Blocages et réinitialisation des comptes ameli."
-    )
-    parser.add_argument(
-        "--target",
-        type=_target,
-        default=os.environ.get("AMELI_ADVISOR_TARGET") or DEFAULT_TARGET,
-        help="HOST:PORT du service (AMELI_ADVISOR_TARGET, défaut %(default)s)",
-    )
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("AMELI_ADVISOR_API_KEY") or None,
-        help="clé d'API conseiller (préférer AMELI_ADVISOR_API_KEY)",
-    )
-    parser.add_argument("--tls", action="store_true", help="TLS avec les racines du système")
-    parser.add_argument("--timeout", type=_timeout, default=10.0, help="secondes (défaut 10)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
-    status = commands.add_parser("status", help="blocages et compteurs d'un NIR")
-    status.add_argument("nir", metavar="NIR")
-    unlock = commands.add_parser(
-        "unlock", help="lever les blocages et compteurs d'un NIR (le compte reste)"
-    )
-    unlock.add_argument("nir", metavar="NIR")
-    unlock.add_argument("--advisor-id", required=True, help="identifiant du conseiller")
-    unlock.add_argument("--reason", required=True, help="motif (journal d'audit)")
-    reset = commands.add_parser("reset", help="réinitialiser le compte d'un NIR")
-    reset.add_argument("nir", metavar="NIR")
-    reset.add_argument("--advisor-id", required=True, help="identifiant du conseiller")
-    reset.add_argument("--reason", required=True, help="motif (journal d'audit)")
-    reset.add_argument("--send-provisional-code", action="store_true", help="code par SMS")
-    reset.add_argument("--yes", action="store_true", help="sans demander de confirmation")
-    return parser
-
-
-def _print_status(nir: str, status: auth_pb2.GetLockStatusResponse) -> None:
-    print(f"NIR {_masked(nir)} : {'BLOQUÉ' if status.locked else 'non bloqué'}")
-    for lock in status.locks:
-        label = _LOCK_LABELS.get(lock.reason, auth_pb2.ErrorReason.Name(lock.reason))
-        scope = _SCOPE_LABELS.get(lock.scope, "")
-        if lock.HasField("expire_time"):
-            print(f"- Blocage ({label}{scope}) jusqu'au {_when(lock.expire_time, round_up=True)}")
-        else:  # a suspension: only an advisor's unlock or reset lifts it
-            print(f"- Blocage ({label}{scope}) sans date de fin : à lever par « unlock »")
-        print(f"  Message affiché à l'assuré : {lock.message}")
-    print("Compteurs :")
-    print(f"  échecs de mot de passe : {status.password_failures}")
-    print(f"  échecs de code : {status.code_failures}")
-    print(f"  codes envoyés dans l'heure : {status.codes_sent_in_window}")
-
-
-def _print_reset(done: auth_pb2.ResetAccountResponse, code_asked: bool) -> None:
-    print(f"Compte réinitialisé le {_when(done.reset_time)}.")
-    if done.provisional_code_sent:
-        until = _when(done.provisional_code_expire_time, round_up=True)
-        print(f"Code provisoire envoyé par SMS au {done.masked_phone}, valable jusqu'au {until}.")
-    elif code_asked:
-        print("Aucun code provisoire envoyé : pas de téléphone mobile enregistré.")
-    else:
-        print("Aucun code provisoire envoyé (non demandé).")
-
-
-async def _run(args: argparse.Namespace) -> None:
-    if args.tls:
-        channel = grpc.aio.secure_channel(args.target, grpc.ssl_channel_credentials())
-    else:
-        channel = grpc.aio.insecure_channel(args.target)
-    async with channel:
-        api = auth.AuthClient(channel, api_key=args.api_key, timeout=args.timeout)
-        if args.command == "status":
-            _print_status(args.nir, await api.get_lock_status(nir=args.nir))
-        elif args.command == "unlock":
-            unlocked = await api.unlock_account(
-                nir=args.nir, advisor_id=args.advisor_id, reason=args.reason
-            )
-            print(
-                f"Blocages levés le {_when(unlocked.unlock_time)} : "
-                f"{unlocked.locks_cleared} blocage(s) actif(s) supprimé(s)."
-            )
-        else:
-            done = await api.reset_account(
-                nir=args.nir,
-                advisor_id=args.advisor_id,
-                reason=args.reason,
-                send_provisional_code=args.send_provisional_code,
-            )
-            _print_reset(done, args.send_provisional_code)
-
-
-def _confirmed(nir: str) -> bool:
-    question = (
-        f"Réinitialiser le compte {nir} ? Le compte, ses appareils de confiance, "
-        "blocages et compteurs seront supprimés. [o/N] "
-    )
-    try:
-        answer = input(question)
-    except (EOFError, KeyboardInterrupt):
-        print()
-        return False
-    return answer.strip().lower() in {"o", "oui"}
+    def __init__(
+        self, status: int, message: str, details: Mapping[str, output.JsonValue] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (never raises, never a traceback)."""
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
+        args = build_parser(os.environ).parse_args(argv)
+    except SystemExit as exit_:  # --help: already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    if args.command in ("reset", "unlock") and (
-        not args.advisor_id.strip() or not args.reason.strip()
-    ):
-        parser.print_usage(sys.stderr)
-        print("ameli-advisor: --advisor-id et --reason ne peuvent être vides.", file=sys.stderr)
-        return EXIT_USAGE
-    if args.command == "reset" and not args.yes:
-        if not sys.stdin.isatty():
-            print("Confirmation impossible hors terminal : ajoutez --yes.", file=sys.stderr)
-            return EXIT_USAGE
-        if not _confirmed(args.nir):
-            print("Réinitialisation annulée.", file=sys.stderr)
-            return EXIT_REFUSED
+    except UsageError as error:
+        error.parser.print_usage(sys.stderr)
+        failure = Failed(EXIT_USAGE, error.message, {"kind": "usage"})
+        return _report(failure, "--json" in argv, {"command": None, "nir": None})
+    shown_nir = output.masked_nir(args.nir) if nir_is_valid(args.nir) else None
+    command: dict[str, output.JsonValue] = {"command": args.command, "nir": shown_nir}
     try:
-        asyncio.run(_run(args))
-    except auth.AuthServiceError as error:
-        print(error.message or f"Refus du service ({error.code.name}).", file=sys.stderr)
-        if isinstance(error, auth.CallerNotAllowed):
-            return EXIT_NOT_ALLOWED
-        return EXIT_UNAVAILABLE if isinstance(error, auth.ServiceUnavailable) else EXIT_REFUSED
-    except (grpc.RpcError, OSError, ValueError) as error:  # bad target, TLS set-up...
-        print(f"{auth.UNAVAILABLE_MESSAGE} ({type(error).__name__}: {error})", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        endpoint, credentials = _checked(args)
+        if args.command == "reset" and not args.yes:
+            _confirm(args.nir)
+        lines, result = asyncio.run(_run(args, endpoint, credentials))
+    except Failed as failure:
+        return _report(failure, args.json, command)
     except KeyboardInterrupt:
-        print("Interrompu.", file=sys.stderr)
-        return 130
+        interrupted = Failed(EXIT_INTERRUPTED, "Interrompu.", {"kind": "interrupted"})
+        return _report(interrupted, args.json, command)
+    if args.json:
+        print(output.json_line({**command, **result}))
+    else:
+        print("\n".join(lines))
     return EXIT_OK
+
+
+def _report(failure: Failed, as_json: bool, command: Mapping[str, output.JsonValue]) -> int:
+    print(failure.message, file=sys.stderr)
+    if as_json:
+        error = {"message": failure.message, **failure.details}
+        print(output.json_line({**command, "error": error, "exit_status": failure.status}))
+    return failure.status
+
+
+def _checked(args: argparse.Namespace) -> tuple[Endpoint, grpc.ChannelCredentials | None]:
+    """Everything that can be checked here, before any question or call (exit 2 otherwise)."""
+    usage = {"kind": "usage"}
+    if not nir_is_valid(args.nir):
+        raise Failed(EXIT_USAGE, INVALID_NIR, {**usage, "reason": "INVALID_NIR"})
+    if args.command in ("reset", "unlock", "revoke-devices"):
+        for option, value, limit in (
+            ("--advisor-id", args.advisor_id, _MAX_ADVISOR_ID),
+            ("--reason", args.reason, _MAX_REASON),
+        ):
+            if not value.strip() or len(value) > limit or not value.isprintable():
+                message = f"{option} : de 1 à {limit} caractères, sans retour à la ligne."
+                raise Failed(EXIT_USAGE, message, usage)
+    endpoint = Endpoint(args.target, args.tls, args.ca_file, args.cert_file, args.key_file)
+    try:
+        credentials = endpoint.credentials() if endpoint.secure else None
+    except TlsFilesError as error:
+        raise Failed(EXIT_USAGE, str(error), usage) from error
+    return endpoint, credentials
+
+
+def _confirm(nir: str) -> None:
+    """Asks on the terminal; anything but « o » / « oui » cancels (exit 1)."""
+    if not sys.stdin.isatty():
+        message = "Confirmation impossible hors terminal : ajoutez --yes."
+        raise Failed(EXIT_USAGE, message, {"kind": "usage"})
+    question = (
+        f"Réinitialiser le compte {nir} ? Le compte, ses appareils de confiance, "
+        "blocages et compteurs seront supprimés. [o/N] "
+    )
+    print(question, end="", file=sys.stderr, flush=True)  # stdout stays for --json
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):  # end of input or Ctrl-C: end the question's line
+        print(file=sys.stderr)
+    if answer.strip().lower() not in {"o", "oui"}:
+        raise Failed(EXIT_REFUSED, "Réinitialisation annulée.", {"kind": "cancelled"})
+
+
+async def _run(
+    args: argparse.Namespace, endpoint: Endpoint, credentials: grpc.ChannelCredentials | None
+) -> tuple[list[str], dict[str, output.JsonValue]]:
+    try:
+        async with endpoint.channel(credentials) as channel:
+            api = auth.AuthClient(channel, api_key=args.api_key, timeout=args.timeout)
+            return await _command(args, api)
+    except auth.AuthServiceError as error:
+        raise _failure(error, args, endpoint) from error
+    except (grpc.RpcError, OSError, ValueError) as error:  # not a status: a bad target...
+        message = f"Le service {endpoint.target} est injoignable ({error})."
+        raise Failed(EXIT_UNAVAILABLE, message, {"kind": "unreachable"}) from error
+
+
+async def _command(
+    args: argparse.Namespace, api: auth.AuthClient
+) -> tuple[list[str], dict[str, output.JsonValue]]:
+    """The French lines and the JSON fields of the command's result."""
+    nir = args.nir
+    if args.command == "status":
+        status = await api.get_lock_status(nir=nir)
+        return list(output.status_lines(nir, status)), output.json_status(status)
+    if args.command == "account":
+        account = await api.get_account(nir=nir)
+        return list(output.account_lines(nir, account)), output.json_account(account)
+    if args.command == "unlock":
+        unlocked = await api.unlock_account(nir=nir, advisor_id=args.advisor_id, reason=args.reason)
+        line = (
+            f"Blocages levés le {output.when(unlocked.unlock_time)} : "
+            f"{unlocked.locks_cleared} blocage(s) actif(s) supprimé(s)."
+        )
+        time = output.json_time(unlocked.unlock_time)
+        return [line], {"unlock_time": time, "locks_cleared": unlocked.locks_cleared}
+    if args.command == "revoke-devices":
+        revoked = await api.revoke_trusted_devices(
+            nir=nir, advisor_id=args.advisor_id, reason=args.reason
+        )
+        line = (
+            f"Appareils de confiance révoqués le {output.when(revoked.revoke_time)} : "
+            f"{revoked.revoked_count} appareil(s) ; un code de sécurité sera demandé "
+            "à la prochaine connexion."
+        )
+        time = output.json_time(revoked.revoke_time)
+        return [line], {"revoke_time": time, "revoked_count": revoked.revoked_count}
+    done = await api.reset_account(
+        nir=nir,
+        advisor_id=args.advisor_id,
+        reason=args.reason,
+        send_provisional_code=args.send_provisional_code,
+    )
+    return list(output.reset_lines(done, args.send_provisional_code)), output.json_reset(done)
+
+
+def _failure(error: auth.AuthServiceError, args: argparse.Namespace, endpoint: Endpoint) -> Failed:
+    """The exit status and French message of a failed call (see ``EXIT_STATUSES``)."""
+    status: dict[str, output.JsonValue] = {"code": error.code.name, "reason": error.reason}
+    if failure := transport_failure(error, endpoint, args.timeout):
+        details = {"kind": "unreachable", "failure": failure.kind.value, **status}
+        return Failed(EXIT_UNAVAILABLE, failure.message, details)
+    if isinstance(error, auth.CallerNotAllowed):
+        message = error.message
+        if not args.api_key:
+            message += "\n(Aucune clé d'API : définissez AMELI_ADVISOR_API_KEY.)"
+        return Failed(EXIT_NOT_ALLOWED, message, {"kind": "not_allowed", **status})
+    if isinstance(error, auth.ServiceUnavailable):
+        return Failed(EXIT_UNAVAILABLE, error.message, {"kind": "unavailable", **status})
+    message = error.message or f"Refus du service ({error.code.name})."
+    if error.code is grpc.StatusCode.UNIMPLEMENTED:
+        message = (
+            f"Le service {endpoint.target} ne connaît pas la commande « {args.command} » "
+            "(version du service plus ancienne que ce client)."
+        )
+    return Failed(EXIT_REFUSED, message, {"kind": "refused", **status})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ is classified by its gRPC code)::
     │                                 retry_delay), ACCOUNT_SUSPENDED (no end: an advisor)
     ├── LoginRefused                  CODE_EXPIRED, CODE_NOT_REQUESTED, EMAIL_NOT_VALIDATED,
     │                                 NOT_COVERED, AFFILIATION_PENDING
-    ├── NotFound                      LOGIN_NOT_FOUND, ACCOUNT_NOT_FOUND
+    ├── NotFound                      LOGIN_NOT_FOUND
+    │   └── AccountNotFound           ACCOUNT_NOT_FOUND (advisor RPCs: no account for the NIR)
     ├── CallerNotAllowed              CALLER_NOT_ALLOWED; UNAUTHENTICATED, PERMISSION_DENIED
     └── ServiceUnavailable            SERVICE_UNAVAILABLE, ATTEMPT_IN_PROGRESS (retry_delay);
                                       UNAVAILABLE, DEADLINE_EXCEEDED
@@ -40,6 +41,7 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 __all__ = [
     "ERROR_DOMAIN",
     "UNAVAILABLE_MESSAGE",
+    "AccountNotFound",
     "AuthClient",
     "AuthServiceError",
     "CallerNotAllowed",
@@ -119,7 +121,11 @@ class LoginRefused(AuthServiceError):
 
 
 class NotFound(AuthServiceError):
-    """Unknown or expired login id, or no account for the NIR (advisor RPCs)."""
+    """Unknown or expired login id; ``AccountNotFound`` for a NIR without an account."""
+
+
+class AccountNotFound(NotFound):
+    """No ameli account for the NIR (GetAccount, ResetAccount, RevokeTrustedDevices)."""
 
 
 class CallerNotAllowed(AuthServiceError):
@@ -144,7 +150,7 @@ _FAMILY_BY_REASON: dict[str, type[AuthServiceError]] = {
     "NOT_COVERED": LoginRefused,
     "AFFILIATION_PENDING": LoginRefused,
     "LOGIN_NOT_FOUND": NotFound,
-    "ACCOUNT_NOT_FOUND": NotFound,
+    "ACCOUNT_NOT_FOUND": AccountNotFound,
     "CALLER_NOT_ALLOWED": CallerNotAllowed,
     "SERVICE_UNAVAILABLE": ServiceUnavailable,
     "ACCOUNT_SUSPENDED": Locked,
@@ -344,6 +350,24 @@ class AuthClient:
         """Advisor only: lifts every lock, counter and the quota of the NIR; the account stays."""
         request = auth_pb2.UnlockAccountRequest(nir=nir, advisor_id=advisor_id, reason=reason)
         return await self._call(self._stub.UnlockAccount, request, auth_pb2.UnlockAccountResponse)
+
+    async def get_account(self, *, nir: str) -> auth_pb2.GetAccountResponse:
+        """Advisor only: the account of the NIR (masked contacts, RFI affiliation, trusted
+        devices, locks, counters); ``AccountNotFound`` when the NIR has no account."""
+        request = auth_pb2.GetAccountRequest(nir=nir)
+        return await self._call(self._stub.GetAccount, request, auth_pb2.GetAccountResponse)
+
+    async def revoke_trusted_devices(
+        self, *, nir: str, advisor_id: str, reason: str
+    ) -> auth_pb2.RevokeTrustedDevicesResponse:
+        """Advisor only: every trusted device of the NIR's account asks for a code again;
+        the account stays. ``AccountNotFound`` when the NIR has no account."""
+        request = auth_pb2.RevokeTrustedDevicesRequest(
+            nir=nir, advisor_id=advisor_id, reason=reason
+        )
+        return await self._call(
+            self._stub.RevokeTrustedDevices, request, auth_pb2.RevokeTrustedDevicesResponse
+        )
 
     async def _call(
         self,
