@@ -5,23 +5,33 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 BASELINE := protos/baseline/ameli-auth-v1.binpb
 
-.PHONY: install run test lint typecheck stubs check-stubs buf baseline bench clean
+.PHONY: install install-runtime run test lint typecheck stubs check-stubs buf baseline bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstalled when a pyproject changes, or when the venv lost its interpreter.
+# The runtime only (what `make run` needs): the service and its client package.
+$(RUNTIME_STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e clients/python -e .
+	touch $(RUNTIME_STAMP)
+
+# With the development extras: test, lint, type and stub tools.
 $(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+install-runtime: $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
-## run: migrate, load the demo accounts, serve on 127.0.0.1:50051
-run: install
+## run: migrate, load the demo accounts, serve on 127.0.0.1:50051 (runtime packages only)
+run: install-runtime
 	$(BIN)/ameli-grpc migrate
 	$(BIN)/ameli-grpc demo-data
 	$(BIN)/ameli-grpc serve

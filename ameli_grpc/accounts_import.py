@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ameli_grpc.domain.errors import AuthError
@@ -86,14 +86,34 @@ def _mobile_phone_problem(phone: str | None) -> str | None:
     return None
 
 
+@dataclass
+class ImportCounts:
+    """What an import did; ``skipped_nirs`` are the NIRs (13 characters) left as they were."""
+
+    created: int = 0
+    updated: int = 0
+    skipped_nirs: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_nirs)
+
+
 async def load_accounts(
     rows: Iterable[AccountRow],
     accounts: AccountRepository,
     registry: AffiliationRecords,
     hasher: PasswordHasher,
-) -> int:
-    """Hash each password (argon2id), upsert the account and its RFI affiliation."""
-    count = 0
+    *,
+    update: bool = False,
+) -> ImportCounts:
+    """Create each new account (argon2id hash) and its RFI affiliation.
+
+    An account that exists already (same NIR) is skipped, untouched, unless
+    ``update``: then its password, email, phone and affiliation are replaced
+    (it keeps its id). An import never resets a password by surprise.
+    """
+    counts = ImportCounts()
     for number, row in enumerate(rows, start=1):
         try:
             nir = Nir.parse(row.nir).value
@@ -102,6 +122,10 @@ async def load_accounts(
         phone_problem = _mobile_phone_problem(row.mobile_phone)
         if phone_problem:  # rows that did not come from a CSV line (the demo set, tests)
             raise ImportRowError(f"account {number}: {phone_problem}")
+        exists = await accounts.get_by_nir(nir) is not None
+        if exists and not update:
+            counts.skipped_nirs.append(nir)
+            continue
         await accounts.add(  # an existing account of that NIR keeps its id (upsert)
             Account(
                 account_id=uuid.uuid4().hex,
@@ -113,5 +137,8 @@ async def load_accounts(
             )
         )
         await registry.set_affiliation(nir, row.affiliation)
-        count += 1
-    return count
+        if exists:
+            counts.updated += 1
+        else:
+            counts.created += 1
+    return counts

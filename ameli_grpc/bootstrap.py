@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import grpc
 import structlog
 
-from ameli_grpc.accounts_import import AccountRow, load_accounts
+from ameli_grpc.accounts_import import AccountRow, ImportCounts, load_accounts
 from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
 from ameli_grpc.adapters.http.identity_registry import HttpIdentityRegistry
 from ameli_grpc.adapters.http.sms_sender import HttpSmsSender
@@ -28,7 +29,7 @@ from ameli_grpc.adapters.smtp_mailer import SmtpMailer
 from ameli_grpc.adapters.sql.audit_export import read_audit_events
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.maintenance import purge_audit, purge_expired
-from ameli_grpc.adapters.sql.migrate import upgrade
+from ameli_grpc.adapters.sql.migrate import current_revision, head_revision, upgrade
 from ameli_grpc.adapters.sql.repositories import (
     SqlAccountRepository,
     SqlAuditLog,
@@ -73,9 +74,10 @@ async def build_container(
     settings: Settings, *, migrate: bool = True, clock: Clock | None = None
 ) -> Container:
     """Every adapter the settings name, the two use-case sets over them, the server's view."""
-    keyring = Keyring(load_secret_key(settings))  # first: these three may refuse the settings
+    keyring = Keyring(load_secret_key(settings))  # first: these four may refuse the settings
     callers = caller_keys(settings)
     policy = settings.policy()
+    check_outbox(settings)
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
@@ -130,6 +132,40 @@ def caller_keys(settings: Settings) -> CallerKeys:
     return CallerKeys({role: settings.api_keys(role.value) for role in Role})
 
 
+def check_serving(settings: Settings) -> None:
+    """Every refusal ``serve`` can make from the settings alone, before any connection.
+
+    ``serve`` runs it before migrating, ``check-config`` to validate; nothing is
+    written (the development key is not generated here).
+    """
+    check_secret_key(settings)
+    keys = caller_keys(settings)
+    settings.policy()
+    check_outbox(settings)
+    _listening_credentials(settings, keys)
+
+
+def check_outbox(settings: Settings) -> None:
+    """Outside development, mail or SMS written in clear to a directory must be asked for.
+
+    Otherwise a server missing its SMTP or SMS settings would answer "sent"
+    while the codes pile up in ``AMELI_OUTBOX_DIR`` (SPEC §9).
+    """
+    configured = {"AMELI_SMTP_HOST": settings.smtp_host, "AMELI_SMS_URL": settings.sms_url}
+    missing = [name for name, value in configured.items() if not value]
+    beyond = settings.beyond_development()
+    if not missing or not beyond or settings.allow_outbox:
+        return
+    what = {"AMELI_SMTP_HOST": "security codes", "AMELI_SMS_URL": "provisional codes"}
+    raise ConfigurationError(
+        f"no {' nor '.join(missing)}: {' and '.join(what[name] for name in missing)} would be "
+        f"written in clear to {settings.outbox_dir} and answered as sent, on a set-up that is "
+        f"not development ({', '.join(beyond)}); configure {' and '.join(missing)}, or set "
+        "AMELI_ALLOW_OUTBOX=true if a local outbox is really wanted",
+        ",".join([*missing, "AMELI_ALLOW_OUTBOX"]),
+    )
+
+
 def server_options(
     settings: Settings, keys: CallerKeys, *, reuse_port: bool = False
 ) -> ServerOptions:
@@ -145,6 +181,7 @@ def server_options(
         shutdown_grace=settings.shutdown_grace,
         health_interval=settings.health_interval,
         reuse_port=reuse_port,
+        reflection=settings.reflection,
     )
 
 
@@ -154,18 +191,40 @@ def _listening_credentials(settings: Settings, keys: CallerKeys) -> grpc.ServerC
     if keys.open and not loopback:
         raise ConfigurationError(
             "no AMELI_PORTAL_API_KEYS / AMELI_MOBILE_API_KEYS / AMELI_ADVISOR_API_KEYS configured: "
-            f"refusing to listen on {listen} (only loopback addresses run without keys)"
+            f"refusing to listen on {listen} (only loopback addresses run without keys)",
+            "AMELI_PORTAL_API_KEYS,AMELI_MOBILE_API_KEYS,AMELI_ADVISOR_API_KEYS",
         )
     if cert_file and key_file:
-        return grpc.ssl_server_credentials([(key_file.read_bytes(), cert_file.read_bytes())])
+        return grpc.ssl_server_credentials([_read_tls_pair(cert_file, key_file)])
     if cert_file or key_file:
-        raise ConfigurationError("AMELI_TLS_CERT_FILE and AMELI_TLS_KEY_FILE go together")
+        raise ConfigurationError(
+            "AMELI_TLS_CERT_FILE and AMELI_TLS_KEY_FILE go together",
+            "AMELI_TLS_CERT_FILE,AMELI_TLS_KEY_FILE",
+        )
     if not loopback and not settings.allow_insecure:
         raise ConfigurationError(
             f"refusing to serve cleartext on {listen}: set AMELI_TLS_CERT_FILE and "
-            "AMELI_TLS_KEY_FILE, or AMELI_ALLOW_INSECURE=true where a proxy or mesh does TLS"
+            "AMELI_TLS_KEY_FILE, or AMELI_ALLOW_INSECURE=true where a proxy or mesh does TLS",
+            "AMELI_TLS_CERT_FILE,AMELI_TLS_KEY_FILE,AMELI_ALLOW_INSECURE",
         )
     return None
+
+
+def _read_tls_pair(cert_file: Path, key_file: Path) -> tuple[bytes, bytes]:
+    """The PEM key and chain, checked now: gRPC would only fail when binding, blaming the port."""
+    for variable, path in (("AMELI_TLS_CERT_FILE", cert_file), ("AMELI_TLS_KEY_FILE", key_file)):
+        if not os.access(path, os.R_OK):
+            raise ConfigurationError(f"{variable}: cannot read {path}", variable)
+    try:
+        # An encrypted key gets an empty passphrase (and fails) rather than a terminal prompt.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except (ssl.SSLError, OSError, ValueError):
+        raise ConfigurationError(
+            f"{cert_file} and {key_file} are not a PEM certificate chain and its private key",
+            "AMELI_TLS_CERT_FILE,AMELI_TLS_KEY_FILE",
+        ) from None
+    return key_file.read_bytes(), cert_file.read_bytes()
 
 
 def open_database(settings: Settings) -> Database:
@@ -178,19 +237,45 @@ def open_database(settings: Settings) -> Database:
     )
 
 
-async def migrate(settings: Settings) -> None:
-    """Alembic upgrade head of the configured database."""
-    await upgrade(settings.database_url)
+async def migrate(settings: Settings) -> str:
+    """Alembic upgrade head of the configured database; the revision it is at."""
+    return await upgrade(settings.database_url)
 
 
-async def import_accounts(settings: Settings, rows: Iterable[AccountRow]) -> int:
-    """Migrate, then hash and upsert each account with its RFI affiliation."""
+async def check_schema(settings: Settings) -> str:
+    """The database's revision, which must be this version's head (``serve --no-migrate``).
+
+    For a database role without DDL rights: the schema is migrated by another
+    role beforehand, and a server that finds it behind refuses to start.
+    """
+    current, head = await current_revision(settings.database_url), head_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"the database schema is at revision {current or 'none (empty database)'}, this "
+            f"version needs {head}: run `ameli-grpc migrate` with a role allowed to change the "
+            "schema, then start again",
+            "AMELI_DATABASE_URL",
+        )
+    return current
+
+
+async def import_accounts(
+    settings: Settings, rows: Iterable[AccountRow], *, update: bool = False
+) -> ImportCounts:
+    """Migrate, then hash and create each new account with its RFI affiliation.
+
+    An existing account (same NIR) is skipped, or replaced with ``update``.
+    """
     await migrate(settings)
     database = open_database(settings)
     hasher = Argon2PasswordHasher(workers=settings.hash_workers)
     try:
         return await load_accounts(
-            rows, SqlAccountRepository(database), SqlIdentityRegistry(database), hasher
+            rows,
+            SqlAccountRepository(database),
+            SqlIdentityRegistry(database),
+            hasher,
+            update=update,
         )
     finally:
         hasher.close()
@@ -304,16 +389,22 @@ def load_secret_key(settings: Settings) -> bytes:
     configured = settings.secret_key.get_secret_value()
     if configured:
         return configured.encode()
-    if not settings.development:
-        raise ConfigurationError(
-            "AMELI_SECRET_KEY is required with Redis or beyond loopback: every replica and "
-            "worker must share it (64 hex characters: python -c 'import secrets; "
-            "print(secrets.token_hex(32))')"
-        )
+    check_secret_key(settings)
     path: Path = settings.secret_key_file
     if not path.exists():
         _create_key_file(path)
     return path.read_text().strip().encode()
+
+
+def check_secret_key(settings: Settings) -> None:
+    """Refuse a missing ``AMELI_SECRET_KEY`` outside development (nothing is generated here)."""
+    if not settings.secret_key.get_secret_value() and not settings.development:
+        raise ConfigurationError(
+            "AMELI_SECRET_KEY is required with Redis or beyond loopback: every replica and "
+            "worker must share it (64 hex characters: python -c 'import secrets; "
+            "print(secrets.token_hex(32))')",
+            "AMELI_SECRET_KEY",
+        )
 
 
 def _create_key_file(path: Path) -> None:

@@ -1,6 +1,7 @@
-"""``ameli-grpc``: serve, migrate, accounts import, demo-data, purge, audit export.
+"""``ameli-grpc``: serve, migrate, accounts import, demo-data, purge, audit export, check-config.
 
-Configured by ``AMELI_*``.
+Configured by ``AMELI_*``. A bad setting is one ``refusing_to_start`` log line
+naming its variable, and exit status 2, whichever the command.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import TextIO
 
 from ameli_grpc.accounts_import import COLUMNS, ImportRowError, read_csv
 from ameli_grpc.bootstrap import audit_events, import_accounts, migrate, purge
-from ameli_grpc.config import Settings
+from ameli_grpc.config import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+    log_refusal,
+    warn_unknown_variables,
+)
 from ameli_grpc.demo import DEMO_CASES, DEMO_PASSWORD
 from ameli_grpc.domain.audit import AuditKind
 from ameli_grpc.domain.errors import DependencyUnavailable
@@ -28,15 +35,33 @@ from ameli_grpc.log import configure_logging
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
-    configure_logging(settings.log_format)
+    # Before the settings are read, so that their refusal is a log line in the chosen format.
+    configure_logging(_requested_log_format())
+    warn_unknown_variables(os.environ)
     try:
+        settings = load_settings(**_overrides(args))
+        configure_logging(settings.log_format)
         return int(args.run(settings, args) or 0)
+    except ConfigurationError as error:
+        log_refusal(error)
+        return 2
     except (ImportRowError, DependencyUnavailable, OSError) as error:
         print(f"ameli-grpc: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _requested_log_format() -> str:
+    """``AMELI_LOG_FORMAT`` as typed, before it is validated (``console`` unless ``json``)."""
+    named = {name.upper(): value for name, value in os.environ.items()}
+    return "json" if named.get("AMELI_LOG_FORMAT", "").strip() == "json" else "console"
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """Settings given as options (``serve --listen``): validated with the others, named so."""
+    listen: str | None = getattr(args, "listen", None)
+    return {"listen": listen} if listen else {}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,16 +70,36 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gRPC server (migrates first)")
     serve.add_argument("--listen", help="host:port, overrides AMELI_LISTEN")
     serve.add_argument("--workers", type=int, default=1, help="server processes on one port")
+    serve.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not migrate (a database role without DDL rights): refuse unless at head",
+    )
     serve.set_defaults(run=_serve)
     migrating = commands.add_parser("migrate", help="Alembic upgrade head")
-    migrating.set_defaults(run=lambda s, a: asyncio.run(migrate(s)))
+    migrating.set_defaults(run=_migrate)
+    checking = commands.add_parser(
+        "check-config", help="validate the settings and print what they configure (no secret)"
+    )
+    checking.add_argument(
+        "--connect", action="store_true", help="also reach each dependency; exit 1 if one fails"
+    )
+    checking.set_defaults(run=_check_config)
     accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(
         required=True, metavar="ACTION"
     )
     importing = accounts.add_parser("import", help="load accounts from a CSV file")
     importing.add_argument("file", type=Path, help="columns: " + ",".join(COLUMNS))
+    importing.add_argument(
+        "--update",
+        action="store_true",
+        help="replace the accounts that exist already (default: skip them, untouched)",
+    )
     importing.set_defaults(run=_import)
-    demo = commands.add_parser("demo-data", help="load one demo NIR per case of the guide")
+    demo = commands.add_parser(
+        "demo-data", help="load one demo NIR per case of the guide (development only)"
+    )
     demo.set_defaults(run=_demo)
     purge = commands.add_parser(
         "purge", help="delete expired trusted devices, provisional codes and account setups"
@@ -93,22 +138,41 @@ def _add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from ameli_grpc.serving import serve  # the server stack only for this command
 
-    if args.listen:
-        settings = settings.model_copy(update={"listen": args.listen})
-    return serve(settings, args.workers)
+    return serve(settings, args.workers, migrate=args.migrate)
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    print(f"database at revision {asyncio.run(migrate(settings))} (head)")
+    return 0
+
+
+def _check_config(settings: Settings, args: argparse.Namespace) -> int:
+    from ameli_grpc.preflight import check_config  # the dependency clients only for this command
+
+    return check_config(settings, connect=args.connect, out=sys.stdout)
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
-    count = asyncio.run(import_accounts(settings, read_csv(args.file)))
-    print(f"{count} account(s) imported")
+    counts = asyncio.run(import_accounts(settings, read_csv(args.file), update=args.update))
+    kept = " (existing accounts; --update replaces them)" if counts.skipped else ""
+    print(f"created {counts.created}, updated {counts.updated}, skipped {counts.skipped}{kept}")
     return 0
 
 
 def _demo(settings: Settings, _args: argparse.Namespace) -> int:
-    asyncio.run(import_accounts(settings, (case.row for case in DEMO_CASES)))
+    beyond = settings.beyond_development()
+    if beyond:
+        raise ConfigurationError(
+            "demo-data loads accounts whose password is published: development only "
+            f"(a loopback AMELI_LISTEN and no caller keys), and {', '.join(beyond)} is set",
+            ",".join(beyond),
+        )
+    counts = asyncio.run(import_accounts(settings, (case.row for case in DEMO_CASES)))
     print(f"Demo accounts (password for all: {DEMO_PASSWORD})")
     for case in DEMO_CASES:
-        print(f"  {case.row.nir}  {case.case}")
+        kept = case.row.nir[:13] in counts.skipped_nirs
+        note = "  (exists already: left as it is)" if kept else ""
+        print(f"  {case.row.nir}  {case.case}{note}")
     return 0
 
 

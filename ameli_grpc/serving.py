@@ -3,9 +3,13 @@
 Each process builds its container (``ameli_grpc.bootstrap``), serves until
 SIGTERM or SIGINT, drains, and closes every resource.
 
-With ``--workers N`` the parent migrates the database once, then starts N
-processes that each bind the same address with ``SO_REUSEPORT`` (the kernel
-spreads connections between them). SIGTERM or SIGINT to the parent is passed
+Before anything is opened, the address is probed and the settings checked
+(``check_serving``): a refusal is one ``refusing_to_start`` line, exit 2. Then
+the database is migrated once (or, with ``--no-migrate``, found at head).
+
+With ``--workers N`` the parent then starts N processes that each bind the
+same address with ``SO_REUSEPORT`` (the kernel spreads connections between
+them). SIGTERM or SIGINT to the parent is passed
 on; each worker drains its calls under way before it exits.
 """
 
@@ -19,49 +23,82 @@ from types import FrameType
 
 import structlog
 
-from ameli_grpc.bootstrap import build_container, migrate, server_options
-from ameli_grpc.config import ConfigurationError, Settings
+from ameli_grpc.bootstrap import (
+    build_container,
+    check_schema,
+    check_serving,
+    migrate,
+    server_options,
+)
+from ameli_grpc.config import ConfigurationError, Settings, log_refusal
 from ameli_grpc.log import configure_logging
 from ameli_grpc.server.app import start_server
+from ameli_grpc.server.listening import CannotListen, ensure_can_listen
 
 log = structlog.get_logger("ameli_grpc.serving")
 
 
-def serve(settings: Settings, workers: int = 1) -> int:
-    """Serve until signalled; the exit status is 0 after a clean drain, 2 on bad settings."""
+def serve(settings: Settings, workers: int = 1, *, migrate: bool = True) -> int:
+    """Serve until signalled; the exit status is 0 after a clean drain, 2 on bad settings.
+
+    ``migrate`` False (``--no-migrate``): the schema must already be at head.
+    """
     try:
         check_workers(settings, workers)
+        _check_can_listen(settings.listen, reuse_port=workers > 1)  # first: the address itself
+        check_serving(settings)
+        asyncio.run(_prepare_schema(settings, migrate))
         if workers == 1:
-            asyncio.run(_serve_one(settings, reuse_port=False, migrate=True))
+            asyncio.run(_serve_one(settings, reuse_port=False))
             return 0
         return _serve_many(settings, workers)
     except ConfigurationError as error:
-        log.error("refusing_to_start", reason=str(error))
+        log_refusal(error)
         return 2
+
+
+def _check_can_listen(listen: str, *, reuse_port: bool) -> None:
+    try:
+        ensure_can_listen(listen, reuse_port=reuse_port)
+    except CannotListen as error:
+        raise ConfigurationError(f"AMELI_LISTEN: {error}", "AMELI_LISTEN") from None
+
+
+async def _prepare_schema(settings: Settings, migrate_first: bool) -> None:
+    if migrate_first:
+        await migrate(settings)
+    else:
+        await check_schema(settings)
 
 
 def check_workers(settings: Settings, workers: int) -> None:
     if workers < 1:
-        raise ConfigurationError("--workers must be at least 1")
+        raise ConfigurationError("--workers must be at least 1", "--workers")
     if workers > 1 and not settings.redis_url:
         raise ConfigurationError(
             "--workers needs AMELI_REDIS_URL: the in-process store cannot be shared "
-            "between processes, so its limits would not hold"
+            "between processes, so its limits would not hold",
+            "AMELI_REDIS_URL",
         )
     if workers > 1 and settings.listen.endswith(":0"):
-        raise ConfigurationError("--workers needs a fixed port in AMELI_LISTEN, not :0")
+        raise ConfigurationError(
+            "--workers needs a fixed port in AMELI_LISTEN, not :0", "AMELI_LISTEN"
+        )
 
 
-async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> None:
+async def _serve_one(settings: Settings, reuse_port: bool) -> None:
     """Serve until SIGTERM or SIGINT, then drain and close every resource."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    container = await build_container(settings, migrate=migrate)
+    container = await build_container(settings, migrate=False)  # serve() prepared the schema
     try:
         options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
-        running = await start_server(container.app, options)
+        try:
+            running = await start_server(container.app, options)
+        except CannotListen as error:
+            raise ConfigurationError(f"AMELI_LISTEN: {error}", "AMELI_LISTEN") from None
         await stop.wait()
         log.info("stopping", grace_seconds=options.shutdown_grace)
         await running.stop()
@@ -72,11 +109,14 @@ async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> Non
 
 def _worker_main(settings: Settings) -> None:
     configure_logging(settings.log_format)
-    asyncio.run(_serve_one(settings, reuse_port=True, migrate=False))
+    try:
+        asyncio.run(_serve_one(settings, reuse_port=True))
+    except ConfigurationError as error:
+        log_refusal(error)
+        raise SystemExit(2) from None
 
 
 def _serve_many(settings: Settings, workers: int) -> int:
-    asyncio.run(migrate(settings))
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")

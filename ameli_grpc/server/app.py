@@ -23,6 +23,7 @@ from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.server.callers import CallerKeys
 from ameli_grpc.server.health import Check, HealthMonitor
 from ameli_grpc.server.interceptors import AuthServiceInterceptor
+from ameli_grpc.server.listening import CannotListen, ensure_can_listen
 from ameli_grpc.server.servicer import AuthServicer
 
 log = structlog.get_logger("ameli_grpc.server")
@@ -57,6 +58,7 @@ class ServerOptions:
     health_interval: float = 5.0
     shutdown_grace: float = 10.0
     reuse_port: bool = False
+    reflection: bool = True
 
 
 @dataclass
@@ -93,18 +95,16 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, app.advisor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    if options.credentials is None:
-        port = server.add_insecure_port(options.listen)
-    else:
-        port = server.add_secure_port(options.listen, options.credentials)
+    if options.reflection:
+        reflection.enable_server_reflection(
+            (
+                auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+    port = _bind(server, options)
     await server.start()
     monitor = HealthMonitor(health_servicer, app.health_checks, options.health_interval)
     await monitor.start()
@@ -116,3 +116,14 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
         )
     log.info("serving", listen=options.listen, port=port)
     return RunningServer(server, port, monitor, options.shutdown_grace)
+
+
+def _bind(server: grpc.aio.Server, options: ServerOptions) -> int:
+    """The bound port; ``CannotListen`` (probed first, so gRPC logs nothing) if it cannot be."""
+    ensure_can_listen(options.listen, reuse_port=options.reuse_port)
+    try:
+        if options.credentials is None:
+            return server.add_insecure_port(options.listen)
+        return server.add_secure_port(options.listen, options.credentials)
+    except RuntimeError:  # taken between the probe and the bind
+        raise CannotListen(f"cannot listen on {options.listen}") from None

@@ -151,6 +151,7 @@ class ServiceUnderTest:
             SqlAccountRepository(database),
             SqlIdentityRegistry(database),
             self.container.ports.hasher,
+            update=True,  # a test may load the same NIR again with other values
         )
 
     async def login(
@@ -229,6 +230,8 @@ def settings_for_tests(**overrides: Any) -> Settings:
         "hash_workers": 2,
         "health_interval": 0.5,
         "shutdown_grace": 1.0,
+        # Caller keys make this a production-like set-up; the SMS of most tests go to the outbox.
+        "allow_outbox": True,
     }
     values.update(overrides)
     return Settings(**values)

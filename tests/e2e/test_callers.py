@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 import structlog
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2
@@ -10,6 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from sqlalchemy import select
 
 from ameli_grpc.adapters.sql.schema import audit_events
+from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import (
     ADVISOR_KEY,
     MOBILE_KEY,
@@ -71,6 +73,21 @@ async def test_health_and_reflection_need_no_key(service: ServiceUnderTest) -> N
         for service in response.list_services_response.service
     ]
     assert "ameli.auth.v1.AuthService" in names
+
+
+async def test_reflection_can_be_turned_off(make_service: ServiceFactory) -> None:
+    """With AMELI_REFLECTION=false the reflection service is not there; health still is."""
+    service = await make_service(reflection=False)
+    channel = service.channel()
+    responses = reflection_stub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        async for _response in responses:
+            pass
+    assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    answer = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_a_portal_key_may_not_claim_the_mobile_channel(service: ServiceUnderTest) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +39,10 @@ def restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A development set-up (loopback, no caller keys) on an SQLite file of this test."""
+    for name in list(os.environ):
+        if name.upper().startswith("AMELI_") and not name.upper().startswith("AMELI_TEST_"):
+            monkeypatch.delenv(name)
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("AMELI_DATABASE_URL", url)
     return url
@@ -67,7 +73,7 @@ def test_migrate_then_import_accounts(
         encoding="utf-8",
     )
     assert main(["accounts", "import", str(csv)]) == 0
-    assert "2 account(s) imported" in capsys.readouterr().out
+    assert "created 2, updated 0, skipped 0" in capsys.readouterr().out
     account, affiliation = stored(database_url, nir(1, with_key=False))
     assert affiliation is Affiliation.AFFILIATED
     assert account is not None
@@ -146,7 +152,7 @@ def test_import_keeps_an_overseas_mobile(
         encoding="utf-8",
     )
     assert main(["accounts", "import", str(csv)]) == 0
-    assert "2 account(s) imported" in capsys.readouterr().out
+    assert "created 2, updated 0, skipped 0" in capsys.readouterr().out
     for number, phone in ((6, "0639 01 23 45"), (7, "+596 696 20 12 34")):
         account = stored(database_url, nir(number, with_key=False))[0]
         assert account is not None
@@ -227,3 +233,99 @@ def test_purge_deletes_only_expired_rows(
     assert "trusted_devices: 1 expired row(s) deleted" in out
     assert "provisional_codes: 1 expired row(s) deleted" in out
     assert asyncio.run(remaining_devices()) == ["new"]
+
+
+def write_accounts(path: Path, *rows: str) -> Path:
+    path.write_text(HEADER + "".join(row + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_import_skips_existing_accounts_unless_update(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second import leaves existing accounts as they are (counted as skipped); --update
+    replaces their password, email and affiliation, keeping their id."""
+    first = write_accounts(
+        tmp_path / "first.csv",
+        f"{nir(20)},Premier-1,a@b.fr,true,,affiliated",
+        f"{nir(21)},Premier-2,,false,,affiliated",
+    )
+    again = write_accounts(
+        tmp_path / "again.csv",
+        f"{nir(20)},Second-1,c@d.fr,true,,pending",
+        f"{nir(21)},Second-2,,false,,affiliated",
+        f"{nir(22)},Second-3,,false,,affiliated",
+    )
+    assert main(["accounts", "import", str(first)]) == 0
+    before, _ = stored(database_url, nir(20, with_key=False))
+    capsys.readouterr()
+
+    assert main(["accounts", "import", str(again)]) == 0
+
+    assert "created 1, updated 0, skipped 2 (existing accounts; --update replaces them)" in (
+        capsys.readouterr().out
+    )
+    kept, affiliation = stored(database_url, nir(20, with_key=False))
+    assert kept == before
+    assert affiliation is Affiliation.AFFILIATED
+
+    assert main(["accounts", "import", "--update", str(again)]) == 0
+
+    assert capsys.readouterr().out.strip() == "created 0, updated 3, skipped 0"
+    replaced, affiliation = stored(database_url, nir(20, with_key=False))
+    assert before is not None
+    assert replaced is not None
+    assert replaced.account_id == before.account_id
+    assert replaced.password_hash != before.password_hash
+    assert replaced.email == "c@d.fr"
+    assert affiliation is Affiliation.PENDING
+
+
+def test_demo_data_never_overwrites_an_account(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An account that holds a demo NIR keeps its email and password; demo-data says so."""
+    demo_nir = DEMO_CASES[0].row.nir
+    csv = write_accounts(
+        tmp_path / "real.csv", f"{demo_nir},Vrai-Mot-de-passe-1,vraie@personne.fr,true,,affiliated"
+    )
+    assert main(["accounts", "import", str(csv)]) == 0
+    before, _ = stored(database_url, demo_nir[:13])
+    capsys.readouterr()
+
+    assert main(["demo-data"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"{demo_nir}  {DEMO_CASES[0].case}  (exists already: left as it is)" in out
+    assert f"{DEMO_CASES[1].row.nir}  {DEMO_CASES[1].case}\n" in out
+    assert stored(database_url, demo_nir[:13])[0] == before
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AMELI_LISTEN", "0.0.0.0:50051"),
+        ("AMELI_PORTAL_API_KEYS", "gateway:some-key"),
+        ("AMELI_ADVISOR_API_KEYS", "some-key"),
+    ],
+)
+def test_demo_data_refuses_outside_development(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    """With caller keys or a public address, demo-data refuses (status 2) and loads nothing."""
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("AMELI_LOG_FORMAT", "json")
+
+    assert main(["demo-data"]) == 2
+
+    captured = capsys.readouterr()
+    [line] = [json.loads(line) for line in captured.err.splitlines() if line.strip()]
+    assert line["event"] == "refusing_to_start"
+    assert line["variable"] == variable
+    assert "some-key" not in captured.err
+    assert captured.out == ""
+    assert not (Path(database_url.removeprefix("sqlite+aiosqlite:///"))).exists()

@@ -10,7 +10,13 @@ import grpc
 import pytest
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from ameli_grpc.bootstrap import build_container, caller_keys, load_secret_key, server_options
+from ameli_grpc.bootstrap import (
+    build_container,
+    caller_keys,
+    check_serving,
+    load_secret_key,
+    server_options,
+)
 from ameli_grpc.config import ConfigurationError, Settings, is_loopback
 from ameli_grpc.server.app import start_server
 from tests.e2e.harness import ADVISOR_KEY, nir, settings_for_tests
@@ -48,9 +54,8 @@ def test_cleartext_beyond_loopback_is_refused(tmp_path: Path) -> None:
     beyond = settings_in(tmp_path, portal_api_keys="p", listen="0.0.0.0:0")
     with pytest.raises(ConfigurationError, match="cleartext"):
         server_options(beyond, caller_keys(beyond))
-    half_tls = settings_in(tmp_path, portal_api_keys="p", tls_cert_file=tmp_path / "c")
     with pytest.raises(ConfigurationError, match="go together"):
-        server_options(half_tls, caller_keys(half_tls))
+        settings_in(tmp_path, portal_api_keys="p", tls_cert_file=tmp_path / "c")
 
 
 def test_the_secret_key_is_required_outside_development(tmp_path: Path) -> None:
@@ -173,3 +178,63 @@ async def test_a_malformed_client_allowlist_refuses_to_start(tmp_path: Path) -> 
         await build_container(settings)
 
     assert "'10.0.0.300/32'" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "variables"),
+    [
+        pytest.param({}, ["AMELI_SMTP_HOST", "AMELI_SMS_URL"], id="neither"),
+        pytest.param({"smtp_host": "smtp.internal"}, ["AMELI_SMS_URL"], id="no SMS gateway"),
+        pytest.param({"sms_url": "https://sms.internal"}, ["AMELI_SMTP_HOST"], id="no SMTP"),
+    ],
+)
+async def test_beyond_development_the_outbox_must_be_asked_for(
+    tmp_path: Path, values: dict[str, str], variables: list[str]
+) -> None:
+    """With caller keys, a missing SMTP host or SMS gateway refuses to start, naming them and
+    AMELI_ALLOW_OUTBOX; nothing is written to the outbox."""
+    settings = settings_in(tmp_path, secret_key="k" * 64, portal_api_keys="gw:key", **values)
+
+    with pytest.raises(ConfigurationError) as refused:
+        check_serving(settings)
+    with pytest.raises(ConfigurationError):
+        await build_container(settings)
+
+    assert refused.value.variable == ",".join([*variables, "AMELI_ALLOW_OUTBOX"])
+    assert str(tmp_path / "outbox") in refused.value.reason
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_the_outbox_is_allowed_in_development_or_when_asked_for(tmp_path: Path) -> None:
+    """On loopback without keys the outbox is the default; elsewhere AMELI_ALLOW_OUTBOX opens it."""
+    check_serving(settings_in(tmp_path))
+    asked = settings_in(tmp_path, secret_key="k" * 64, mobile_api_keys="k", allow_outbox=True)
+    check_serving(asked)
+    public = settings_in(
+        tmp_path,
+        secret_key="k" * 64,
+        advisor_api_keys="k",
+        listen="0.0.0.0:50051",
+        allow_insecure=True,
+    )
+    with pytest.raises(ConfigurationError, match="AMELI_ALLOW_OUTBOX"):
+        check_serving(public)
+    check_serving(public.model_copy(update={"allow_outbox": True}))
+
+
+def test_tls_files_that_are_not_a_pair_are_refused_by_name(tmp_path: Path) -> None:
+    """Unreadable or mismatched TLS files are refused naming the variables, before any bind."""
+    self_signed_tls(tmp_path)
+    (tmp_path / "not-a-key.pem").write_text("-----BEGIN NOTHING-----\n", encoding="ascii")
+    missing = settings_in(
+        tmp_path, tls_cert_file=tmp_path / "cert.pem", tls_key_file=tmp_path / "absent.pem"
+    )
+    with pytest.raises(ConfigurationError, match="cannot read") as refused:
+        check_serving(missing)
+    assert refused.value.variable == "AMELI_TLS_KEY_FILE"
+    wrong = settings_in(
+        tmp_path, tls_cert_file=tmp_path / "cert.pem", tls_key_file=tmp_path / "not-a-key.pem"
+    )
+    with pytest.raises(ConfigurationError, match="not a PEM") as refused:
+        check_serving(wrong)
+    assert refused.value.variable == "AMELI_TLS_CERT_FILE,AMELI_TLS_KEY_FILE"

@@ -52,6 +52,7 @@ async def shared_settings(
         "portal_api_keys": PORTAL_KEY,
         "advisor_api_keys": "advisor-key",
         "log_format": "json",
+        "allow_outbox": "true",  # the advisor's SMS, which these tests do not send
     }
     client = redis.Redis.from_url(redis_url)
     async for key in client.scan_iter(match=f"{prefix}:*", count=500):

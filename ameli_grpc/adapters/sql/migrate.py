@@ -10,6 +10,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
@@ -44,8 +46,9 @@ def ensure_sqlite_directory(database_url: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def upgrade(database_url: str) -> None:
-    """Migrate the database to the latest revision; a no-op when it is already there.
+async def upgrade(database_url: str) -> str:
+    """Migrate the database to the latest revision (a no-op when it is already there);
+    the revision it is at.
 
     Raises ``DependencyUnavailable`` if the database cannot be reached.
     """
@@ -55,8 +58,32 @@ async def upgrade(database_url: str) -> None:
     try:
         async with database.connection() as connection, connection.begin():
             await connection.run_sync(_upgrade_to_head, config)
+            return str(await connection.run_sync(_revision_of))
     finally:
         await database.dispose()
+
+
+def head_revision() -> str:
+    """The revision this version's schema is at: the last of the shipped migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return str(ScriptDirectory.from_config(config).get_current_head())
+
+
+async def current_revision(
+    database_url: str, *, connect_timeout: float = MIGRATION_TIMEOUT
+) -> str | None:
+    """The revision the database is at (None: never migrated); nothing is changed."""
+    database = Database(database_url, pool_size=1, max_overflow=0, timeout=connect_timeout)
+    try:
+        async with database.connection() as connection:
+            return await connection.run_sync(_revision_of)
+    finally:
+        await database.dispose()
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _upgrade_to_head(connection: Connection, config: Config) -> None:
