@@ -15,16 +15,16 @@ $(PY):
 # Reinstalled when a pyproject changes, or when the venv lost its interpreter.
 $(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
+	$(PY) -m pip install --quiet -e clients/python -e '.[dev,otel]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## run: migrate, load the demo accounts, serve on 127.0.0.1:50051
+## run: migrate, load the demo accounts, serve on 127.0.0.1:50051 (metrics on 127.0.0.1:9464)
 run: install
 	$(BIN)/ameli-grpc migrate
 	$(BIN)/ameli-grpc demo-data
-	$(BIN)/ameli-grpc serve
+	AMELI_METRICS_LISTEN=$${AMELI_METRICS_LISTEN-127.0.0.1:9464} $(BIN)/ameli-grpc serve
 
 ## test: generated code, contract, lint, types, then the whole pytest suite
 test: install check-stubs buf lint typecheck

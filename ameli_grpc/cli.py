@@ -29,7 +29,7 @@ from ameli_grpc.log import configure_logging
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     try:
         return int(args.run(settings, args) or 0)
     except (ImportRowError, DependencyUnavailable, OSError) as error:

@@ -6,8 +6,9 @@ import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ameli_grpc.domain.clients import parse_networks
@@ -27,6 +28,22 @@ def is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})"
+)
+
+
+def parse_listen_address(value: str, variable: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets) → (host, port), or a ``ConfigurationError``
+    naming ``variable``."""
+    match = _HOST_PORT.fullmatch(value)
+    if match is None or int(match["port"]) > 65535:
+        raise ConfigurationError(
+            f"{variable}: {value!r} is not host:port (e.g. 127.0.0.1:9464 or [::1]:9464)"
+        )
+    return match["ipv6"] or match["host"], int(match["port"])
 
 
 _CALLER_NAME = re.compile(r"[a-z0-9-]{1,40}")
@@ -104,6 +121,8 @@ class Settings(BaseSettings):
     advisor_api_keys: str = ""
     advisor_api_keys_file: Path | None = None
     log_format: str = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_listen: str = ""  # host:port of /metrics (SPEC §9); empty: no metrics
     # SPEC §7.5: requests are small; a busy process refuses at once rather than queue.
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
@@ -111,6 +130,17 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, ge=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
     health_interval: float = Field(default=5.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``AMELI_METRICS_LISTEN`` as (host, port); None when empty (no metrics)."""
+        if not self.metrics_listen.strip():
+            return None
+        return parse_listen_address(self.metrics_listen.strip(), "AMELI_METRICS_LISTEN")
 
     def policy(self) -> Policy:
         """The rules' numbers; a malformed ``AMELI_CLIENT_ALLOWLIST`` refuses to start."""

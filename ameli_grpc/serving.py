@@ -6,7 +6,10 @@ SIGTERM or SIGINT, drains, and closes every resource.
 With ``--workers N`` the parent migrates the database once, then starts N
 processes that each bind the same address with ``SO_REUSEPORT`` (the kernel
 spreads connections between them). SIGTERM or SIGINT to the parent is passed
-on; each worker drains its calls under way before it exits.
+on; each worker drains its calls under way before it exits. With
+``AMELI_METRICS_LISTEN`` the parent alone serves ``/metrics``, the sum of what
+every worker counted (``observability.start_shared_metrics``); one process
+serves its own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -22,6 +26,7 @@ import structlog
 from ameli_grpc.bootstrap import build_container, migrate, server_options
 from ameli_grpc.config import ConfigurationError, Settings
 from ameli_grpc.log import configure_logging
+from ameli_grpc.observability import start_shared_metrics
 from ameli_grpc.server.app import start_server
 
 log = structlog.get_logger("ameli_grpc.serving")
@@ -31,6 +36,7 @@ def serve(settings: Settings, workers: int = 1) -> int:
     """Serve until signalled; the exit status is 0 after a clean drain, 2 on bad settings."""
     try:
         check_workers(settings, workers)
+        settings.metrics_address()  # a malformed address refuses to start before anything
         if workers == 1:
             asyncio.run(_serve_one(settings, reuse_port=False, migrate=True))
             return 0
@@ -52,13 +58,15 @@ def check_workers(settings: Settings, workers: int) -> None:
         raise ConfigurationError("--workers needs a fixed port in AMELI_LISTEN, not :0")
 
 
-async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> None:
+async def _serve_one(
+    settings: Settings, reuse_port: bool, migrate: bool, serve_metrics: bool = True
+) -> None:
     """Serve until SIGTERM or SIGINT, then drain and close every resource."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    container = await build_container(settings, migrate=migrate)
+    container = await build_container(settings, migrate=migrate, serve_metrics=serve_metrics)
     try:
         options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
         running = await start_server(container.app, options)
@@ -71,12 +79,23 @@ async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> Non
 
 
 def _worker_main(settings: Settings) -> None:
-    configure_logging(settings.log_format)
-    asyncio.run(_serve_one(settings, reuse_port=True, migrate=False))
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(_serve_one(settings, reuse_port=True, migrate=False, serve_metrics=False))
 
 
 def _serve_many(settings: Settings, workers: int) -> int:
     asyncio.run(migrate(settings))
+    shared = start_shared_metrics(settings)  # before the workers: they inherit its directory
+    try:
+        return _run_workers(settings, workers, shared.worker_exited if shared else None)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _run_workers(
+    settings: Settings, workers: int, on_exit: Callable[[int], None] | None = None
+) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")
@@ -95,6 +114,8 @@ def _serve_many(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.join()
+        if on_exit is not None and process.pid is not None:
+            on_exit(process.pid)  # its live gauges (hash queue depth…) no longer count
     codes = [process.exitcode for process in processes]
     log.info("workers_stopped", exit_codes=codes)
     return 0 if all(code == 0 for code in codes) else 1
