@@ -74,6 +74,7 @@ class SmtpMailer:
         except DependencyUnavailable as error:
             _log.warning(
                 "security_code_email_failed",
+                dependency="smtp",
                 transport="smtp",
                 to=mask_email(to),
                 error=error.detail,

@@ -125,7 +125,12 @@ class HttpIdentityRegistry:
                     status_code, body = await self._post(nir)
                 affiliation = _read_answer(status_code, body)
         except DependencyUnavailable as error:
-            _log.warning("rfi_lookup_failed", error=error.detail, duration_ms=_ms_since(started))
+            _log.warning(
+                "rfi_lookup_failed",
+                dependency="rfi",
+                error=error.detail,
+                duration_ms=_ms_since(started),
+            )
             raise
         _log.info("rfi_lookup", outcome=affiliation.value, duration_ms=_ms_since(started))
         self._remember(key, affiliation)
