@@ -50,7 +50,7 @@ from ameli_grpc.domain.ports import (
     SmsSender,
 )
 from ameli_grpc.domain.tokens import Keyring
-from ameli_grpc.observability import describe, start_observability
+from ameli_grpc.observability import describe, start_observability, untraced_checks
 from ameli_grpc.server.app import Application, ServerOptions
 from ameli_grpc.server.callers import CallerKeys, Role
 from ameli_grpc.server.health import Check
@@ -132,7 +132,7 @@ async def build_container(
         advisor=AdvisorUseCases(ports, policy),
         caller_keys=callers,
         clock=clock,
-        health_checks=(database.ping, store.ping, *registry_checks),
+        health_checks=untraced_checks(database.ping, store.ping, *registry_checks),
         rpc_observer=metrics or NO_RPC_OBSERVER,
     )
     if serve_metrics:

@@ -20,6 +20,7 @@ from ameli_grpc.adapters.outages import listen_to_dependencies
 from ameli_grpc.adapters.prometheus_metrics import MetricsServer, PrometheusMetrics, SharedMetrics
 from ameli_grpc.config import ConfigurationError, Settings
 from ameli_grpc.server.callers import Role
+from ameli_grpc.server.health import Check
 from ameli_grpc.server.interceptors import SERVICE_NAME
 
 log = structlog.get_logger("ameli_grpc.observability")
@@ -110,6 +111,11 @@ def _start_tracing(result: Observability) -> None:
         started.close()
 
     result.closers.append(stop_tracing)
+
+
+def untraced_checks(*checks: Check) -> tuple[Check, ...]:
+    """The health checks, left out of the traces (they run every few seconds)."""
+    return tuple(tracing.untraced(check) for check in checks)
 
 
 def tracing_mode() -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,6 +61,21 @@ def span(name: str, attributes: Mapping[str, str | int] | None = None) -> Iterat
         yield
 
 
+def untraced(check: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``check`` run without spans: health checks every few seconds would drown the RPCs'."""
+
+    async def run() -> None:
+        if _tracer is None:
+            await check()
+            return
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        with suppress_instrumentation():
+            await check()
+
+    return run
+
+
 class Tracing:
     """Tracing turned on in this process; ``close`` turns it off and flushes the spans."""
 
@@ -84,14 +99,14 @@ class Tracing:
         grpc_server = GrpcAioInstrumentorServer(  # type: ignore[no-untyped-call]
             filter_=filters.negate(filters.health_check())
         )
-        instrumentors: list[Any] = [
-            grpc_server,
-            SQLAlchemyInstrumentor(),
-            RedisInstrumentor(),
-            HTTPXClientInstrumentor(),
-        ]
+        instrumentors: list[Any] = [grpc_server, RedisInstrumentor(), HTTPXClientInstrumentor()]
         for instrumentor in instrumentors:
             instrumentor.instrument(tracer_provider=provider)
+        sql = SQLAlchemyInstrumentor()
+        # It declares "sqlalchemy < 2.1" but works through the engine events, which 2.1 keeps:
+        # its version check would leave every statement untraced.
+        sql.instrument(tracer_provider=provider, skip_dep_check=True)
+        instrumentors.append(sql)
         _tracer = provider.get_tracer("ameli_grpc")
         return cls(provider, instrumentors, owns_provider=owns_provider)
 
