@@ -23,18 +23,18 @@ $(RUNTIME_STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 # With the development extras: test, lint, type and stub tools.
 $(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
+	$(PY) -m pip install --quiet -e clients/python -e '.[dev,otel]'
 	touch $(STAMP) $(RUNTIME_STAMP)
 
 install-runtime: $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
-## run: migrate, load the demo accounts, serve on 127.0.0.1:50051 (runtime packages only)
+## run: migrate, load the demo accounts, serve on 127.0.0.1:50051 (runtime packages only; metrics on 127.0.0.1:9464)
 run: install-runtime
 	$(BIN)/ameli-grpc migrate
 	$(BIN)/ameli-grpc demo-data
-	$(BIN)/ameli-grpc serve
+	AMELI_METRICS_LISTEN=$${AMELI_METRICS_LISTEN-127.0.0.1:9464} $(BIN)/ameli-grpc serve
 
 ## test: generated code, contract, lint, types, then the whole pytest suite
 test: install check-stubs buf lint typecheck

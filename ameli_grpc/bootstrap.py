@@ -42,11 +42,20 @@ from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.clock import Clock, SystemClock
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.domain.model import AuditEvent
-from ameli_grpc.domain.ports import ChallengeStore, IdentityRegistry, Mailer, Ports, SmsSender
+from ameli_grpc.domain.ports import (
+    NO_EVENTS,
+    ChallengeStore,
+    IdentityRegistry,
+    Mailer,
+    Ports,
+    SmsSender,
+)
 from ameli_grpc.domain.tokens import Keyring
+from ameli_grpc.observability import describe, start_observability, untraced_checks
 from ameli_grpc.server.app import Application, ServerOptions
 from ameli_grpc.server.callers import CallerKeys, Role
 from ameli_grpc.server.health import Check
+from ameli_grpc.server.interceptors import NO_RPC_OBSERVER
 
 if TYPE_CHECKING:  # the Redis driver is imported only when Redis is configured
     from ameli_grpc.adapters.redis.connection import RedisClient
@@ -64,6 +73,7 @@ class Container:
     ports: Ports
     database: Database
     closers: list[Closer] = field(default_factory=list)
+    metrics_port: int | None = None  # where this process serves /metrics, if it does
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -71,13 +81,24 @@ class Container:
 
 
 async def build_container(
-    settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Clock | None = None,
+    serve_metrics: bool = True,
 ) -> Container:
-    """Every adapter the settings name, the two use-case sets over them, the server's view."""
+    """Every adapter the settings name, the two use-case sets over them, the server's view.
+
+    With ``AMELI_METRICS_LISTEN`` the process counts, and serves ``/metrics`` itself
+    unless ``serve_metrics`` is False (a worker: its parent serves them all).
+    """
     keyring = Keyring(load_secret_key(settings))  # first: these four may refuse the settings
     callers = caller_keys(settings)
     policy = settings.policy()
     check_outbox(settings)
+    # Before any engine, client or server exists: tracing instruments their libraries.
+    seen = start_observability(settings)
+    metrics = seen.metrics
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
@@ -86,7 +107,9 @@ async def build_container(
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
     hasher = Argon2PasswordHasher(
-        workers=settings.hash_workers, max_pending=settings.max_pending_hashes
+        workers=settings.hash_workers,
+        max_pending=settings.max_pending_hashes,
+        on_pending=metrics.hash_queue_depth if metrics else None,
     )
     ports = Ports(
         accounts=SqlAccountRepository(database, clock),
@@ -100,6 +123,7 @@ async def build_container(
         hasher=hasher,
         keyring=keyring,
         clock=clock,
+        events=metrics or NO_EVENTS,
     )
 
     async def close_hasher() -> None:
@@ -110,8 +134,11 @@ async def build_container(
         advisor=AdvisorUseCases(ports, policy),
         caller_keys=callers,
         clock=clock,
-        health_checks=(database.ping, store.ping, *registry_checks),
+        health_checks=untraced_checks(database.ping, store.ping, *registry_checks),
+        rpc_observer=metrics or NO_RPC_OBSERVER,
     )
+    if serve_metrics:
+        seen.serve_metrics(settings)  # last: nothing is left listening if a step above fails
     return Container(
         app=app,
         ports=ports,
@@ -123,7 +150,9 @@ async def build_container(
             *clock_closers,
             *registry_closers,
             *sms_closers,
+            *seen.closers,
         ],
+        metrics_port=seen.metrics_port,
     )
 
 
@@ -182,6 +211,7 @@ def server_options(
         health_interval=settings.health_interval,
         reuse_port=reuse_port,
         reflection=settings.reflection,
+        summary=describe(settings),
     )
 
 

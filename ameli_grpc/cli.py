@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_unknown_variables(os.environ)
     try:
         settings = load_settings(**_overrides(args))
-        configure_logging(settings.log_format)
+        configure_logging(settings.log_format, settings.log_level)
         return int(args.run(settings, args) or 0)
     except ConfigurationError as error:
         log_refusal(error)

@@ -18,7 +18,14 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -137,6 +144,14 @@ def _secret_key(value: SecretStr) -> SecretStr:
     return value
 
 
+def _optional_address(value: str) -> str:
+    return _address(value.strip()) if value.strip() else ""
+
+
+OptionalAddress = Annotated[str, AfterValidator(_optional_address)]
+"""A ``host:port``, or empty for "off"."""
+
+
 _CALLER_NAME = re.compile(r"[a-z0-9-]{1,40}")
 ROLES = ("portal", "mobile", "advisor")
 
@@ -216,6 +231,8 @@ class Settings(BaseSettings):
     advisor_api_keys: str = ""
     advisor_api_keys_file: Path | None = None
     log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_listen: OptionalAddress = ""  # host:port of /metrics (SPEC §9); empty: no metrics
     # SPEC §7.5: requests are small; a busy process refuses at once rather than queue.
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
@@ -243,6 +260,17 @@ class Settings(BaseSettings):
                 missing,
             )
         return self
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``AMELI_METRICS_LISTEN`` as (host, port); None when empty (no metrics)."""
+        if not self.metrics_listen.strip():
+            return None
+        return split_address(self.metrics_listen.strip())  # checked when read
 
     def policy(self) -> Policy:
         """The rules' numbers; a malformed ``AMELI_CLIENT_ALLOWLIST`` refuses to start."""

@@ -1,6 +1,12 @@
 """structlog set-up. Log lines carry no personal data: no NIR, password, code, token or
 full email (SPEC §6). Exceptions are logged as their type and stack frames only,
 because a driver's message can quote the query parameters (a NIR, an email).
+
+The standard library's ``logging`` (asyncio, the drivers, Alembic) goes through
+the same renderer, so that ``AMELI_LOG_FORMAT=json`` means JSON lines only; it
+stays at WARNING whatever ``AMELI_LOG_LEVEL`` says, since a driver's INFO or
+DEBUG lines may quote the queries' parameters. gRPC's C core is silenced in
+JSON mode before grpc is imported (``ameli_grpc/__init__.py``).
 """
 
 from __future__ import annotations
@@ -16,24 +22,70 @@ import structlog
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
-def configure_logging(log_format: str = "console", level: int = logging.INFO) -> None:
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+LEVELS["error"] = logging.ERROR
+_LIBRARY_LEVEL = logging.WARNING
+
+
+def configure_logging(log_format: str = "console", level: int | str = logging.INFO) -> None:
+    """Our lines at ``level`` (a number, or ``AMELI_LOG_LEVEL``'s name), the libraries' from
+    WARNING, all rendered alike: JSON lines when ``log_format`` is ``json``."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             redact_exception,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            LEVELS[level] if isinstance(level, str) else level
+        ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(renderer, timestamper)
+
+
+class _LibraryHandler(logging.Handler):
+    """The root handler this module installs (replaced, not added, on each configuration).
+
+    It writes to whatever ``sys.stderr`` is at the time, as structlog's lines do.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging must never break the caller: the standard fallback
+            self.handleError(record)
+
+
+def _route_standard_logging(
+    renderer: structlog.typing.Processor, timestamper: structlog.typing.Processor
+) -> None:
+    handler = _LibraryHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                timestamper,
+                redact_exception,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for installed in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(installed)
+    root.addHandler(handler)
+    root.setLevel(_LIBRARY_LEVEL)
 
 
 def redact_exception(

@@ -9,8 +9,10 @@ the database is migrated once (or, with ``--no-migrate``, found at head).
 
 With ``--workers N`` the parent then starts N processes that each bind the
 same address with ``SO_REUSEPORT`` (the kernel spreads connections between
-them). SIGTERM or SIGINT to the parent is passed
-on; each worker drains its calls under way before it exits.
+them). SIGTERM or SIGINT to the parent is passed on; each worker drains its
+calls under way before it exits. With ``AMELI_METRICS_LISTEN`` the parent
+alone serves ``/metrics``, the sum of what every worker counted
+(``observability.start_shared_metrics``); one process serves its own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -32,6 +35,7 @@ from ameli_grpc.bootstrap import (
 )
 from ameli_grpc.config import ConfigurationError, Settings, log_refusal
 from ameli_grpc.log import configure_logging
+from ameli_grpc.observability import start_shared_metrics
 from ameli_grpc.server.app import start_server
 from ameli_grpc.server.listening import CannotListen, ensure_can_listen
 
@@ -86,13 +90,14 @@ def check_workers(settings: Settings, workers: int) -> None:
         )
 
 
-async def _serve_one(settings: Settings, reuse_port: bool) -> None:
+async def _serve_one(settings: Settings, reuse_port: bool, serve_metrics: bool = True) -> None:
     """Serve until SIGTERM or SIGINT, then drain and close every resource."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    container = await build_container(settings, migrate=False)  # serve() prepared the schema
+    # serve() prepared the schema
+    container = await build_container(settings, migrate=False, serve_metrics=serve_metrics)
     try:
         options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
         try:
@@ -108,15 +113,26 @@ async def _serve_one(settings: Settings, reuse_port: bool) -> None:
 
 
 def _worker_main(settings: Settings) -> None:
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        asyncio.run(_serve_one(settings, reuse_port=True))
+        asyncio.run(_serve_one(settings, reuse_port=True, serve_metrics=False))
     except ConfigurationError as error:
         log_refusal(error)
         raise SystemExit(2) from None
 
 
 def _serve_many(settings: Settings, workers: int) -> int:
+    shared = start_shared_metrics(settings)  # before the workers: they inherit its directory
+    try:
+        return _run_workers(settings, workers, shared.worker_exited if shared else None)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _run_workers(
+    settings: Settings, workers: int, on_exit: Callable[[int], None] | None = None
+) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")
@@ -135,6 +151,8 @@ def _serve_many(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.join()
+        if on_exit is not None and process.pid is not None:
+            on_exit(process.pid)  # its live gauges (hash queue depth…) no longer count
     codes = [process.exitcode for process in processes]
     log.info("workers_stopped", exit_codes=codes)
     return 0 if all(code == 0 for code in codes) else 1

@@ -45,7 +45,10 @@ class Argon2PasswordHasher:
         parameters: argon2.Parameters = OWASP_PARAMETERS,
         workers: int = 0,
         max_pending: int = DEFAULT_MAX_PENDING,
+        on_pending: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_pending`` is told the number of pending verifications each time it changes
+        (the metrics' ``ameli_hash_queue_depth``)."""
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._pool = ThreadPoolExecutor(
             max_workers=workers or os.cpu_count() or 1, thread_name_prefix="argon2"
@@ -55,6 +58,7 @@ class Argon2PasswordHasher:
         self._max_pending = max_pending
         # Admitted and not yet done, queued or running; only touched on the event loop.
         self._pending = 0
+        self._on_pending = on_pending
 
     @property
     def pending(self) -> int:
@@ -72,11 +76,16 @@ class Argon2PasswordHasher:
         if self._pending > self._max_pending:
             yield False
             return
-        self._pending += 1
+        self._changed(+1)
         try:
             yield True
         finally:
-            self._pending -= 1
+            self._changed(-1)
+
+    def _changed(self, by: int) -> None:
+        self._pending += by
+        if self._on_pending is not None:
+            self._on_pending(self._pending)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)

@@ -4,6 +4,11 @@ Each adapter says which of its driver's exceptions mean "the service cannot
 serve us now" (a tuple of types, or a predicate where the driver needs a
 closer look), and wraps its I/O in ``map_outages``. Anything else — a bug, a
 constraint violation — stays what it is, so a bug never reads as an outage.
+
+Each block also tells the process's dependency listeners (``listen_to_dependencies``)
+whether the service answered: ``(dependency, True)`` when the block ends
+normally, ``(dependency, False)`` on an outage. The metrics' ``ameli_dependency_up``
+is kept this way, from every real use and health check of every adapter.
 """
 
 from __future__ import annotations
@@ -14,6 +19,26 @@ from contextlib import contextmanager
 from ameli_grpc.domain.errors import DependencyUnavailable
 
 Outages = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+DependencyListener = Callable[[str, bool], None]
+
+# Process-wide, as the adapters' connections are; empty unless metrics are on.
+_listeners: list[DependencyListener] = []
+
+
+def listen_to_dependencies(listener: DependencyListener) -> Callable[[], None]:
+    """Call ``listener(dependency, up)`` after each use of a dependency; returns its remover."""
+    _listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+    return remove
+
+
+def _tell(dependency: str, up: bool) -> None:
+    for listener in _listeners:
+        listener(dependency, up)
 
 
 def type_name(error: BaseException) -> str:
@@ -32,12 +57,15 @@ def map_outages(
     """
     try:
         yield
-    except DependencyUnavailable:
+    except DependencyUnavailable as error:
+        _tell(error.dependency, False)
         raise
     except Exception as error:
         if _is_outage(error, outages):
+            _tell(dependency, False)
             raise DependencyUnavailable(dependency, describe(error)) from error
-        raise
+        raise  # a bug or a refusal of the request: says nothing of the service's health
+    _tell(dependency, True)
 
 
 def _is_outage(error: BaseException, outages: Outages) -> bool:

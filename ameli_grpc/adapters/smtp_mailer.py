@@ -17,6 +17,7 @@ import structlog
 
 from ameli_grpc.adapters.outages import map_outages
 from ameli_grpc.adapters.security_code_email import build_security_code_email
+from ameli_grpc.adapters.tracing import span
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email
 
@@ -73,6 +74,7 @@ class SmtpMailer:
         except DependencyUnavailable as error:
             _log.warning(
                 "security_code_email_failed",
+                dependency="smtp",
                 transport="smtp",
                 to=mask_email(to),
                 error=error.detail,
@@ -81,19 +83,21 @@ class SmtpMailer:
         _log.info("security_code_email_sent", transport="smtp", to=mask_email(to))
 
     async def _send(self, message: EmailMessage, recipient: str) -> None:
-        async with asyncio.timeout(self._timeout):
-            refused, _ = await aiosmtplib.send(
-                message,
-                sender=self._envelope_sender,
-                recipients=[recipient],
-                hostname=self._host,
-                port=self._port,
-                username=self._username,
-                password=self._password,
-                use_tls=self._use_tls,
-                start_tls=self._starttls,
-                tls_context=self._tls_context,
-                timeout=self._timeout,
-            )
+        where: dict[str, str | int] = {"server.address": self._host, "server.port": self._port}
+        with span("smtp send", where):
+            async with asyncio.timeout(self._timeout):
+                refused, _ = await aiosmtplib.send(
+                    message,
+                    sender=self._envelope_sender,
+                    recipients=[recipient],
+                    hostname=self._host,
+                    port=self._port,
+                    username=self._username,
+                    password=self._password,
+                    use_tls=self._use_tls,
+                    start_tls=self._starttls,
+                    tls_context=self._tls_context,
+                    timeout=self._timeout,
+                )
         if refused:
             raise DependencyUnavailable("smtp", "SMTPRecipientsRefused")

@@ -4,7 +4,7 @@ One collaborator of the login use cases, so that every entry is counted the
 same way: a claim puts the attempt in flight (or refuses it: a lock, or the
 attempts in flight already make up the limit), then the attempt is settled as
 right or wrong. A wrong one is audited (``password_failed``, ``code_failed``),
-and so is the lock or suspension it may set.
+and so is the lock or suspension it may set (also counted: ``Events.lock_set``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import AttemptKind, Lock, LockKind, LockScope
 from ameli_grpc.domain.outcomes import ClientInfo
 from ameli_grpc.domain.policy import FailureRule, QuotaRule
-from ameli_grpc.domain.ports import ChallengeStore
+from ameli_grpc.domain.ports import ChallengeStore, Events
 
 IN_PROGRESS_RETRY = timedelta(seconds=1)
 
@@ -36,10 +36,13 @@ _LOCKED = {
 
 
 class Attempts:
-    def __init__(self, store: ChallengeStore, audit: AuditTrail, quota: QuotaRule) -> None:
+    def __init__(
+        self, store: ChallengeStore, audit: AuditTrail, quota: QuotaRule, events: Events
+    ) -> None:
         self._store = store
         self._audit = audit
         self._quota = quota
+        self._events = events
 
     async def claim(
         self, nir_ref: str, rule: FailureRule, scopes: frozenset[LockScope], now: datetime
@@ -79,6 +82,7 @@ class Attempts:
             client=client,
         )
         if count.lock is not None:
+            self._events.lock_set(count.lock.kind.value)
             await self._audit.record(
                 _LOCKED[count.lock.kind],
                 nir_ref,

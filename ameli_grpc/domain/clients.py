@@ -19,7 +19,7 @@ from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.outcomes import ClientInfo
 from ameli_grpc.domain.policy import ClientNetwork, Policy
-from ameli_grpc.domain.ports import ChallengeStore
+from ameli_grpc.domain.ports import CLIENT_THROTTLE, ChallengeStore, Events
 from ameli_grpc.domain.tokens import Keyring
 
 IPV6_GROUP_PREFIX = 64
@@ -85,12 +85,18 @@ class ClientRegulation:
     """Counts wrong entries per client address and refuses a throttled one (SPEC §7.4)."""
 
     def __init__(
-        self, store: ChallengeStore, keyring: Keyring, policy: Policy, audit: AuditTrail
+        self,
+        store: ChallengeStore,
+        keyring: Keyring,
+        policy: Policy,
+        audit: AuditTrail,
+        events: Events,
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._policy = policy
         self._audit = audit
+        self._events = events
 
     def identify(self, client: ClientInfo) -> RegulatedClient | None:
         """The regulated client; None without an address or on the allowlist.
@@ -129,6 +135,7 @@ class ClientRegulation:
             return
         until = await self._store.count_client_failure(client.ref, self._policy.client_rule, now)
         if until is not None:
+            self._events.lock_set(CLIENT_THROTTLE)
             await self._audit.record(
                 AuditKind.CLIENT_THROTTLED, nir_ref, now, detail=client.unit, client=client.client
             )

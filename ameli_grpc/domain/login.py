@@ -28,6 +28,7 @@ from ameli_grpc.domain.model import (
     AuthMethod,
     Channel,
     Lock,
+    LockKind,
     LockScope,
     Login,
     ProvisionalCode,
@@ -70,8 +71,10 @@ class LoginUseCases:
         self._p = ports
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
-        self._attempts = Attempts(ports.store, self._audit, policy.quota_rule)
-        self._clients = ClientRegulation(ports.store, ports.keyring, policy, self._audit)
+        self._attempts = Attempts(ports.store, self._audit, policy.quota_rule, ports.events)
+        self._clients = ClientRegulation(
+            ports.store, ports.keyring, policy, self._audit, ports.events
+        )
 
     # --- CheckCredentials -------------------------------------------------------------
 
@@ -283,7 +286,8 @@ class LoginUseCases:
         reservation = await self._p.store.reserve_code(
             login.nir_ref, self._quota, _CODE_STEP_SCOPES, now
         )
-        if reservation.lock_set:  # this request set the quota lock: audited once
+        if reservation.lock_set:  # this request set the quota lock: audited and counted once
+            self._p.events.lock_set(LockKind.CODE_QUOTA.value)
             await self._audit.record(
                 AuditKind.LOCKED_QUOTA,
                 login.nir_ref,
@@ -316,6 +320,7 @@ class LoginUseCases:
         except Exception:
             await self._p.store.release_code(login.nir_ref, ticket, login.login_id, digest)
             raise
+        self._p.events.code_sent()
 
     async def verify_code(
         self, login_id: str, code: str, trust_device: bool, client: ClientInfo = NO_CLIENT
@@ -453,6 +458,7 @@ class LoginUseCases:
         await self._audit.record(
             AuditKind.AUTHENTICATED, nir_ref, now, account.account_id, detail=detail, client=client
         )
+        self._p.events.login_completed(methods[-1])  # the method that completed the login
         return Authenticated(account.account_id, methods, now)
 
 

@@ -20,6 +20,7 @@ from ameli_grpc.domain.model import (
     Affiliation,
     AttemptClaim,
     AuditEvent,
+    AuthMethod,
     CodeReservation,
     FailureCount,
     Lock,
@@ -289,6 +290,41 @@ class ChallengeStore(Protocol):
         """Raise ``DependencyUnavailable`` if the store cannot be reached (health)."""
 
 
+class Events(Protocol):
+    """What the operators count (SPEC §9 metrics): plain tallies, never a NIR, email or address.
+
+    Called on the request's path: an implementation only bumps a counter.
+    """
+
+    def login_completed(self, method: AuthMethod) -> None:
+        """A person is logged in; ``method`` completed it: ``EMAIL_CODE``, ``TRUSTED_DEVICE``,
+        or ``PASSWORD`` where no code was due (mobile app, FranceConnect without code)."""
+
+    def code_sent(self) -> None:
+        """A security code was accepted by the mail service."""
+
+    def lock_set(self, kind: str) -> None:
+        """A lock was set: a NIR's (``LockKind`` value: ``password``, ``code``, ``quota``,
+        ``suspended``) or a client address's throttle (``client``)."""
+
+
+class NoEvents:
+    """Counts nothing: the default where no metrics are wanted (unit tests, commands)."""
+
+    def login_completed(self, method: AuthMethod) -> None:
+        pass
+
+    def code_sent(self) -> None:
+        pass
+
+    def lock_set(self, kind: str) -> None:
+        pass
+
+
+NO_EVENTS: Events = NoEvents()
+CLIENT_THROTTLE = "client"  # the lock kind of a client address's throttle (SPEC §7.4)
+
+
 @dataclass(frozen=True)
 class Ports:
     """Every port the use cases need, wired by ``ameli_grpc.bootstrap``."""
@@ -304,3 +340,4 @@ class Ports:
     hasher: PasswordHasher
     keyring: Keyring
     clock: Clock
+    events: Events = NO_EVENTS

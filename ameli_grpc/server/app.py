@@ -8,8 +8,8 @@ knows neither the adapters nor the settings.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 import structlog
@@ -22,7 +22,7 @@ from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.server.callers import CallerKeys
 from ameli_grpc.server.health import Check, HealthMonitor
-from ameli_grpc.server.interceptors import AuthServiceInterceptor
+from ameli_grpc.server.interceptors import NO_RPC_OBSERVER, AuthServiceInterceptor, RpcObserver
 from ameli_grpc.server.listening import CannotListen, ensure_can_listen
 from ameli_grpc.server.servicer import AuthServicer
 
@@ -41,6 +41,7 @@ class Application:
     caller_keys: CallerKeys
     clock: Clock
     health_checks: Sequence[Check] = ()
+    rpc_observer: RpcObserver = NO_RPC_OBSERVER
 
 
 @dataclass
@@ -59,6 +60,8 @@ class ServerOptions:
     shutdown_grace: float = 10.0
     reuse_port: bool = False
     reflection: bool = True
+    # What the ``serving`` line says of the adapters, TLS, callers, metrics (no secret).
+    summary: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,7 +87,7 @@ class RunningServer:
 
 async def start_server(app: Application, options: ServerOptions) -> RunningServer:
     server = grpc.aio.server(
-        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock)],
+        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock, app.rpc_observer)],
         options=[
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", options.max_message_bytes),
@@ -114,7 +117,7 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
             listen=options.listen,
             detail="every caller is accepted; configure API keys before any other use",
         )
-    log.info("serving", listen=options.listen, port=port)
+    log.info("serving", listen=options.listen, port=port, **options.summary)
     return RunningServer(server, port, monitor, options.shutdown_grace)
 
 

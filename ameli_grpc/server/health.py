@@ -47,7 +47,12 @@ class HealthMonitor:
         except Exception as error:  # any failure of a check means NOT_SERVING
             serving = False
             if self._serving is not False:
-                log.warning("health_not_serving", error=type(error).__name__)
+                log.warning(
+                    "health_not_serving",
+                    # DependencyUnavailable names it; a check that hangs is only a timeout
+                    dependency=getattr(error, "dependency", "unknown"),
+                    error=type(error).__name__,
+                )
         if serving and self._serving is False:
             log.info("health_serving_again")
         await self._publish(serving)

@@ -12,8 +12,11 @@
 - error translation in one place: ``AuthError`` → its rich status,
   ``DependencyUnavailable`` → UNAVAILABLE, anything else → INTERNAL with
   nothing of the cause leaked to the caller;
-- one log line per call, with no personal data (method, outcome, duration), and
-  the caller's name (never its key) bound to every log line of the call;
+- one ``rpc`` log line per call, with no personal data: method, gRPC code,
+  refusal reason, caller, peer (the calling gateway's address), duration,
+  worker pid, request id; the caller's name (never its key) is bound to every
+  log line of the call;
+- the call counted (``RpcObserver``: the Prometheus metrics, SPEC §9);
 - the request id (SPEC §9): the caller's ``x-request-id`` when it is sane, else a
   new UUID, bound to every log line of the call, given to the audit trail
   (``domain.context``) and echoed in the response's initial metadata, refusals
@@ -22,12 +25,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, cast
+from typing import Any, Protocol, TypeAlias, cast
 
 import grpc
 import structlog
@@ -40,7 +45,8 @@ from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
 from ameli_grpc.server.errors import internal_status, refusal_status
 from ameli_grpc.server.validation import check_request
 
-SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
+SERVICE_NAME = "ameli.auth.v1.AuthService"
+SERVICE_PREFIX = f"/{SERVICE_NAME}/"
 REQUEST_ID_KEY = "x-request-id"
 # 1 to 128 printable ASCII characters, no space at either end; anything else is replaced.
 _SANE_REQUEST_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
@@ -53,10 +59,34 @@ Behaviour: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
 Deserializer: TypeAlias = Callable[[bytes], Any]
 
 
+class RpcObserver(Protocol):
+    """Told of each AuthService call: when it starts, and how it ended (the metrics)."""
+
+    def started(self, method: str) -> None: ...
+
+    def handled(self, method: str, code: str, reason: str, seconds: float) -> None:
+        """``code`` is the gRPC status name (``OK``, ``UNAUTHENTICATED``…), ``reason`` the
+        refusal's ``ErrorReason`` value or empty."""
+
+
+class NoRpcObserver:
+    def started(self, method: str) -> None:
+        pass
+
+    def handled(self, method: str, code: str, reason: str, seconds: float) -> None:
+        pass
+
+
+NO_RPC_OBSERVER: RpcObserver = NoRpcObserver()
+
+
 class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, keys: CallerKeys, clock: Clock) -> None:
+    def __init__(
+        self, keys: CallerKeys, clock: Clock, observer: RpcObserver = NO_RPC_OBSERVER
+    ) -> None:
         self._keys = keys
         self._clock = clock
+        self._observer = observer
 
     async def intercept_service(
         self,
@@ -103,7 +133,9 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         rid: str,
     ) -> Any:
         started = time.perf_counter()
-        outcome = "OK"
+        self._observer.started(method)
+        status: grpc.Status | None = None
+        code, reason = grpc.StatusCode.OK, ""
         try:
             # First: every answer carries it, a refusal or an unexpected error too.
             await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
@@ -116,11 +148,11 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
             check_request(request)  # before the behaviour: nothing has happened yet
             return await behaviour(request, context)
         except AuthError as error:
-            outcome = error.reason.value
-            code = grpc.StatusCode.UNAUTHENTICATED if caller is None else None
-            status = refusal_status(error, self._clock.now(), code)
+            reason = error.reason.value
+            unauthenticated = grpc.StatusCode.UNAUTHENTICATED if caller is None else None
+            status = refusal_status(error, self._clock.now(), unauthenticated)
         except DependencyUnavailable as error:
-            outcome = ErrorReason.SERVICE_UNAVAILABLE.value
+            reason = ErrorReason.SERVICE_UNAVAILABLE.value
             log.warning(
                 "dependency_unavailable",
                 method=method,
@@ -128,20 +160,43 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
                 error=error.detail,
             )
             status = refusal_status(_unavailable(), self._clock.now())
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the caller gave up, or the server stopped
+            raise
         except Exception:
-            outcome = "INTERNAL"
             log.exception("unexpected_error", method=method)
             status = internal_status()
         finally:
-            log.info(
-                "rpc",
-                method=method,
-                caller=_name(caller),  # also bound above; explicit for capture_logs
-                request_id=rid,
-                outcome=outcome,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            code = status.code if status is not None else code
+            self._handled(method, caller, context, rid, (code, reason), started)
+        assert status is not None  # every branch that did not return or raise set it
         await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _handled(
+        self,
+        method: str,
+        caller: Caller | None,
+        context: Context,
+        rid: str,
+        ending: tuple[grpc.StatusCode, str],
+        started: float,
+    ) -> None:
+        """Count the call and write its ``rpc`` line."""
+        code, reason = ending
+        seconds = time.perf_counter() - started
+        self._observer.handled(method, code.name, reason, seconds)
+        log.info(
+            "rpc",
+            method=method,
+            code=code.name,
+            reason=reason,
+            caller=_name(caller),  # also bound above; explicit for capture_logs
+            peer=context.peer(),
+            pid=os.getpid(),
+            request_id=rid,
+            outcome=reason or code.name,
+            duration_ms=round(seconds * 1000, 1),
+        )
 
 
 def request_id(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:

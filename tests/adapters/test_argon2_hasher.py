@@ -52,6 +52,18 @@ def test_admission_refuses_a_request_that_would_wait_behind_more_than_max_pendin
     assert hasher.pending == 0
 
 
+def test_each_change_of_the_pending_count_is_reported() -> None:
+    """``on_pending`` hears every admission and release; a refused request changes nothing."""
+    depths: list[int] = []
+    hasher = Argon2PasswordHasher(FAST, workers=1, max_pending=1, on_pending=depths.append)
+    try:
+        with hasher.admission(), hasher.admission(), hasher.admission() as third:
+            assert not third
+    finally:
+        hasher.close()
+    assert depths == [1, 2, 1, 0]
+
+
 def test_a_place_is_given_back_even_when_the_attempt_fails(
     hasher: Argon2PasswordHasher,
 ) -> None:

@@ -77,7 +77,7 @@ async def server_process(
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; a pipe could fill and block
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI; starting it is instant
         command,
-        env=environment({**settings, "listen": address}),
+        env=environment({"allow_outbox": "true", **settings, "listen": address}),  # no mail server
         stdout=log,
         stderr=subprocess.STDOUT,
     )

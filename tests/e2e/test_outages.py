@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+import structlog
 from ameli.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
@@ -18,6 +21,7 @@ from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused, running_service
 from tests.support.databases import clear_tables, migrated_sqlite_database
 from tests.support.grpc_stubs import health_stub
+from tests.support.http_gateway import gateway_server
 from tests.support.mail import SmtpTestServer
 from tests.support.proxy import tcp_proxy
 from tests.support.redis import throwaway_redis_server
@@ -29,6 +33,13 @@ needs_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None and os.environ.get("CI") != "true",
     reason="redis-server is not installed",
 )
+
+
+def named_dependencies(logs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The dependencies named by the warnings of an outage (``dependency=``)."""
+    warnings = [line for line in logs if line["log_level"] == "warning"]
+    assert warnings, "the outage is logged"
+    return {line.get("dependency", "?") for line in warnings}
 
 
 async def health_status(service: ServiceUnderTest) -> int:
@@ -66,9 +77,11 @@ async def test_redis_outage_answers_unavailable_then_recovers(
 
         await redis_server.stop()
         started = time.monotonic()
-        refusal = await refused(
-            service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
-        )
+        with structlog.testing.capture_logs() as logs:
+            refusal = await refused(
+                service.portal.VerifyCode(auth_pb2.VerifyCodeRequest(login_id=login_id, code=code))
+            )
+        assert named_dependencies(logs) == {"redis"}
         assert refusal.code == grpc.StatusCode.UNAVAILABLE
         assert refusal.reason == "SERVICE_UNAVAILABLE"
         assert refusal.message == (
@@ -91,9 +104,11 @@ async def test_smtp_refusal_neither_counts_nor_leaves_a_code(
     await service.add_account(nir(92))
     login_id = (await service.login(nir(92))).code_required.login_id
     service.smtp.refusing = True
-    refusal = await refused(
-        service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
-    )
+    with structlog.testing.capture_logs() as logs:
+        refusal = await refused(
+            service.portal.RequestCode(auth_pb2.RequestCodeRequest(login_id=login_id))
+        )
+    assert named_dependencies(logs) == {"smtp"}
     assert refusal.code == grpc.StatusCode.UNAVAILABLE
     assert refusal.reason == "SERVICE_UNAVAILABLE"
     status = await service.portal.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir(92)))
@@ -120,7 +135,9 @@ async def test_rfi_that_hangs_answers_unavailable_then_recovers(
 
         rfi.hang = True
         started = time.monotonic()
-        refusal = await refused(service.login(nir(93), channel=auth_pb2.CHANNEL_MOBILE_APP))
+        with structlog.testing.capture_logs() as logs:
+            refusal = await refused(service.login(nir(93), channel=auth_pb2.CHANNEL_MOBILE_APP))
+        assert named_dependencies(logs) == {"rfi"}
         assert refusal.code == grpc.StatusCode.UNAVAILABLE
         assert refusal.reason == "SERVICE_UNAVAILABLE"
         assert time.monotonic() - started < 2
@@ -157,7 +174,9 @@ async def test_postgres_outage_answers_unavailable_then_recovers(
 
             await proxy.cut()
             started = time.monotonic()
-            refusal = await refused(service.login(nir(95)))
+            with structlog.testing.capture_logs() as logs:
+                refusal = await refused(service.login(nir(95)))
+            assert named_dependencies(logs) == {"database"}
             assert refusal.code == grpc.StatusCode.UNAVAILABLE
             assert refusal.reason == "SERVICE_UNAVAILABLE"
             assert time.monotonic() - started < 3
@@ -168,3 +187,18 @@ async def test_postgres_outage_answers_unavailable_then_recovers(
             await proxy.restore()
             await wait_for_health(service, health_pb2.HealthCheckResponse.SERVING)
             assert (await service.login(nir(95))).WhichOneof("result") == "code_required"
+
+
+async def test_an_sms_gateway_outage_is_logged_by_name(make_service: ServiceFactory) -> None:
+    """A gateway that answers 503: the reset goes through without its SMS, logged as `sms`."""
+    async with gateway_server(503) as gateway:
+        service = await make_service(sms_url=gateway.url, sms_timeout=1)
+        await service.add_account(nir(96), mobile_phone="06 12 34 56 78")
+        with structlog.testing.capture_logs() as logs:
+            done = await service.advisor.ResetAccount(
+                auth_pb2.ResetAccountRequest(
+                    nir=nir(96), advisor_id="A", reason="r", send_provisional_code=True
+                )
+            )
+    assert not done.provisional_code_sent
+    assert named_dependencies(logs) == {"sms"}

@@ -9,6 +9,7 @@ server, so that concurrent calls interleave as badly as they can in production.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from ameli_grpc.domain.model import (
     AccountSetup,
     Affiliation,
     AuditEvent,
+    AuthMethod,
     Channel,
     ProvisionalCode,
     TrustedDevice,
@@ -348,6 +350,24 @@ class FakePasswordHasher:
 
 
 @dataclass
+class FakeEvents:
+    """The tallies the metrics would show: logins by method, codes sent, locks by kind."""
+
+    logins: Counter[AuthMethod] = field(default_factory=Counter)
+    codes_sent: int = 0
+    locks: Counter[str] = field(default_factory=Counter)
+
+    def login_completed(self, method: AuthMethod) -> None:
+        self.logins[method] += 1
+
+    def code_sent(self) -> None:
+        self.codes_sent += 1
+
+    def lock_set(self, kind: str) -> None:
+        self.locks[kind] += 1
+
+
+@dataclass
 class Fakes:
     clock: FakeClock
     devices: FakeTrustedDeviceRepository
@@ -360,6 +380,7 @@ class Fakes:
     sms: FakeSmsSender
     hasher: FakePasswordHasher
     keyring: Keyring
+    events: FakeEvents
     _next_account: int = field(default=0, repr=False)
 
     def ports(self) -> Ports:
@@ -375,6 +396,7 @@ class Fakes:
             hasher=self.hasher,
             keyring=self.keyring,
             clock=self.clock,
+            events=self.events,
         )
 
     def add_account(
@@ -428,6 +450,7 @@ def make_service(policy: Policy | None = None, **overrides: Any) -> tuple[Servic
         "sms": FakeSmsSender(),
         "hasher": FakePasswordHasher(),
         "keyring": Keyring(SECRET_KEY),
+        "events": FakeEvents(),
     }
     unknown = set(overrides) - set(parts)
     if unknown:

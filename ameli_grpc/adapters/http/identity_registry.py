@@ -109,8 +109,8 @@ class HttpIdentityRegistry:
         with map_outages("rfi", _OUTAGES):
             async with asyncio.timeout(self._timeout):
                 response = await self._client.get(self._base_url + _HEALTH_PATH)
-        if not response.is_success:
-            raise DependencyUnavailable("rfi", f"health check answered {response.status_code}")
+            if not response.is_success:  # inside: an answer that is not 2xx is an outage too
+                raise DependencyUnavailable("rfi", f"health check answered {response.status_code}")
 
     async def aclose(self) -> None:
         """Close the HTTP client if this registry created it (an injected one is the caller's)."""
@@ -125,7 +125,12 @@ class HttpIdentityRegistry:
                     status_code, body = await self._post(nir)
                 affiliation = _read_answer(status_code, body)
         except DependencyUnavailable as error:
-            _log.warning("rfi_lookup_failed", error=error.detail, duration_ms=_ms_since(started))
+            _log.warning(
+                "rfi_lookup_failed",
+                dependency="rfi",
+                error=error.detail,
+                duration_ms=_ms_since(started),
+            )
             raise
         _log.info("rfi_lookup", outcome=affiliation.value, duration_ms=_ms_since(started))
         self._remember(key, affiliation)

@@ -100,6 +100,7 @@ class HttpSmsSender:
             # Our own label only: the gateway's words might quote the number or the text.
             _log.warning(
                 "provisional_code_sms_failed",
+                dependency="sms",
                 transport="http",
                 to=masked,
                 error=error.detail,

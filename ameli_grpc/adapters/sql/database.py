@@ -15,13 +15,8 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ameli_grpc.adapters.outages import map_outages
 
@@ -98,7 +93,8 @@ class Database:
         timeout: float = 5.0,
     ) -> None:
         self.url = make_url(url)
-        self.engine: AsyncEngine = create_async_engine(
+        # Looked up on the module at each call: tracing's instrumentation replaces it there.
+        self.engine: AsyncEngine = sa_asyncio.create_async_engine(
             self.url, **_engine_options(self.url, pool_size, max_overflow, timeout)
         )
         if self.dialect_name == "sqlite":
