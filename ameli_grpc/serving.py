@@ -1,21 +1,24 @@
 """Running the server from the CLI: one process, or N processes on one port.
 
 Each process builds its container (``ameli_grpc.bootstrap``), serves until
-SIGTERM or SIGINT, drains, and closes every resource.
+SIGTERM or SIGINT, then drains (``RunningServer.drain``): health NOT_SERVING at
+once, every call still served for ``AMELI_DRAIN_DELAY``, then no new call
+taken, every call under way answered within ``AMELI_SHUTDOWN_GRACE``, gRPC
+stopped — and only then the adapters closed (database, Redis, the argon2
+pool), since the calls under way still use them. A second signal cuts the
+drain delay short.
 
-With ``--workers N`` the parent migrates the database once, then starts N
-processes that each bind the same address with ``SO_REUSEPORT`` (the kernel
-spreads connections between them). SIGTERM or SIGINT to the parent is passed
-on; each worker drains its calls under way before it exits.
+With ``--workers N`` the parent migrates the database once, then supervises N
+processes (``ameli_grpc.supervisor``) that each bind the same address with
+``SO_REUSEPORT`` (the kernel spreads connections between them): a worker that
+dies is restarted, SIGTERM or SIGINT to the parent is passed on and each
+worker drains.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import signal
-from types import FrameType
 
 import structlog
 
@@ -23,6 +26,7 @@ from ameli_grpc.bootstrap import build_container, migrate, server_options
 from ameli_grpc.config import ConfigurationError, Settings
 from ameli_grpc.log import configure_logging
 from ameli_grpc.server.app import start_server
+from ameli_grpc.supervisor import REFUSED, Supervisor
 
 log = structlog.get_logger("ameli_grpc.serving")
 
@@ -34,10 +38,11 @@ def serve(settings: Settings, workers: int = 1) -> int:
         if workers == 1:
             asyncio.run(_serve_one(settings, reuse_port=False, migrate=True))
             return 0
-        return _serve_many(settings, workers)
+        asyncio.run(migrate(settings))
+        return Supervisor(_worker_main, (settings,), workers).run()
     except ConfigurationError as error:
         log.error("refusing_to_start", reason=str(error))
-        return 2
+        return REFUSED
 
 
 def check_workers(settings: Settings, workers: int) -> None:
@@ -53,48 +58,29 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 async def _serve_one(settings: Settings, reuse_port: bool, migrate: bool) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and close every resource."""
-    stop = asyncio.Event()
+    """Serve until SIGTERM or SIGINT, drain, then close every resource."""
+    signalled, again = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, lambda: (again if signalled.is_set() else signalled).set())
     container = await build_container(settings, migrate=migrate)
     try:
         options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
+        if signalled.is_set():  # stopped while starting: nothing was served, nothing to drain
+            return
         running = await start_server(container.app, options)
-        await stop.wait()
-        log.info("stopping", grace_seconds=options.shutdown_grace)
-        await running.stop()
-        log.info("stopped")
+        await signalled.wait()
+        await running.drain(hurry=again)
     finally:
-        await container.aclose()
+        await container.aclose()  # last: the calls under way needed the adapters
+    log.info("stopped")
 
 
 def _worker_main(settings: Settings) -> None:
+    """A worker process: its settings refused is exit status 2, which is not restarted."""
     configure_logging(settings.log_format)
-    asyncio.run(_serve_one(settings, reuse_port=True, migrate=False))
-
-
-def _serve_many(settings: Settings, workers: int) -> int:
-    asyncio.run(migrate(settings))
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")
-        for n in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    log.info("workers_started", workers=workers, listen=settings.listen)
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for process in processes:
-            if process.pid and process.is_alive():
-                os.kill(process.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for process in processes:
-        process.join()
-    codes = [process.exitcode for process in processes]
-    log.info("workers_stopped", exit_codes=codes)
-    return 0 if all(code == 0 for code in codes) else 1
+    try:
+        asyncio.run(_serve_one(settings, reuse_port=True, migrate=False))
+    except ConfigurationError as error:
+        log.error("refusing_to_start", reason=str(error))
+        raise SystemExit(REFUSED) from None

@@ -1,15 +1,23 @@
-"""The grpc.aio server: services, interceptor, health, reflection, limits, graceful stop.
+"""The grpc.aio server: services, interceptors, health, reflection, limits, drain and stop.
 
 It serves an ``Application`` that the composition root (``ameli_grpc.bootstrap``)
 built, with the ``ServerOptions`` it derived from the settings: this package
 knows neither the adapters nor the settings.
+
+The stop, in order (``RunningServer.drain``): health NOT_SERVING at once; every
+call still served for ``drain_delay`` (the load balancers notice and move
+away); then no new call taken (``CallGate``); then every call under way
+answered, within ``shutdown_grace``; only then gRPC's own stop. The caller
+closes the adapters (database, Redis, the argon2 pool) after that, when no
+call can need them any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import structlog
@@ -21,6 +29,7 @@ from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.server.callers import CallerKeys
+from ameli_grpc.server.drain import CallGate
 from ameli_grpc.server.health import Check, HealthMonitor
 from ameli_grpc.server.interceptors import AuthServiceInterceptor
 from ameli_grpc.server.servicer import AuthServicer
@@ -29,6 +38,8 @@ log = structlog.get_logger("ameli_grpc.server")
 
 # Beyond the grace period, how long a stop may still take before it is given up on.
 STOP_MARGIN = 5.0
+# Once every call has its answer, gRPC's own stop still lets the answers leave for this long.
+FLUSH_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,40 @@ class ServerOptions:
     max_concurrent_rpcs: int = 1000
     health_interval: float = 5.0
     shutdown_grace: float = 10.0
+    drain_delay: float = 5.0
     reuse_port: bool = False
+    # Connections: a GOAWAY after ``max_connection_age`` (0: never), with the shutdown grace
+    # for the calls under way on it; the server pings an idle client every ``keepalive_time``
+    # and drops it without an answer within ``keepalive_timeout``; a client may ping every
+    # ``min_client_ping_interval``, calls or not (gateways keep their channels warm).
+    max_connection_age: float = 300.0
+    keepalive_time: float = 60.0
+    keepalive_timeout: float = 20.0
+    min_client_ping_interval: float = 10.0
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """The grpc.aio server's channel arguments."""
+        options = [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+            ("grpc.keepalive_time_ms", _ms(self.keepalive_time)),
+            ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_client_ping_interval)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+        if self.max_connection_age > 0:
+            options += [
+                ("grpc.max_connection_age_ms", _ms(self.max_connection_age)),
+                # At least a second: a grace of 0 would cut the calls under way at the GOAWAY.
+                ("grpc.max_connection_age_grace_ms", _ms(max(self.shutdown_grace, 1.0))),
+            ]
+        return options
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 @dataclass
@@ -65,29 +109,48 @@ class RunningServer:
     port: int
     monitor: HealthMonitor
     grace: float
+    gate: CallGate = field(default_factory=CallGate)
+    drain_delay: float = 0.0
+
+    async def drain(self, hurry: asyncio.Event | None = None) -> None:
+        """SIGTERM's answer: NOT_SERVING at once, every call still served for ``drain_delay``
+        (``hurry`` set ends the delay early: a second signal), then ``stop``."""
+        await self.monitor.stop()
+        log.info("draining", drain_delay_seconds=self.drain_delay, grace_seconds=self.grace)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for((hurry or asyncio.Event()).wait(), self.drain_delay)
+        await self.stop()
 
     async def stop(self) -> None:
-        """Stop taking calls, let the ones under way finish (up to the grace period).
+        """Take no new call, answer every call under way (up to the grace period), stop gRPC.
 
-        Bounded: a stop that outlasts the grace period by ``STOP_MARGIN`` is
-        given up on (and logged) rather than holding the process for ever.
+        Bounded: beyond the grace period the calls still running are cancelled,
+        and a stop that outlasts it by ``STOP_MARGIN`` is given up on (and
+        logged) rather than holding the process for ever.
         """
         await self.monitor.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        self.gate.close()
+        log.info("stopping", calls_under_way=self.gate.under_way, grace_seconds=self.grace)
+        if await self.gate.settled(deadline):
+            grace = max(deadline - loop.time(), FLUSH_GRACE)
+        else:
+            log.warning("stop_grace_expired", calls_under_way=self.gate.under_way)
+            grace = 0.0
         try:
-            async with asyncio.timeout(self.grace + STOP_MARGIN):
-                await self.server.stop(self.grace)
+            async with asyncio.timeout(grace + STOP_MARGIN):
+                await self.server.stop(grace)
         except TimeoutError:
             log.warning("stop_timed_out", grace_seconds=self.grace)
 
 
 async def start_server(app: Application, options: ServerOptions) -> RunningServer:
+    gate = CallGate()
     server = grpc.aio.server(
-        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock)],
-        options=[
-            ("grpc.max_receive_message_length", options.max_message_bytes),
-            ("grpc.max_send_message_length", options.max_message_bytes),
-            ("grpc.so_reuseport", 1 if options.reuse_port else 0),
-        ],
+        # The gate innermost: it sees the servicer's methods, its refusal goes through the first.
+        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock), gate],
+        options=options.grpc_options(),
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, app.advisor), server)
@@ -115,4 +178,4 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
             detail="every caller is accepted; configure API keys before any other use",
         )
     log.info("serving", listen=options.listen, port=port)
-    return RunningServer(server, port, monitor, options.shutdown_grace)
+    return RunningServer(server, port, monitor, options.shutdown_grace, gate, options.drain_delay)
