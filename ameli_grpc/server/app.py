@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import structlog
@@ -29,7 +29,7 @@ from ameli_grpc.domain.advisor import AdvisorUseCases
 from ameli_grpc.domain.clock import Clock
 from ameli_grpc.domain.login import LoginUseCases
 from ameli_grpc.server.callers import CallerKeys
-from ameli_grpc.server.drain import CallGate
+from ameli_grpc.server.drain import QUIET, CallGate
 from ameli_grpc.server.health import Check, HealthMonitor
 from ameli_grpc.server.interceptors import AuthServiceInterceptor
 from ameli_grpc.server.servicer import AuthServicer
@@ -108,8 +108,8 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     monitor: HealthMonitor
+    gate: CallGate
     grace: float
-    gate: CallGate = field(default_factory=CallGate)
     drain_delay: float = 0.0
 
     async def drain(self, hurry: asyncio.Event | None = None) -> None:
@@ -117,27 +117,34 @@ class RunningServer:
         (``hurry`` set ends the delay early: a second signal), then ``stop``."""
         await self.monitor.stop()
         log.info("draining", drain_delay_seconds=self.drain_delay, grace_seconds=self.grace)
+        hurry = hurry or asyncio.Event()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for((hurry or asyncio.Event()).wait(), self.drain_delay)
-        await self.stop()
+            await asyncio.wait_for(hurry.wait(), self.drain_delay)
+        await self.stop(quiet=QUIET)
 
-    async def stop(self) -> None:
+    async def stop(self, quiet: float = 0.0) -> None:
         """Take no new call, answer every call under way (up to the grace period), stop gRPC.
 
-        Bounded: beyond the grace period the calls still running are cancelled,
-        and a stop that outlasts it by ``STOP_MARGIN`` is given up on (and
-        logged) rather than holding the process for ever.
+        With ``quiet``, also wait until no call has been picked up for that long,
+        so that none is left in gRPC's queue (``CallGate.settled``): the drain
+        after SIGTERM does, while calls may still come in; a test's teardown
+        need not. Bounded: beyond the grace period the calls still running are
+        cancelled, and a stop that outlasts it by ``STOP_MARGIN`` is given up on
+        (and logged) rather than holding the process for ever.
         """
         await self.monitor.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
         self.gate.close()
         log.info("stopping", calls_under_way=self.gate.under_way, grace_seconds=self.grace)
-        if await self.gate.settled(deadline):
-            grace = max(deadline - loop.time(), FLUSH_GRACE)
-        else:
+        settled = await self.gate.settled(deadline, quiet)
+        if self.gate.under_way:  # the grace period is over: gRPC cancels them
             log.warning("stop_grace_expired", calls_under_way=self.gate.under_way)
             grace = 0.0
+        else:  # every call taken has its answer; let the answers leave
+            if not settled:
+                log.warning("stop_while_calls_arrive", grace_seconds=self.grace)
+            grace = max(deadline - loop.time(), FLUSH_GRACE)
         try:
             async with asyncio.timeout(grace + STOP_MARGIN):
                 await self.server.stop(grace)
@@ -178,4 +185,4 @@ async def start_server(app: Application, options: ServerOptions) -> RunningServe
             detail="every caller is accepted; configure API keys before any other use",
         )
     log.info("serving", listen=options.listen, port=port)
-    return RunningServer(server, port, monitor, options.shutdown_grace, gate, options.drain_delay)
+    return RunningServer(server, port, monitor, gate, options.shutdown_grace, options.drain_delay)

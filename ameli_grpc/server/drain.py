@@ -57,15 +57,15 @@ class CallGate(grpc.aio.ServerInterceptor):
         """From now on, every AuthService call picked up is refused (the ones under way go on)."""
         self._open = False
 
-    async def settled(self, deadline: float) -> bool:
-        """Wait until no call is under way and none has been picked up for ``QUIET`` seconds.
+    async def settled(self, deadline: float, quiet: float = QUIET) -> bool:
+        """Wait until no call is under way and none has been picked up for ``quiet`` seconds.
 
         ``deadline`` is on the event loop's clock; False if it passes first.
         """
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            if self._under_way == 0 and now - self._last_arrival >= QUIET:
+            if self._under_way == 0 and now - self._last_arrival >= quiet:
                 return True
             if now >= deadline:
                 return False
