@@ -208,6 +208,8 @@ def server_options(
         max_message_bytes=settings.max_message_bytes,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         shutdown_grace=settings.shutdown_grace,
+        drain_delay=settings.drain_delay,
+        max_connection_age=settings.max_connection_age,
         health_interval=settings.health_interval,
         reuse_port=reuse_port,
         reflection=settings.reflection,

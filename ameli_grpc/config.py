@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     max_pending_hashes: int = Field(default=32, ge=0)
     hash_workers: int = Field(default=0, ge=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # SIGTERM: health NOT_SERVING at once, still serving this long (the load balancers notice).
+    drain_delay: float = Field(default=5.0, ge=0)
+    # A connection is sent GOAWAY after this long (± 10 %), so gateways spread over new replicas.
+    max_connection_age: float = Field(default=300.0, ge=0)
     health_interval: float = Field(default=5.0, gt=0)
     # Outside development, mail and SMS written in clear to a directory must be asked for.
     allow_outbox: bool = False

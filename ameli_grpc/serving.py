@@ -1,28 +1,30 @@
 """Running the server from the CLI: one process, or N processes on one port.
 
 Each process builds its container (``ameli_grpc.bootstrap``), serves until
-SIGTERM or SIGINT, drains, and closes every resource.
+SIGTERM or SIGINT, then drains (``RunningServer.drain``): health NOT_SERVING at
+once, every call still served for ``AMELI_DRAIN_DELAY``, then no new call
+taken, every call under way answered within ``AMELI_SHUTDOWN_GRACE``, gRPC
+stopped — and only then the adapters closed (database, Redis, the argon2
+pool), since the calls under way still use them. A second signal cuts the
+drain delay short.
 
 Before anything is opened, the address is probed and the settings checked
 (``check_serving``): a refusal is one ``refusing_to_start`` line, exit 2. Then
 the database is migrated once (or, with ``--no-migrate``, found at head).
 
-With ``--workers N`` the parent then starts N processes that each bind the
-same address with ``SO_REUSEPORT`` (the kernel spreads connections between
-them). SIGTERM or SIGINT to the parent is passed on; each worker drains its
-calls under way before it exits. With ``AMELI_METRICS_LISTEN`` the parent
-alone serves ``/metrics``, the sum of what every worker counted
+With ``--workers N`` the parent then supervises N processes
+(``ameli_grpc.supervisor``) that each bind the same address with
+``SO_REUSEPORT`` (the kernel spreads connections between them): a worker that
+dies is restarted, SIGTERM or SIGINT to the parent is passed on and each
+worker drains. With ``AMELI_METRICS_LISTEN`` the parent alone serves
+``/metrics``, the sum of what every worker counted
 (``observability.start_shared_metrics``); one process serves its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import signal
-from collections.abc import Callable
-from types import FrameType
 
 import structlog
 
@@ -38,6 +40,7 @@ from ameli_grpc.log import configure_logging
 from ameli_grpc.observability import start_shared_metrics
 from ameli_grpc.server.app import start_server
 from ameli_grpc.server.listening import CannotListen, ensure_can_listen
+from ameli_grpc.supervisor import REFUSED, Supervisor
 
 log = structlog.get_logger("ameli_grpc.serving")
 
@@ -58,7 +61,7 @@ def serve(settings: Settings, workers: int = 1, *, migrate: bool = True) -> int:
         return _serve_many(settings, workers)
     except ConfigurationError as error:
         log_refusal(error)
-        return 2
+        return REFUSED
 
 
 def _check_can_listen(listen: str, *, reuse_port: bool) -> None:
@@ -91,68 +94,43 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 async def _serve_one(settings: Settings, reuse_port: bool, serve_metrics: bool = True) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and close every resource."""
-    stop = asyncio.Event()
+    """Serve until SIGTERM or SIGINT, drain, then close every resource."""
+    signalled, again = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, lambda: (again if signalled.is_set() else signalled).set())
     # serve() prepared the schema
     container = await build_container(settings, migrate=False, serve_metrics=serve_metrics)
     try:
         options = server_options(settings, container.app.caller_keys, reuse_port=reuse_port)
+        if signalled.is_set():  # stopped while starting: nothing was served, nothing to drain
+            return
         try:
             running = await start_server(container.app, options)
         except CannotListen as error:
             raise ConfigurationError(f"AMELI_LISTEN: {error}", "AMELI_LISTEN") from None
-        await stop.wait()
-        log.info("stopping", grace_seconds=options.shutdown_grace)
-        await running.stop()
-        log.info("stopped")
+        await signalled.wait()
+        await running.drain(hurry=again)
     finally:
-        await container.aclose()
+        await container.aclose()  # last: the calls under way needed the adapters
+    log.info("stopped")
 
 
 def _worker_main(settings: Settings) -> None:
+    """A worker process: its settings refused is exit status 2, which is not restarted."""
     configure_logging(settings.log_format, settings.log_level)
     try:
         asyncio.run(_serve_one(settings, reuse_port=True, serve_metrics=False))
     except ConfigurationError as error:
         log_refusal(error)
-        raise SystemExit(2) from None
+        raise SystemExit(REFUSED) from None
 
 
 def _serve_many(settings: Settings, workers: int) -> int:
     shared = start_shared_metrics(settings)  # before the workers: they inherit its directory
     try:
-        return _run_workers(settings, workers, shared.worker_exited if shared else None)
+        on_exit = shared.worker_exited if shared else None
+        return Supervisor(_worker_main, (settings,), workers, on_exit=on_exit).run()
     finally:
         if shared is not None:
             shared.close()
-
-
-def _run_workers(
-    settings: Settings, workers: int, on_exit: Callable[[int], None] | None = None
-) -> int:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker_main, args=(settings,), name=f"ameli-grpc-worker-{n}")
-        for n in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    log.info("workers_started", workers=workers, listen=settings.listen)
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for process in processes:
-            if process.pid and process.is_alive():
-                os.kill(process.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for process in processes:
-        process.join()
-        if on_exit is not None and process.pid is not None:
-            on_exit(process.pid)  # its live gauges (hash queue depth…) no longer count
-    codes = [process.exitcode for process in processes]
-    log.info("workers_stopped", exit_codes=codes)
-    return 0 if all(code == 0 for code in codes) else 1

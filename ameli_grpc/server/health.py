@@ -26,17 +26,23 @@ class HealthMonitor:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._serving: bool | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         await self.check_once()
         self._task = asyncio.create_task(self._loop(), name="health-monitor")
 
     async def stop(self) -> None:
+        """NOT_SERVING for good (both names): the server is draining; no check turns it back."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._stopped:
+            return
+        self._stopped = True
         await self._publish(False)
+        await self._servicer.enter_graceful_shutdown()
 
     async def check_once(self) -> bool:
         try:

@@ -71,13 +71,17 @@ async def wait_until_serving(server: ServerProcess) -> None:
 async def server_process(
     settings: dict[str, Any], *, workers: int = 1, port: int | None = None
 ) -> AsyncIterator[ServerProcess]:
-    """``ameli-grpc serve`` in a child process; SIGTERM and wait on exit."""
+    """``ameli-grpc serve`` in a child process; SIGTERM and wait on exit.
+
+    No drain delay unless ``settings`` gives one: no load balancer needs time to notice.
+    """
     address = f"127.0.0.1:{port or free_port()}"
     command = [sys.executable, "-m", "ameli_grpc.cli", "serve", "--workers", str(workers)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; a pipe could fill and block
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI; starting it is instant
         command,
-        env=environment({"allow_outbox": "true", **settings, "listen": address}),  # no mail server
+        # no mail server; no load balancer to wait for
+        env=environment({"allow_outbox": "true", "drain_delay": 0, **settings, "listen": address}),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

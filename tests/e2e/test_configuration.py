@@ -392,4 +392,4 @@ def test_make_run_installs_the_runtime_only() -> None:
     run = planned("run")
     assert "pip install --quiet -e clients/python -e .\n" in run
     assert "[dev]" not in run
-    assert "'.[dev]'" in planned("test")
+    assert "'.[dev,otel]'" in planned("test")
