@@ -70,16 +70,25 @@ class Container:
 
 
 async def build_container(
-    settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Clock | None = None,
+    memory_store: MemoryChallengeStore | None = None,
 ) -> Container:
-    """Every adapter the settings name, the two use-case sets over them, the server's view."""
-    keyring = Keyring(load_secret_key(settings))  # first: these three may refuse the settings
+    """Every adapter the settings name, the two use-case sets over them, the server's view.
+
+    Tests may give the clock, and the in-process store of a previous container (a restart
+    that keeps it, so that both adapter sets can show what a restart must not lose).
+    """
+    # first: these three may refuse the settings
+    keyring = Keyring(load_secret_key(settings), settings.previous_keys())
     callers = caller_keys(settings)
     policy = settings.policy()
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
-    store, store_closers, redis_client = build_store(settings)
+    store, store_closers, redis_client = build_store(settings, memory_store)
     clock, clock_closers = await build_clock(redis_client, clock)
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
@@ -243,10 +252,12 @@ async def build_clock(
     return redis_clock, [redis_clock.aclose]
 
 
-def build_store(settings: Settings) -> tuple[ChallengeStore, list[Closer], RedisClient | None]:
+def build_store(
+    settings: Settings, memory_store: MemoryChallengeStore | None = None
+) -> tuple[ChallengeStore, list[Closer], RedisClient | None]:
     """The challenge store, what closes it, and the Redis client it uses (None: in-process)."""
     if not settings.redis_url:
-        return MemoryChallengeStore(), [], None
+        return memory_store or MemoryChallengeStore(), [], None
     # imported only when Redis is configured
     from ameli_grpc.adapters.redis.connection import redis_client_from_url
     from ameli_grpc.adapters.redis.store import RedisChallengeStore

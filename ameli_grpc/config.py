@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ameli_grpc.domain.clients import parse_networks
 from ameli_grpc.domain.policy import Policy
+from ameli_grpc.domain.tokens import MIN_KEY_BYTES
 
 
 class ConfigurationError(Exception):
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
     client_allowlist: str = ""
     secret_key: SecretStr = SecretStr("")
     secret_key_file: Path = Path("./var/secret.key")
+    previous_secret_keys: SecretStr = SecretStr("")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     allow_insecure: bool = False
@@ -147,6 +149,17 @@ class Settings(BaseSettings):
         Only there may the secret key be generated and callers go without keys.
         """
         return is_loopback(self.listen) and not self.redis_url
+
+    def previous_keys(self) -> tuple[bytes, ...]:
+        """``AMELI_PREVIOUS_SECRET_KEYS``: comma-separated keys still recognised after a
+        rotation (README, "Rotating the secret key"), each at least 32 bytes like the key."""
+        keys = [k.strip() for k in self.previous_secret_keys.get_secret_value().split(",")]
+        if any(0 < len(key.encode()) < MIN_KEY_BYTES for key in keys):
+            raise ConfigurationError(
+                f"AMELI_PREVIOUS_SECRET_KEYS: each key must be at least {MIN_KEY_BYTES} bytes, "
+                "like AMELI_SECRET_KEY"
+            )
+        return tuple(key.encode() for key in keys if key)
 
     def api_keys(self, role: str) -> list[tuple[str, str]]:
         """The ``(name, key)`` callers of one role: ``"portal"``, ``"mobile"`` or ``"advisor"``.

@@ -22,6 +22,7 @@ from ameli_grpc.domain.outcomes import (
 )
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
+from ameli_grpc.domain.rotation import KeyRotation
 from ameli_grpc.domain.tokens import new_provisional_code
 
 
@@ -32,6 +33,7 @@ class AdvisorUseCases:
         self._p = ports
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
+        self._rotation = KeyRotation(ports.keyring, ports.store, ports.devices)
 
     async def get_lock_status(self, raw_nir: str) -> LockStatus:
         nir = Nir.parse(raw_nir)
@@ -66,7 +68,7 @@ class AdvisorUseCases:
     async def _lock_status(self, nir: Nir, now: datetime) -> LockStatus:
         """The NIR's locks (the one that governs first, SPEC §7.2 scopes kept) and counters."""
         status = await self._p.store.status(
-            self._p.keyring.nir_ref(nir.value),
+            await self._rotation.nir_ref(nir.value, now),
             now,
             self._policy.failure_window,
             self._policy.code_quota_window,
@@ -112,7 +114,8 @@ class AdvisorUseCases:
         Works for a NIR without an account too (its locks are kept alike).
         """
         nir = Nir.parse(raw_nir)
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         account = await self._p.accounts.get_by_nir(nir.value)
         active = await self._p.store.active_locks(nir_ref, now, frozenset(LockScope))
         await self._p.store.reset(nir_ref)
@@ -135,7 +138,8 @@ class AdvisorUseCases:
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise _account_not_found()
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         phone = account.mobile_phone if send_provisional_code else None
         provisional = await self._store_provisional_code(nir, now) if phone else None
         await self._p.store.reset(nir_ref)  # idempotent: first, so that a retry can finish

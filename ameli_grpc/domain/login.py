@@ -45,12 +45,8 @@ from ameli_grpc.domain.outcomes import (
 from ameli_grpc.domain.overload import hash_admission
 from ameli_grpc.domain.policy import FailureRule, Policy, QuotaRule
 from ameli_grpc.domain.ports import Ports
-from ameli_grpc.domain.tokens import (
-    constant_time_equal,
-    new_security_code,
-    new_token,
-    sha256_hex,
-)
+from ameli_grpc.domain.rotation import KeyRotation
+from ameli_grpc.domain.tokens import new_security_code, new_token, sha256_hex
 
 # Reasons and texts only: each refusal is a new AuthError (a shared exception object
 # would keep every raise's frames, and the secrets in them, alive).
@@ -69,13 +65,15 @@ class LoginUseCases:
         self._audit = AuditTrail(ports.audit)
         self._attempts = Attempts(ports.store, self._audit, policy.quota_rule)
         self._clients = ClientRegulation(ports.store, ports.keyring, policy, self._audit)
+        self._rotation = KeyRotation(ports.keyring, ports.store, ports.devices)
 
     # --- CheckCredentials -------------------------------------------------------------
 
     async def check_credentials(self, request: CredentialsInput) -> CredentialsOutcome:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         client = await self._clients.admit(request.client, now)  # SPEC §7.4
         with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is read
             familiar, rule, proof, ticket = await self._password_step(
@@ -129,7 +127,7 @@ class LoginUseCases:
         """
         if not token:
             return False
-        device = await self._p.devices.find(self._p.keyring.token_hash(token))
+        device = await self._rotation.find_device(token)
         return (
             account is not None
             and device is not None
@@ -308,9 +306,8 @@ class LoginUseCases:
         rule = self._policy.failure_rule(AttemptKind.CODE)
         ticket = await self._attempts.claim(login.nir_ref, rule, _CODE_STEP_SCOPES, now)
         typed = "".join(code.split())
-        candidate = self._p.keyring.code_digest(login.login_id, typed)
         try:
-            right = constant_time_equal(candidate, login.code_digest) and (
+            right = self._p.keyring.code_matches(login.login_id, typed, login.code_digest) and (
                 await self._p.store.consume_login(login.login_id, login.code_digest)
             )
         except Exception:
@@ -360,7 +357,9 @@ class LoginUseCases:
         account = await self._p.accounts.get(login.account_id)
         if account is None:  # reset by an advisor meanwhile
             raise _login_not_found()
-        return login, account
+        # made before a key rotation: from now on under the current ref, whose locks the
+        # claim or the reservation that follows checks in the same step as it counts
+        return await self._rotation.rebased(login, account.nir, now), account
 
     # --- shared steps -----------------------------------------------------------------
 
