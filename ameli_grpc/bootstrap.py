@@ -86,13 +86,17 @@ async def build_container(
     migrate: bool = True,
     clock: Clock | None = None,
     serve_metrics: bool = True,
+    memory_store: MemoryChallengeStore | None = None,
 ) -> Container:
     """Every adapter the settings name, the two use-case sets over them, the server's view.
 
     With ``AMELI_METRICS_LISTEN`` the process counts, and serves ``/metrics`` itself
-    unless ``serve_metrics`` is False (a worker: its parent serves them all).
+    unless ``serve_metrics`` is False (a worker: its parent serves them all). Tests may
+    give the clock, and the in-process store of a previous container (a restart that
+    keeps it, so that both adapter sets can show what a restart must not lose).
     """
-    keyring = Keyring(load_secret_key(settings))  # first: these four may refuse the settings
+    # first: these four may refuse the settings
+    keyring = Keyring(load_secret_key(settings), settings.previous_keys())
     callers = caller_keys(settings)
     policy = settings.policy()
     check_outbox(settings)
@@ -102,7 +106,7 @@ async def build_container(
     database = open_database(settings)
     if migrate:
         await upgrade(settings.database_url)
-    store, store_closers, redis_client = build_store(settings)
+    store, store_closers, redis_client = build_store(settings, memory_store)
     clock, clock_closers = await build_clock(redis_client, clock)
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
@@ -360,10 +364,12 @@ async def build_clock(
     return redis_clock, [redis_clock.aclose]
 
 
-def build_store(settings: Settings) -> tuple[ChallengeStore, list[Closer], RedisClient | None]:
+def build_store(
+    settings: Settings, memory_store: MemoryChallengeStore | None = None
+) -> tuple[ChallengeStore, list[Closer], RedisClient | None]:
     """The challenge store, what closes it, and the Redis client it uses (None: in-process)."""
     if not settings.redis_url:
-        return MemoryChallengeStore(), [], None
+        return memory_store or MemoryChallengeStore(), [], None
     # imported only when Redis is configured
     from ameli_grpc.adapters.redis.connection import redis_client_from_url
     from ameli_grpc.adapters.redis.store import RedisChallengeStore

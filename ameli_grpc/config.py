@@ -32,6 +32,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ameli_grpc.domain.clients import parse_networks
 from ameli_grpc.domain.policy import Policy
+from ameli_grpc.domain.tokens import MIN_KEY_BYTES
 
 ENV_PREFIX = "AMELI_"
 
@@ -221,6 +222,7 @@ class Settings(BaseSettings):
     client_allowlist: str = ""
     secret_key: Annotated[SecretStr, AfterValidator(_secret_key)] = SecretStr("")
     secret_key_file: Path = Path("./var/secret.key")
+    previous_secret_keys: SecretStr = SecretStr("")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     allow_insecure: bool = False
@@ -325,6 +327,17 @@ class Settings(BaseSettings):
             if self.api_keys(role):
                 reasons.append(f"AMELI_{role.upper()}_API_KEYS")
         return reasons
+
+    def previous_keys(self) -> tuple[bytes, ...]:
+        """``AMELI_PREVIOUS_SECRET_KEYS``: comma-separated keys still recognised after a
+        rotation (README, "Rotating the secret key"), each at least 32 bytes like the key."""
+        keys = [k.strip() for k in self.previous_secret_keys.get_secret_value().split(",")]
+        if any(0 < len(key.encode()) < MIN_KEY_BYTES for key in keys):
+            raise ConfigurationError(
+                f"AMELI_PREVIOUS_SECRET_KEYS: each key must be at least {MIN_KEY_BYTES} bytes, "
+                "like AMELI_SECRET_KEY"
+            )
+        return tuple(key.encode() for key in keys if key)
 
     def api_keys(self, role: str) -> list[tuple[str, str]]:
         """The ``(name, key)`` callers of one role: ``"portal"``, ``"mobile"`` or ``"advisor"``.

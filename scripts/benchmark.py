@@ -1,7 +1,7 @@
 """Load benchmark of AuthService: the real server in-process, measured through the shipped stubs.
 
     .venv/bin/python scripts/benchmark.py [--seconds 10] [--concurrency 32] [--accounts 50]
-                                          [--backend embedded|redis_postgres]
+                                          [--backend embedded|redis_postgres] [--previous-key]
 
 Each phase runs ``--seconds`` with ``--concurrency`` callers spread over the accounts:
 ``check_credentials_mobile`` (password only: argon2id bound); ``web_login_full_flow``
@@ -9,7 +9,8 @@ Each phase runs ``--seconds`` with ``--concurrency`` callers spread over the acc
 each caller owns its accounts and every success clears the NIR's code quota, so the
 production quota and locks stay on); ``lock_status_under_load`` (GetLockStatus latency
 while the mobile load runs at full concurrency: hashing runs in a thread pool, so the
-event loop must keep answering). Only 127.0.0.1 is used; temporary data is removed at
+event loop must keep answering). ``--previous-key`` sets ``AMELI_PREVIOUS_SECRET_KEYS``: the
+cost of a key rotation under way. Only 127.0.0.1 is used; temporary data is removed at
 the end. Exit status 1 if a phase had an error rate above 1 % (or no call at all).
 
 ``--flood N`` measures instead a legitimate password login while N parallel logins of
@@ -178,6 +179,8 @@ async def benchmark(args: argparse.Namespace) -> list[Phase]:
             hash_workers=0,  # production default: one hashing thread per core
             # every caller waits for its verify: this measures queueing, not shedding (§7.5)
             max_pending_hashes=max(DEFAULT_MAX_PENDING, args.concurrency),
+            # each NIR and client address is then looked up under the previous key too
+            previous_secret_keys=secrets.token_hex(32) if args.previous_key else "",
         )
         service = ServiceUnderTest(settings, smtp)
         await service.start()
@@ -403,6 +406,9 @@ def main() -> int:
     parser.add_argument("--backend", choices=("embedded", "redis_postgres"), default="embedded")
     parser.add_argument("--flood", type=int, default=0, help="unknown-NIR logins beside one legit")
     parser.add_argument(
+        "--previous-key", action="store_true", help="a key rotation under way (previous key set)"
+    )
+    parser.add_argument(
         "--max-pending", type=int, default=DEFAULT_MAX_PENDING, help="with --flood: the shedding"
     )
     args = parser.parse_args()
@@ -422,6 +428,7 @@ def main() -> int:
         print(f"flood        : {args.flood} parallel unknown-NIR logins, {args.seconds:g} s each")
         return report_flood(asyncio.run(flood(args)))
     print(f"load         : {args.seconds:g} s per phase, {args.concurrency} concurrent callers")
+    print(f"previous key : {'set (a key rotation under way)' if args.previous_key else 'none'}")
     phases = asyncio.run(benchmark(args))
     print("\n" + ROW.format("phase", "calls", "errors", "calls/s", "p50 ms", "p95 ms", "p99 ms"))
     for phase in phases:

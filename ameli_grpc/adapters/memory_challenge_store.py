@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -260,6 +261,18 @@ class MemoryChallengeStore:
         state.dies_at = max(state.dies_at, state.throttled_until)
         return state.throttled_until
 
+    async def adopt(self, ref: str, previous_refs: Sequence[str], now: datetime) -> bool:
+        found = False
+        for previous in previous_refs:
+            nir_state = self._nirs.pop(previous, None) if previous != ref else None
+            if nir_state is not None:
+                _merge_nir(self._state(ref), nir_state, now)
+            client_state = self._clients.pop(previous, None) if previous != ref else None
+            if client_state is not None:
+                _merge_client(self._clients.setdefault(ref, _ClientState()), client_state)
+            found = found or nir_state is not None or client_state is not None
+        return found
+
     async def ping(self) -> None:
         return None
 
@@ -310,3 +323,33 @@ def _prune(entries: dict[str, datetime], older_than: datetime) -> dict[str, date
 
 def _count_after(entries: dict[str, datetime], since: datetime) -> int:
     return sum(1 for at in entries.values() if at > since)
+
+
+def _merge_nir(into: _NirState, moved: _NirState, now: datetime) -> None:
+    """``adopt``: counts united, each lock at the later end (a suspension, None, wins)."""
+    for name in ("failures", "daily"):
+        target: dict[_Counted, _Entries] = getattr(into, name)
+        for counted, entries in getattr(moved, name).items():
+            target[counted].update(entries)
+    into.quota.update(moved.quota)
+    for scope, (count, until) in moved.ceiling.items():
+        held = into.ceiling.get(scope)
+        if until > now and (held is None or held[1] <= now or count > held[0]):
+            into.ceiling[scope] = (count, max(until, held[1] if held else until))
+    for key, lock in moved.locks.items():
+        held_lock = into.locks.get(key)
+        if held_lock is None or _ends_later(lock, held_lock):
+            into.locks[key] = lock
+    into.keep_until(moved.dies_at)
+
+
+def _ends_later(lock: Lock, other: Lock) -> bool:
+    if lock.expire_time is None or other.expire_time is None:
+        return other.expire_time is not None
+    return lock.expire_time > other.expire_time
+
+
+def _merge_client(into: _ClientState, moved: _ClientState) -> None:
+    into.failures = sorted([*into.failures, *moved.failures])
+    into.throttled_until = max(into.throttled_until, moved.throttled_until)
+    into.dies_at = max(into.dies_at, moved.dies_at)

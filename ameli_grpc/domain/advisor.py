@@ -24,6 +24,7 @@ from ameli_grpc.domain.outcomes import (
 from ameli_grpc.domain.phone import InvalidPhoneNumber, PhoneNumber
 from ameli_grpc.domain.policy import Policy
 from ameli_grpc.domain.ports import Ports
+from ameli_grpc.domain.rotation import KeyRotation
 from ameli_grpc.domain.tokens import new_provisional_code
 
 
@@ -34,6 +35,7 @@ class AdvisorUseCases:
         self._p = ports
         self._policy = policy
         self._audit = AuditTrail(ports.audit)
+        self._rotation = KeyRotation(ports.keyring, ports.store, ports.devices)
 
     async def get_lock_status(self, raw_nir: str) -> LockStatus:
         nir = Nir.parse(raw_nir)
@@ -68,7 +70,7 @@ class AdvisorUseCases:
     async def _lock_status(self, nir: Nir, now: datetime) -> LockStatus:
         """The NIR's locks (the one that governs first, SPEC §7.2 scopes kept) and counters."""
         status = await self._p.store.status(
-            self._p.keyring.nir_ref(nir.value),
+            await self._rotation.nir_ref(nir.value, now),
             now,
             self._policy.failure_window,
             self._policy.code_quota_window,
@@ -114,7 +116,8 @@ class AdvisorUseCases:
         Works for a NIR without an account too (its locks are kept alike).
         """
         nir = Nir.parse(raw_nir)
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         account = await self._p.accounts.get_by_nir(nir.value)
         active = await self._p.store.active_locks(nir_ref, now, frozenset(LockScope))
         await self._p.store.reset(nir_ref)
@@ -142,7 +145,8 @@ class AdvisorUseCases:
         account = await self._p.accounts.get_by_nir(nir.value)
         if account is None:
             raise _account_not_found()
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         phone = _sms_recipient(account) if send_provisional_code else None
         provisional = await self._new_provisional_code(nir, now) if phone else None
         event = self._audit.event(
@@ -166,13 +170,13 @@ class AdvisorUseCases:
         provisional: tuple[ProvisionalCode, str] | None,
     ) -> AccountReset:
         # First end the logins: a store outage stops the reset before anything is deleted.
-        await self._p.store.end_logins(nir_ref, self._policy.login_ttl)
+        await self._end_logins(account, nir_ref)
         code = provisional[0] if provisional else None
         if not await self._p.accounts.reset(account.account_id, code, event):
             raise _account_not_found()  # another advisor's reset came first
         # Again after the commit: a CheckCredentials that read the account before it now
         # finds the generation changed and gets no login (SPEC §8).
-        await self._p.store.end_logins(nir_ref, self._policy.login_ttl)
+        await self._end_logins(account, nir_ref)
         await self._p.store.reset(nir_ref)
         now = event.occurred_time
         phone = _sms_recipient(account)
@@ -191,6 +195,12 @@ class AdvisorUseCases:
         if not sent:
             return AccountReset(now, provisional_code_sent=False)
         return AccountReset(now, True, mask_phone(phone), provisional[0].expire_time)
+
+    async def _end_logins(self, account: Account, nir_ref: str) -> None:
+        """The NIR's logins, those begun under a previous secret key too (a rotation under
+        way: they keep the ref they were created under)."""
+        for ref in (nir_ref, *self._p.keyring.previous_nir_refs(account.nir)):
+            await self._p.store.end_logins(ref, self._policy.login_ttl)
 
     async def _new_provisional_code(self, nir: Nir, now: datetime) -> tuple[ProvisionalCode, str]:
         """A new code and its hash; stored by the reset's transaction, not here."""

@@ -114,6 +114,9 @@ class ClientRegulation:
         regulated = self.identify(client)
         if regulated is None:
             return None
+        if self._keyring.rotating:  # its throttle and count under a previous key come along
+            previous = self._keyring.previous_client_refs(regulated.unit)
+            await self._store.adopt(regulated.ref, previous, now)
         until = await self._store.client_throttle(regulated.ref, now)
         if until is not None:
             raise AuthError(

@@ -49,12 +49,8 @@ from ameli_grpc.domain.outcomes import (
 from ameli_grpc.domain.overload import hash_admission
 from ameli_grpc.domain.policy import FailureRule, Policy, QuotaRule
 from ameli_grpc.domain.ports import Ports
-from ameli_grpc.domain.tokens import (
-    constant_time_equal,
-    new_security_code,
-    new_token,
-    sha256_hex,
-)
+from ameli_grpc.domain.rotation import KeyRotation
+from ameli_grpc.domain.tokens import new_security_code, new_token, sha256_hex
 
 # Reasons and texts only: each refusal is a new AuthError (a shared exception object
 # would keep every raise's frames, and the secrets in them, alive).
@@ -75,13 +71,15 @@ class LoginUseCases:
         self._clients = ClientRegulation(
             ports.store, ports.keyring, policy, self._audit, ports.events
         )
+        self._rotation = KeyRotation(ports.keyring, ports.store, ports.devices)
 
     # --- CheckCredentials -------------------------------------------------------------
 
     async def check_credentials(self, request: CredentialsInput) -> CredentialsOutcome:
         """SPEC §2 "CheckCredentials, in this order", steps 1 to 8."""
         nir = Nir.parse(request.nir)  # 1
-        nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
+        now = self._p.clock.now()
+        nir_ref = await self._rotation.nir_ref(nir.value, now)
         client = await self._clients.admit(request.client, now)  # SPEC §7.4
         with hash_admission(self._p.hasher):  # SPEC §7.5: shed before anything is read
             # The generation before the account: an advisor's reset committed after this
@@ -145,7 +143,7 @@ class LoginUseCases:
         """
         if not token:
             return False
-        device = await self._p.devices.find(self._p.keyring.token_hash(token))
+        device = await self._rotation.find_device(token)
         return (
             account is not None
             and device is not None
@@ -362,8 +360,8 @@ class LoginUseCases:
         """
         assert login.code_digest is not None
         typed = "".join(code.split())
-        candidate = self._p.keyring.code_digest(login.login_id, typed)
-        matches = constant_time_equal(candidate, login.code_digest)
+        # under the current key, or a previous one for a code sent before a rotation
+        matches = self._p.keyring.code_matches(login.login_id, typed, login.code_digest)
         try:
             right = matches and await self._p.store.consume_login(login.login_id, login.code_digest)
             if matches and not right and not await self._p.store.get_login(login.login_id, now):
@@ -405,7 +403,9 @@ class LoginUseCases:
         account = await self._p.accounts.get(login.account_id)
         if account is None:  # reset by an advisor meanwhile
             raise _login_not_found()
-        return login, account
+        # made before a key rotation: from now on under the current ref, whose locks the
+        # claim or the reservation that follows checks in the same step as it counts
+        return await self._rotation.rebased(login, account.nir, now), account
 
     # --- shared steps -----------------------------------------------------------------
 

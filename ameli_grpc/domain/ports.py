@@ -8,6 +8,7 @@ fails closed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,6 +72,10 @@ class TrustedDeviceRepository(Protocol):
     async def touch(self, token_hash: str, now: datetime) -> None:
         """Record that the device spared a login its code at ``now`` (one write, no read);
         a later use already recorded is kept."""
+
+    async def rehash(self, token_hash: str, new_token_hash: str) -> None:
+        """Store the device found by ``token_hash`` under ``new_token_hash`` instead (its
+        token hashed under the current key after a rotation); the rest of it stays."""
 
     async def delete_for_account(self, account_id: str, now: datetime) -> int:
         """Delete every device of the account, expired ones included, in one transaction.
@@ -284,6 +289,20 @@ class ChallengeStore(Protocol):
         the count reaches ``rule.limit`` set the throttle until
         ``now + rule.lock_for`` and return that end. So however many failures
         arrive at once, on however many replicas, exactly one sets it.
+        """
+
+    async def adopt(self, ref: str, previous_refs: Sequence[str], now: datetime) -> bool:
+        """After a rotation of the secret key, merge into ``ref`` what is kept under
+        ``previous_refs`` (the same NIR, or client address, under the previous keys) and
+        forget it there; True if anything was found.
+
+        Nothing is lifted or reset by the move: failures, daily failures and code
+        requests are united, each lock ends at the later of its two ends (a
+        suspension wins), the ceiling count and a client's throttle keep the larger
+        value. Attempts in flight stay where they were claimed; logins are not
+        moved (a login keeps its id). Safe to repeat and to run in parallel: the
+        state is merged before it is forgotten, and every caller that still finds
+        it merges it itself, so no request goes on before the state is under ``ref``.
         """
 
     async def ping(self) -> None:

@@ -684,6 +684,118 @@ async def test_parallel_client_failures_set_the_throttle_exactly_once(
     assert await store.client_throttle(CLIENT_REF, T0) == T0 + CLIENT_RULE.lock_for
 
 
+# -- a rotation of the secret key (adopt) --------------------------------------------
+
+ROTATED = Keyring(b"contract-test-key-after-rotation!", [b"contract-test-key-0123456789abcdef"])
+NEW_REF = ROTATED.nir_ref(NIR)
+NEW_CLIENT_REF = ROTATED.client_ref("203.0.113.7")
+
+
+async def test_adopt_moves_locks_counters_and_quota_under_the_new_ref(
+    store: ChallengeStore,
+) -> None:
+    """What a NIR had under the previous key — a lock, failures, codes sent, the ceiling's
+    count — is all under the new ref after ``adopt``, and nothing is left under the old."""
+    assert ROTATED.previous_nir_refs(NIR) == (NIR_REF,)
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    await wrong(store, at(0), CODE_RULE)
+    lock = await lock_passwords(store)
+    before = await status(store, NIR_REF, at(3))
+    assert before == NirStatus((lock,), 3, 1, 1)
+
+    assert await store.adopt(NEW_REF, (NIR_REF,), at(3))
+
+    assert await status(store, NEW_REF, at(3)) == before
+    assert await store.active_locks(NEW_REF, at(3), UNFAMILIAR) == (lock,)
+    assert await status(store, NIR_REF, at(3)) == NirStatus((), 0, 0, 0)
+    assert not await store.adopt(NEW_REF, (NIR_REF,), at(3))  # moved once, found no more
+    # the ceiling's count came along: 1 code + 3 passwords, so the fifth failure suspends
+    fifth = await store.settle_failure(NEW_REF, replace(CODE_RULE, ceiling=5), "fifth", at(4))
+    assert fifth.lock == Lock(LockKind.SUSPENDED, None, UNTRUSTED)
+
+
+async def test_adopt_merges_with_what_the_new_ref_already_has(store: ChallengeStore) -> None:
+    """Both refs' failures count together, and both refs' locks stand: here a suspension
+    from before the rotation and a code lock set after it."""
+    await wrong(store, at(0), CODE_RULE)
+    ceiling = replace(PASSWORD_RULE, ceiling=2)
+    suspension = (await wrong(store, at(1), ceiling)).lock  # under the old ref
+    for second in range(2):
+        await wrong(store, at(second), nir_ref=NEW_REF)
+    code_lock = None
+    for second in range(3):
+        code_lock = (await wrong(store, at(second), CODE_RULE, nir_ref=NEW_REF)).lock
+
+    assert await store.adopt(NEW_REF, (NIR_REF,), at(2))
+
+    assert suspension == Lock(LockKind.SUSPENDED, None, UNTRUSTED)
+    assert code_lock == Lock(LockKind.CODE_ATTEMPTS, at(2) + LOCK_FOR)
+    merged = await status(store, NEW_REF, at(2))
+    assert (merged.password_failures, merged.code_failures) == (3, 4)
+    assert set(merged.locks) == {suspension, code_lock}
+    much_later = at(2) + timedelta(days=365)
+    assert await store.active_locks(NEW_REF, much_later, UNFAMILIAR) == (suspension,)
+
+
+async def test_adopt_never_shortens_a_lock(store: ChallengeStore) -> None:
+    """Of the two refs' locks of one kind, the one that ends later is kept."""
+    for second in range(3):
+        await wrong(store, at(second), nir_ref=NEW_REF)  # ends at 32
+    later: Lock | None = None
+    for second in range(3):
+        later = (await wrong(store, at(10 + second))).lock  # ends at 42
+    assert later == Lock(LockKind.PASSWORD_ATTEMPTS, at(12) + LOCK_FOR, UNTRUSTED)
+
+    await store.adopt(NEW_REF, (NIR_REF,), at(13))
+
+    assert await store.active_locks(NEW_REF, at(35), UNFAMILIAR) == (later,)
+    assert await store.active_locks(NEW_REF, at(42), UNFAMILIAR) == ()
+
+
+async def test_adopt_moves_a_client_address_throttle_and_its_failures(
+    store: ChallengeStore,
+) -> None:
+    """A client address throttled under the previous key stays throttled under the new one,
+    and its failures keep counting after the throttle."""
+    for second in range(5):
+        await store.count_client_failure(CLIENT_REF, CLIENT_RULE, at(second))
+    await store.count_client_failure(NEW_CLIENT_REF, CLIENT_RULE, at(3))
+
+    assert await store.adopt(NEW_CLIENT_REF, ROTATED.previous_client_refs("203.0.113.7"), at(5))
+
+    until = at(4) + CLIENT_RULE.lock_for
+    assert await store.client_throttle(NEW_CLIENT_REF, at(5)) == until
+    assert await store.client_throttle(CLIENT_REF, at(5)) is None
+    rule = replace(CLIENT_RULE, limit=7, window=timedelta(seconds=60))
+    assert await store.count_client_failure(NEW_CLIENT_REF, rule, until) == until + rule.lock_for
+
+
+async def test_adopt_without_previous_state_changes_nothing(store: ChallengeStore) -> None:
+    """A NIR with nothing under the previous key: ``adopt`` finds nothing and leaves the
+    new ref's state as it was; adopting a ref from itself is a no-op."""
+    await wrong(store, at(0), nir_ref=NEW_REF)
+
+    assert not await store.adopt(NEW_REF, (NIR_REF, OTHER_REF), at(1))
+    assert not await store.adopt(NEW_REF, (NEW_REF,), at(1))
+
+    assert await status(store, NEW_REF, at(1)) == NirStatus((), 1, 0, 0)
+    assert await status(store, OTHER_REF, at(1)) == NirStatus((), 0, 0, 0)
+
+
+async def test_parallel_adopts_move_the_state_once_and_lose_nothing(
+    store: ChallengeStore,
+) -> None:
+    """Ten requests adopt the same NIR at once: its lock and counts end up under the new ref
+    exactly once (a merge repeated in parallel adds nothing)."""
+    await store.reserve_code(NIR_REF, QUOTA, UNFAMILIAR, at(0))
+    lock = await lock_passwords(store)
+
+    await asyncio.gather(*(store.adopt(NEW_REF, (NIR_REF,), at(3)) for _ in range(10)))
+
+    assert await status(store, NEW_REF, at(3)) == NirStatus((lock,), 3, 0, 1)
+    assert await status(store, NIR_REF, at(3)) == NirStatus((), 0, 0, 0)
+
+
 # -- Redis only: key layout, TTLs, client factory, outages -----------------------------
 
 
@@ -745,6 +857,28 @@ async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: RedisWithKey
         kind = key.split(":")[2]
         longest = limit.get(kind, timedelta(seconds=LOGIN_TTL))
         assert 0 < ttl <= longest // timedelta(milliseconds=1), (key, ttl)
+
+
+@pytest.mark.redis
+async def test_redis_adopted_keys_keep_their_expiry(redis_keys: RedisWithKeys) -> None:
+    """Keys moved by ``adopt`` still expire within their rule (a suspension never); the old
+    ref keeps only its attempt in flight and its login."""
+    store, listing = redis_keys
+    await fill(store)
+    await store.settle_failure(NIR_REF, replace(CODE_RULE, ceiling=5), "fifth", at(3))
+
+    await store.adopt(NEW_REF, (NIR_REF,), at(3))
+
+    ttls = await listing()
+    old = sorted(key.split(":")[2] for key in ttls if NIR_REF in key)
+    assert old == ["login", "pending"]
+    moved = {key.split(":", 2)[2]: ttl for key, ttl in ttls.items() if NEW_REF in key}
+    assert len(moved) == 8
+    assert moved.pop("lock:suspended:untrusted") == -1
+    for key, ttl in moved.items():
+        longest = {"failures": WINDOW, "quota": QUOTA.window, "lock": LOCK_FOR, "daily": DAY}
+        limit = longest.get(key.split(":")[0], CEILING_KEPT)
+        assert 0 < ttl <= limit // timedelta(milliseconds=1), (key, ttl)
 
 
 def key_slot(key: str) -> int:

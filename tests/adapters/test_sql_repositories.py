@@ -331,6 +331,26 @@ async def test_touch_records_the_last_use_and_never_moves_it_back(
     assert await devices.find(other.token_hash) == other
 
 
+async def test_rehash_stores_the_device_under_its_new_hash_and_keeps_the_rest(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+) -> None:
+    """After ``rehash`` the device is found by its new hash only, with its account, times
+    and last use unchanged; a second rehash of the old hash finds nothing to move."""
+    account = make_account()
+    await accounts.add(account)
+    device = make_device(account.account_id, "a" * 64, last_use_time=NOW + timedelta(days=1))
+    await devices.add(device)
+    await devices.add(make_device(account.account_id, "b" * 64))
+
+    await devices.rehash(device.token_hash, "f" * 64)
+    await devices.rehash(device.token_hash, "e" * 64)
+
+    assert await devices.find(device.token_hash) is None
+    assert await devices.find("e" * 64) is None
+    assert await devices.find("f" * 64) == replace(device, token_hash="f" * 64)
+    assert await devices.find("b" * 64) is not None
+
+
 async def test_the_devices_listed_are_the_accounts_still_trusted_oldest_first(
     accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
 ) -> None:

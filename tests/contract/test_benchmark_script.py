@@ -29,6 +29,17 @@ def test_benchmark_script_reports_every_phase() -> None:
         assert phase in finished.stdout, f"{phase} missing from:\n{finished.stdout}"
 
 
+def test_the_benchmark_measures_a_key_rotation_under_way() -> None:
+    """``--previous-key`` runs every phase with a previous secret key configured."""
+    finished = run_benchmark(
+        "--seconds", "0.5", "--concurrency", "2", "--accounts", "4", "--previous-key"
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "previous key : set" in finished.stdout
+    for phase in PHASES:
+        assert phase in finished.stdout
+
+
 def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
     """``--flood`` measures a legitimate login idle, then beside a flood, shedding on and off.
 

@@ -2,7 +2,9 @@
 
 ``ServiceUnderTest`` owns the server, its settings, its clock and an aiosmtpd
 server that receives the security codes; ``restart()`` builds a new process
-state on the same database and store, as a deployment would. Tests move the
+state on the same database and store, as a deployment would (the embedded
+in-process store is handed over, as if it had been Redis), optionally with
+other settings (a rotated secret key). Tests move the
 server's clock (``service.clock.advance(minutes=15)``) instead of sleeping.
 """
 
@@ -21,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
+from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.bootstrap import Container, build_container, server_options
 from ameli_grpc.config import Settings
@@ -88,6 +91,7 @@ class ServiceUnderTest:
     container: Container | None = None
     running: RunningServer | None = None
     clock: AdjustableClock = field(default_factory=AdjustableClock)
+    memory_store: MemoryChallengeStore | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     portal: auth_pb2_grpc.AuthServiceAsyncStub = field(init=False)
     mobile: auth_pb2_grpc.AuthServiceAsyncStub = field(init=False)
@@ -99,7 +103,11 @@ class ServiceUnderTest:
         return f"127.0.0.1:{self.running.port}"
 
     async def start(self) -> None:
-        self.container = await build_container(self.settings, migrate=False, clock=self.clock)
+        self.container = await build_container(
+            self.settings, migrate=False, clock=self.clock, memory_store=self.memory_store
+        )
+        if isinstance(self.container.ports.store, MemoryChallengeStore):
+            self.memory_store = self.container.ports.store
         # The options the composition root derives: the message and concurrency limits too.
         options = server_options(self.settings, self.container.app.caller_keys)
         self.running = await start_server(self.container.app, options)
@@ -117,8 +125,12 @@ class ServiceUnderTest:
             await self.container.aclose()
         self.running = self.container = None
 
-    async def restart(self) -> None:
+    async def restart(self, **changes: Any) -> None:
+        """Stop, then start again on the same database and store, with ``changes`` to the
+        settings (secret values given in clear)."""
         await self.stop()
+        if changes:
+            self.settings = Settings(**{**self.settings.model_dump(), **changes})
         await self.start()
 
     def stub(self, key: str | None) -> auth_pb2_grpc.AuthServiceAsyncStub:

@@ -122,6 +122,12 @@ class FakeTrustedDeviceRepository:
         if device is not None and (device.last_use_time is None or device.last_use_time < now):
             self.devices[token_hash] = replace(device, last_use_time=now)
 
+    async def rehash(self, token_hash: str, new_token_hash: str) -> None:
+        await checkpoint()
+        device = self.devices.pop(token_hash, None)
+        if device is not None:
+            self.devices[new_token_hash] = replace(device, token_hash=new_token_hash)
+
     async def delete_for_account(self, account_id: str, now: datetime) -> int:
         await checkpoint()
         mine = [d for d in self.devices.values() if d.account_id == account_id]

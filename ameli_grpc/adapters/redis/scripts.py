@@ -251,6 +251,64 @@ end
 return 1
 """
 
+READ_STATE = """
+-- KEYS: the state keys of one ref (``adopt``). Read only.
+-- Returns, for each key that exists: {index, type, pttl, n, values...}: a sorted set's
+-- members and scores, a lock's expire, a string's value (a count, a throttle's end).
+local found = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  local values = nil
+  if kind == 'zset' then
+    values = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  elseif kind == 'hash' then
+    values = {redis.call('HGET', key, 'expire') or ''}
+  elseif kind == 'string' then
+    values = {redis.call('GET', key)}
+  end
+  if values then
+    local entry = {i, kind, redis.call('PTTL', key), #values}
+    for _, value in ipairs(values) do entry[#entry + 1] = value end
+    found[#found + 1] = entry
+  end
+end
+return found
+"""
+
+MERGE_STATE = """
+-- KEYS: the state keys of the current ref, in READ_STATE's order.
+-- ARGV: READ_STATE's entries, flattened. Sorted sets are united; a lock keeps the later
+-- expire ('never' wins); a string the larger number. A key keeps the longer TTL, none
+-- if either had none (TTLs only collect garbage).
+local i = 1
+while i <= #ARGV do
+  local key, kind = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+  local pttl, n, first = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), i + 4
+  local before = redis.call('PTTL', key)
+  if kind == 'zset' then
+    for j = first, first + n - 1, 2 do redis.call('ZADD', key, ARGV[j + 1], ARGV[j]) end
+  elseif kind == 'hash' then
+    local incoming, current = ARGV[first], redis.call('HGET', key, 'expire')
+    if incoming ~= '' and current ~= 'never' and (
+        incoming == 'never' or not current or tonumber(incoming) > tonumber(current)) then
+      redis.call('HSET', key, 'expire', incoming)
+    end
+  elseif kind == 'string' then
+    local current = redis.call('GET', key)
+    if not current or tonumber(ARGV[first]) > tonumber(current) then
+      redis.call('SET', key, ARGV[first])
+    end
+  end
+  if pttl == -1 or before == -1 then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, math.max(pttl, before, 1))
+  end
+  i = first + n
+end
+return 1
+"""
+
 SCRIPTS = {
     "ACTIVE_LOCKS": ACTIVE_LOCKS,
     "LOCKS_AND_GENERATION": LOCKS_AND_GENERATION,
@@ -266,4 +324,6 @@ SCRIPTS = {
     "RELEASE_CODE": RELEASE_CODE,
     "CONSUME_LOGIN": CONSUME_LOGIN,
     "COUNT_CLIENT_FAILURE": COUNT_CLIENT_FAILURE,
+    "READ_STATE": READ_STATE,
+    "MERGE_STATE": MERGE_STATE,
 }

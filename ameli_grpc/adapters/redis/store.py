@@ -381,6 +381,26 @@ class RedisChallengeStore:
         return until if outcome == 2 else None
 
     @_fail_closed
+    async def adopt(self, ref: str, previous_refs: Sequence[str], now: datetime) -> bool:
+        """Per previous ref: read its state (one script on its slot), merge it under ``ref``
+        (one script on that slot), then delete it — three steps, as two refs live in two
+        slots of a Cluster; the port's contract holds because the merge is idempotent and
+        comes before the delete. A ref without state costs one read-only script."""
+        found = False
+        for previous in previous_refs:
+            if previous == ref:
+                continue
+            source = self._carried_keys(previous)
+            entries = await self._run("READ_STATE", source)
+            if not entries:
+                continue
+            flat = [v if isinstance(v, int) else _text(v) for entry in entries for v in entry]
+            await self._run("MERGE_STATE", self._carried_keys(ref), *flat)
+            await self._client.delete(*source)  # one command on one slot
+            found = True
+        return found
+
+    @_fail_closed
     async def ping(self) -> None:
         if isinstance(self._client, RedisCluster):  # every primary; replicas serve no request
             await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
@@ -425,6 +445,15 @@ class RedisChallengeStore:
                 for scope in (LockScope.UNTRUSTED, LockScope.TRUSTED)
             ),
             self._key(nir_ref, "quota"),
+        ]
+
+    def _carried_keys(self, ref: str) -> list[str]:
+        """What ``adopt`` moves: a NIR's state but its attempts in flight and logins, and a
+        client address's state (a ref is one or the other; the rest of the list is absent)."""
+        in_flight = self._key(ref, "pending")
+        return [
+            *(key for key in self._nir_keys(ref) if not key.startswith(in_flight)),
+            *self._client_keys(ref),
         ]
 
     def _client_keys(self, client_ref: str) -> list[str]:

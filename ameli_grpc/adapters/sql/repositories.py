@@ -229,6 +229,16 @@ class SqlTrustedDeviceRepository:
         async with self._database.session() as session:
             await session.execute(statement)
 
+    async def rehash(self, token_hash: str, new_token_hash: str) -> None:
+        """One UPDATE of the row's key; a concurrent rehash of the same device finds no row."""
+        statement = (
+            update(trusted_devices)
+            .where(trusted_devices.c.token_hash == token_hash)
+            .values(token_hash=new_token_hash)
+        )
+        async with self._database.session() as session:
+            await session.execute(statement)
+
     async def delete_for_account(self, account_id: str, now: datetime) -> int:
         """Two DELETEs in one transaction: the devices still trusted (counted), then the rest."""
         of_account = trusted_devices.c.account_id == account_id
