@@ -862,7 +862,7 @@ async def test_redis_keys_hold_no_secret_and_all_expire(redis_keys: RedisWithKey
 @pytest.mark.redis
 async def test_redis_adopted_keys_keep_their_expiry(redis_keys: RedisWithKeys) -> None:
     """Keys moved by ``adopt`` still expire within their rule (a suspension never); the old
-    ref keeps only its attempt in flight and its login."""
+    ref keeps only its attempt in flight, its login and the generation that login needs."""
     store, listing = redis_keys
     await fill(store)
     await store.settle_failure(NIR_REF, replace(CODE_RULE, ceiling=5), "fifth", at(3))
@@ -871,7 +871,7 @@ async def test_redis_adopted_keys_keep_their_expiry(redis_keys: RedisWithKeys) -
 
     ttls = await listing()
     old = sorted(key.split(":")[2] for key in ttls if NIR_REF in key)
-    assert old == ["login", "pending"]
+    assert old == ["generation", "login", "pending"]
     moved = {key.split(":", 2)[2]: ttl for key, ttl in ttls.items() if NEW_REF in key}
     assert len(moved) == 8
     assert moved.pop("lock:suspended:untrusted") == -1
