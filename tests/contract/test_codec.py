@@ -136,7 +136,8 @@ def test_a_refusal_without_values_carries_no_metadata_nor_retry() -> None:
     assert exception.attempts_remaining is None
     assert exception.lock_expire_time is None
     assert exception.retry_delay is None
-    assert exception.field_violations == exception.quota_violations == ()
+    assert exception.field_violations == ()
+    assert exception.quota_violations == ()
     assert exception.request_id is None
 
 
