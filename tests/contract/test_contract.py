@@ -340,6 +340,26 @@ async def test_wrong_code_raises_wrong_entry_with_attempts_remaining(
     assert isinstance(error.__cause__, grpc.aio.AioRpcError)
 
 
+async def test_a_synchronous_stubs_error_decodes_the_same(servicer: ScriptedServicer) -> None:
+    """error_from_rpc_error reads a grpc.RpcError of a synchronous channel like an async one."""
+    servicer.refusal = refusal("INVALID_CODE", WRONG_ENTRY_TEXT, attempts_remaining=1)
+
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(servicer.target) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            try:
+                stub.RequestCode(auth_pb2.RequestCodeRequest(login_id="l"), timeout=5.0)
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError("expected a refusal")
+
+    error = auth.error_from_rpc_error(await asyncio.to_thread(call), request_id="sent-id")
+
+    assert type(error) is auth.WrongEntry
+    assert (error.message, error.attempts_remaining) == (WRONG_ENTRY_TEXT, 1)
+    assert error.request_id == "sent-id"  # the scripted servicer echoes nothing
+
+
 async def test_code_lock_raises_locked_with_lock_time_and_retry_delay(
     client: auth.AuthClient, servicer: ScriptedServicer
 ) -> None:
