@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
 from ameli.auth import client as auth
+from ameli.auth import errors as codec
 from ameli.auth.nir import normalized_nir
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
-from google.protobuf import duration_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -129,27 +128,9 @@ class Refusal:
     trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
 
 
-def refusal(
-    code: grpc.StatusCode,
-    reason: str,
-    message: str,
-    *,
-    metadata: Mapping[str, str] | None = None,
-    retry_delay: timedelta | None = None,
-) -> Refusal:
-    """A rich status as AuthService sends it (ErrorInfo, LocalizedMessage, RetryInfo)."""
-    details: list[Message] = [
-        error_details_pb2.ErrorInfo(reason=reason, domain=auth.ERROR_DOMAIN, metadata=metadata),
-        error_details_pb2.LocalizedMessage(locale="fr-FR", message=message),
-    ]
-    if retry_delay is not None:
-        delay = duration_pb2.Duration()
-        delay.FromTimedelta(retry_delay)
-        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    status = status_pb2.Status(code=code.value[0], message=f"refused: {reason}")
-    for detail in details:
-        status.details.add().Pack(detail)
-    sent = rpc_status.to_status(status)
+def refusal(reason: str, message: str, **values: Any) -> Refusal:
+    """A rich status exactly as AuthService sends it: built by the shared codec."""
+    sent = codec.encode(reason, message, **values)
     return Refusal(sent.code, sent.details, tuple(sent.trailing_metadata))
 
 
@@ -161,11 +142,14 @@ class ScriptedServicer(auth_pb2_grpc.AuthServiceServicer):
         self.refusal: Refusal | None = None
         self.metadata: list[dict[str, str | bytes]] = []
         self.requests: list[Message] = []
+        self.delay = 0.0
 
     async def _answer(
         self, context: grpc.aio.ServicerContext[_Request, _Response], response: _Response
     ) -> _Response:
         self.metadata.append(dict(context.invocation_metadata() or ()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.refusal is not None:
             await context.abort(
                 self.refusal.code, self.refusal.details, self.refusal.trailing_metadata
@@ -316,7 +300,7 @@ async def test_a_nir_without_account_raises_account_not_found(
 ) -> None:
     """ACCOUNT_NOT_FOUND raises AccountNotFound, which a caller can also catch as NotFound."""
     text = "Aucun compte ameli pour ce numéro de sécurité sociale."
-    servicer.refusal = refusal(grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", text)
+    servicer.refusal = refusal("ACCOUNT_NOT_FOUND", text)
 
     with pytest.raises(auth.AccountNotFound) as raised:
         await client.get_account(nir="184127512345678")
@@ -340,12 +324,7 @@ async def test_wrong_code_raises_wrong_entry_with_attempts_remaining(
     client: auth.AuthClient, servicer: ScriptedServicer
 ) -> None:
     """A wrong code raises WrongEntry with its reason, French message and attempts left."""
-    servicer.refusal = refusal(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "INVALID_CODE",
-        WRONG_ENTRY_TEXT,
-        metadata={"attemptsRemaining": "2"},
-    )
+    servicer.refusal = refusal("INVALID_CODE", WRONG_ENTRY_TEXT, attempts_remaining=2)
 
     with pytest.raises(auth.WrongEntry) as raised:
         await client.verify_code(login_id="login-1", code="000000")
@@ -361,15 +340,34 @@ async def test_wrong_code_raises_wrong_entry_with_attempts_remaining(
     assert isinstance(error.__cause__, grpc.aio.AioRpcError)
 
 
+async def test_a_synchronous_stubs_error_decodes_the_same(servicer: ScriptedServicer) -> None:
+    """error_from_rpc_error reads a grpc.RpcError of a synchronous channel like an async one."""
+    servicer.refusal = refusal("INVALID_CODE", WRONG_ENTRY_TEXT, attempts_remaining=1)
+
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(servicer.target) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            try:
+                stub.RequestCode(auth_pb2.RequestCodeRequest(login_id="l"), timeout=5.0)
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError("expected a refusal")
+
+    error = auth.error_from_rpc_error(await asyncio.to_thread(call), request_id="sent-id")
+
+    assert type(error) is auth.WrongEntry
+    assert (error.message, error.attempts_remaining) == (WRONG_ENTRY_TEXT, 1)
+    assert error.request_id == "sent-id"  # the scripted servicer echoes nothing
+
+
 async def test_code_lock_raises_locked_with_lock_time_and_retry_delay(
     client: auth.AuthClient, servicer: ScriptedServicer
 ) -> None:
     """A lock raises Locked with its end as an aware UTC datetime and the RetryInfo delay."""
     servicer.refusal = refusal(
-        grpc.StatusCode.FAILED_PRECONDITION,
         "CODE_ATTEMPTS_LOCKED",
         CODE_LOCK_TEXT,
-        metadata={"lockExpireTime": "2023-01-05T14:05:00Z"},
+        lock_expire_time=datetime(2023, 1, 5, 14, 5, tzinfo=UTC),
         retry_delay=timedelta(minutes=15),
     )
 
@@ -396,7 +394,7 @@ async def test_each_reason_raises_its_family(
 ) -> None:
     """Each ErrorReason sent by the service raises the exception family the client documents."""
     code = FAMILIES[reason][0]
-    servicer.refusal = refusal(code, reason, f"texte de {reason}")
+    servicer.refusal = refusal(reason, f"texte de {reason}")
 
     with pytest.raises(auth.AuthServiceError) as raised:
         await client.request_code(login_id="login-1")
@@ -411,6 +409,8 @@ async def test_each_reason_raises_its_family(
     [
         (grpc.StatusCode.UNAVAILABLE, auth.ServiceUnavailable),
         (grpc.StatusCode.DEADLINE_EXCEEDED, auth.ServiceUnavailable),
+        (grpc.StatusCode.CANCELLED, auth.ServiceUnavailable),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, auth.ServiceUnavailable),
         (grpc.StatusCode.PERMISSION_DENIED, auth.CallerNotAllowed),
         (grpc.StatusCode.UNAUTHENTICATED, auth.CallerNotAllowed),
         (grpc.StatusCode.INTERNAL, auth.AuthServiceError),
@@ -431,6 +431,35 @@ async def test_a_status_without_rich_details_is_classified_by_code(
     assert type(raised.value) is family
     assert raised.value.reason == ""
     assert raised.value.attempts_remaining is None
+    assert raised.value.message != "plain"  # a French default, never the transport's English
+    if family is auth.ServiceUnavailable:
+        assert raised.value.message == auth.UNAVAILABLE_MESSAGE
+
+
+async def test_a_call_past_its_deadline_raises_service_unavailable_in_french(
+    channel: grpc.aio.Channel, servicer: ScriptedServicer
+) -> None:
+    """A service that answers after the client's deadline reads as ServiceUnavailable."""
+    servicer.delay = 2.0
+
+    with pytest.raises(auth.ServiceUnavailable) as raised:
+        await auth.AuthClient(channel, timeout=0.2).request_code(login_id="login-1")
+
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert raised.value.message == auth.UNAVAILABLE_MESSAGE
+
+
+async def test_a_response_too_large_for_the_channel_raises_service_unavailable_in_french(
+    servicer: ScriptedServicer,
+) -> None:
+    """The transport's RESOURCE_EXHAUSTED (message too large) is ServiceUnavailable, in French."""
+    options = [("grpc.max_receive_message_length", 8)]
+    async with grpc.aio.insecure_channel(servicer.target, options=options) as channel:
+        with pytest.raises(auth.ServiceUnavailable) as raised:
+            await auth.AuthClient(channel, timeout=5.0).check_credentials(nir="1", password="p")
+
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.message == auth.UNAVAILABLE_MESSAGE
 
 
 async def test_an_unreachable_service_raises_service_unavailable_in_french() -> None:

@@ -1,41 +1,37 @@
 """Async client of ``ameli.auth.v1.AuthService`` with typed exceptions.
 
 Every refusal of the service is a gRPC status carrying, AIP-193 style, a
-``google.rpc.ErrorInfo`` (reason, domain ``auth.ameli.fr``, metadata
-``attemptsRemaining`` / ``lockExpireTime``), a ``google.rpc.LocalizedMessage``
-in fr-FR and, for locks and the quota, a ``google.rpc.RetryInfo``.
-``AuthClient`` turns it into one ``AuthServiceError`` subclass per family, so a
-portal can branch on the exception type and show ``error.message`` as is.
-
-The exception family (reasons are ``ErrorInfo.reason``; a status without one
-is classified by its gRPC code)::
-
-    AuthServiceError                  any refusal, or a status of another origin
-    ├── InvalidInput                  INVALID_NIR, INVALID_REQUEST
-    ├── WrongEntry                    INVALID_CREDENTIALS, INVALID_CODE (attempts_remaining)
-    ├── Locked                        PASSWORD_ATTEMPTS_LOCKED, CODE_ATTEMPTS_LOCKED,
-    │                                 CODE_QUOTA_EXCEEDED, CLIENT_THROTTLED (lock_expire_time,
-    │                                 retry_delay), ACCOUNT_SUSPENDED (no end: an advisor)
-    ├── LoginRefused                  CODE_EXPIRED, CODE_NOT_REQUESTED, EMAIL_NOT_VALIDATED,
-    │                                 NOT_COVERED, AFFILIATION_PENDING
-    ├── NotFound                      LOGIN_NOT_FOUND
-    │   └── AccountNotFound           ACCOUNT_NOT_FOUND (advisor RPCs: no account for the NIR)
-    ├── CallerNotAllowed              CALLER_NOT_ALLOWED; UNAUTHENTICATED, PERMISSION_DENIED
-    └── ServiceUnavailable            SERVICE_UNAVAILABLE, ATTEMPT_IN_PROGRESS (retry_delay);
-                                      UNAVAILABLE, DEADLINE_EXCEEDED
+``google.rpc.ErrorInfo``, a ``google.rpc.LocalizedMessage`` in fr-FR and, per
+case, RetryInfo, QuotaFailure or BadRequest; ``AuthClient`` turns it into one
+``AuthServiceError`` subclass per family (``InvalidInput``, ``WrongEntry``,
+``Locked``, ``LoginRefused``, ``NotFound`` / ``AccountNotFound``,
+``CallerNotAllowed``, ``ServiceUnavailable``), so a portal can branch on the
+exception type and show ``error.message`` as is. The codec and the family tree
+live in ``ameli.auth.errors``, which the server uses to build its statuses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from typing import TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
+from ameli.auth.errors import (
+    ERROR_DOMAIN,
+    UNAVAILABLE_MESSAGE,
+    AccountNotFound,
+    AuthServiceError,
+    CallerNotAllowed,
+    InvalidInput,
+    Locked,
+    LoginRefused,
+    NotFound,
+    ServiceUnavailable,
+    WrongEntry,
+    error_from_rpc_error,
+)
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 __all__ = [
@@ -54,206 +50,7 @@ __all__ = [
     "error_from_rpc_error",
 ]
 
-ERROR_DOMAIN = "auth.ameli.fr"
-"""``ErrorInfo.domain`` of the errors raised by AuthService."""
-
-MESSAGE_LOCALE = "fr-FR"
-UNAVAILABLE_MESSAGE = (
-    "Le service est momentanément indisponible. Merci de réessayer dans quelques instants."
-)
-"""Shown when the service cannot be reached at all (no status from the server)."""
-
 _Response = TypeVar("_Response", bound=Message)
-_Detail = TypeVar("_Detail", bound=Message)
-
-
-class AuthServiceError(Exception):
-    """A refusal of AuthService (or a failure to reach it).
-
-    ``reason`` is the ``ErrorReason`` name without its prefix (``"INVALID_CODE"``),
-    empty when the status carries no ErrorInfo of the ``auth.ameli.fr`` domain;
-    ``message`` is the fr-FR text to show to the insured person; ``status`` the
-    whole ``google.rpc.Status`` (QuotaFailure, BadRequest...) when there is one.
-    """
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        reason: str,
-        message: str,
-        attempts_remaining: int | None = None,
-        lock_expire_time: datetime | None = None,
-        retry_delay: timedelta | None = None,
-        *,
-        status: status_pb2.Status | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.attempts_remaining = attempts_remaining
-        self.lock_expire_time = lock_expire_time
-        self.retry_delay = retry_delay
-        self.status = status
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r}, "
-            f"message={self.message!r}, attempts_remaining={self.attempts_remaining!r}, "
-            f"lock_expire_time={self.lock_expire_time!r}, retry_delay={self.retry_delay!r})"
-        )
-
-
-class InvalidInput(AuthServiceError):
-    """The request is malformed: INVALID_NIR, INVALID_REQUEST."""
-
-
-class WrongEntry(AuthServiceError):
-    """Wrong password or code; ``attempts_remaining`` says how many tries are left."""
-
-
-class Locked(AuthServiceError):
-    """The NIR is locked until ``lock_expire_time`` (wrong entries or code quota)."""
-
-
-class LoginRefused(AuthServiceError):
-    """The login cannot go on: code expired or not requested, no email, not covered."""
-
-
-class NotFound(AuthServiceError):
-    """Unknown or expired login id; ``AccountNotFound`` for a NIR without an account."""
-
-
-class AccountNotFound(NotFound):
-    """No ameli account for the NIR (GetAccount, ResetAccount, RevokeTrustedDevices)."""
-
-
-class CallerNotAllowed(AuthServiceError):
-    """The calling application's key is missing, unknown, or may not call this RPC."""
-
-
-class ServiceUnavailable(AuthServiceError):
-    """The service or one of its dependencies is down: retry later."""
-
-
-_FAMILY_BY_REASON: dict[str, type[AuthServiceError]] = {
-    "INVALID_NIR": InvalidInput,
-    "INVALID_REQUEST": InvalidInput,
-    "INVALID_CREDENTIALS": WrongEntry,
-    "INVALID_CODE": WrongEntry,
-    "PASSWORD_ATTEMPTS_LOCKED": Locked,
-    "CODE_ATTEMPTS_LOCKED": Locked,
-    "CODE_QUOTA_EXCEEDED": Locked,
-    "CODE_EXPIRED": LoginRefused,
-    "CODE_NOT_REQUESTED": LoginRefused,
-    "EMAIL_NOT_VALIDATED": LoginRefused,
-    "NOT_COVERED": LoginRefused,
-    "AFFILIATION_PENDING": LoginRefused,
-    "LOGIN_NOT_FOUND": NotFound,
-    "ACCOUNT_NOT_FOUND": AccountNotFound,
-    "CALLER_NOT_ALLOWED": CallerNotAllowed,
-    "SERVICE_UNAVAILABLE": ServiceUnavailable,
-    "ACCOUNT_SUSPENDED": Locked,
-    "CLIENT_THROTTLED": Locked,
-    "ATTEMPT_IN_PROGRESS": ServiceUnavailable,
-}
-
-# Every outcome of the insured person carries an auth.ameli.fr ErrorInfo; a status
-# without one comes from the transport, a proxy or a deadline: classify it by code.
-_FAMILY_BY_CODE: dict[grpc.StatusCode, type[AuthServiceError]] = {
-    grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: ServiceUnavailable,
-    grpc.StatusCode.UNAUTHENTICATED: CallerNotAllowed,
-    grpc.StatusCode.PERMISSION_DENIED: CallerNotAllowed,
-}
-
-
-def error_from_rpc_error(error: grpc.aio.AioRpcError) -> AuthServiceError:
-    """The typed exception for a failed call, read from its rich status."""
-    code: grpc.StatusCode = error.code()
-    status = _rich_status(error)
-    info = _error_info(status)
-    reason = info.reason if info is not None else ""
-    family = _FAMILY_BY_REASON.get(reason) or _FAMILY_BY_CODE.get(code, AuthServiceError)
-    metadata = dict(info.metadata) if info is not None else {}
-    return family(
-        code,
-        reason,
-        _message(status, error, family),
-        attempts_remaining=_parse_int(metadata.get("attemptsRemaining")),
-        lock_expire_time=_parse_time(metadata.get("lockExpireTime")),
-        retry_delay=_retry_delay(status),
-        status=status,
-    )
-
-
-def _rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
-    """The ``grpc-status-details-bin`` trailer, if present and consistent."""
-    try:
-        # from_call only reads code(), details() and trailing_metadata(), which the
-        # AioRpcError exception has too (its stubs type it for grpc.Call).
-        status = rpc_status.from_call(cast("grpc.Call", error))
-    except ValueError:  # code or message disagree with the trailer: do not trust it
-        return None
-    return status if isinstance(status, status_pb2.Status) else None
-
-
-def _details(status: status_pb2.Status | None, detail_type: type[_Detail]) -> Iterable[_Detail]:
-    """Every detail of ``detail_type`` packed in the status, in order."""
-    if status is None:
-        return
-    for packed in status.details:
-        if packed.Is(detail_type.DESCRIPTOR):
-            detail = detail_type()
-            packed.Unpack(detail)
-            yield detail
-
-
-def _error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
-    infos = _details(status, error_details_pb2.ErrorInfo)
-    return next((info for info in infos if info.domain == ERROR_DOMAIN), None)
-
-
-def _message(
-    status: status_pb2.Status | None,
-    error: grpc.aio.AioRpcError,
-    family: type[AuthServiceError],
-) -> str:
-    """The fr-FR LocalizedMessage, else a French default or the status details."""
-    messages = list(_details(status, error_details_pb2.LocalizedMessage))
-    french = [m for m in messages if m.locale == MESSAGE_LOCALE]
-    if french or messages:
-        text: str = (french or messages)[0].message
-        return text
-    if family is ServiceUnavailable:
-        return UNAVAILABLE_MESSAGE
-    details: str | None = error.details()
-    return details or ""
-
-
-def _retry_delay(status: status_pb2.Status | None) -> timedelta | None:
-    retry = next(iter(_details(status, error_details_pb2.RetryInfo)), None)
-    return retry.retry_delay.ToTimedelta() if retry is not None else None
-
-
-def _parse_int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as an aware UTC datetime (None if absent or malformed)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 class AuthClient:
