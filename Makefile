@@ -8,7 +8,19 @@ STAMP   := $(VENV)/.installed-stamp
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 BASELINE := protos/baseline/ameli-auth-v1.binpb
 
-.PHONY: install install-runtime run test lint typecheck stubs check-stubs buf baseline bench clean
+# The client package's floors (clients/python/pyproject.toml), which follow from the
+# stub generator pinned in scripts/gen_protos.py (STUB_TOOLS, run from .venv-stubs).
+# `make test-floor` runs the client's tests in .venv-floor on exactly these versions:
+# the client, its floors, and the test tools, without the server package's dependencies.
+FLOOR_VENV  := .venv-floor
+FLOOR_PINS  := grpcio==1.72.1 protobuf==6.30.0 grpcio-status==1.72.1
+FLOOR_TOOLS := pytest pytest-asyncio pytest-timeout hypothesis babel python-stdnum
+FLOOR_STAMP := $(FLOOR_VENV)/.floor-stamp
+# The client's tests: test_contract.py against its scripted in-process servicer, minus
+# the contract tooling (buf, stub regeneration) that the main venv runs.
+FLOOR_TESTS := tests/contract/test_contract.py -k "not buf and not regenerating_the_stubs"
+
+.PHONY: install install-runtime run test test-floor lint typecheck stubs check-stubs buf baseline bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +48,28 @@ run: install-runtime
 	$(BIN)/ameli-grpc demo-data
 	AMELI_METRICS_LISTEN=$${AMELI_METRICS_LISTEN-127.0.0.1:9464} $(BIN)/ameli-grpc serve
 
-## test: generated code, contract, lint, types, then the whole pytest suite
-test: install check-stubs buf lint typecheck
+## test: generated code, contract, lint, types, the client on its floor versions, then the whole pytest suite
+test: install check-stubs buf lint typecheck test-floor
 	$(PY) -m pytest
 
+# Wheels only (cp311 wheels exist for these grpcio/protobuf): installing the client
+# beside the exact floor pins also proves its declared floors admit them.
+$(FLOOR_STAMP): clients/python/pyproject.toml Makefile
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--only-binary=grpcio,protobuf,grpcio-status $(FLOOR_PINS) -e clients/python $(FLOOR_TOOLS)
+	touch $(FLOOR_STAMP)
+
+## test-floor: the client's tests on the oldest grpcio/protobuf/grpcio-status it supports
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -c "import grpc, google.protobuf, grpc_status, importlib.metadata as m; \
+		got = {p: m.version(p) for p in ('grpcio', 'protobuf', 'grpcio-status')}; \
+		want = dict(pin.split('==') for pin in '$(FLOOR_PINS)'.split()); \
+		assert got == want, (got, want); print('client floors:', got)"
+	$(FLOOR_VENV)/bin/python -m pytest --noconftest -p no:cacheprovider $(FLOOR_TESTS)
+
+# gen_protos.py runs the pinned generator from .venv-stubs (created from PyPI when missing).
 check-stubs: install
 	$(PY) scripts/gen_protos.py --check
 
@@ -71,4 +101,4 @@ bench: install
 	$(PY) scripts/benchmark.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .venv-stubs var .pytest_cache .mypy_cache .ruff_cache

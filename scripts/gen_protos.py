@@ -9,6 +9,15 @@ their typed ``.pyi`` into ``clients/python/`` (``ameli/auth/v1/...``).
 
 Both modes generate into a temporary directory first, so ``--check`` never
 touches the working tree and a failed run never leaves half-written stubs.
+
+The stubs are generated with old, pinned tools (``STUB_TOOLS``) so that the
+client package runs on the oldest grpcio and protobuf the protobuf
+compatibility policy allows (see clients/python/README.md): the code generated
+by grpcio-tools 1.72.1 (protoc 30, gencode 6.30.0) needs grpcio >= 1.72.1 and
+protobuf >= 6.30.0, and protobuf 7 still runs it. The script runs protoc from a
+dedicated virtual environment, ``.venv-stubs``, holding exactly those pins; it
+creates it from PyPI when missing or pinned differently, so any interpreter can
+run the script and every machine generates the same bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,34 +35,56 @@ PROTO_ROOT = REPO_ROOT / "protos"
 OUTPUT_ROOT = REPO_ROOT / "clients" / "python"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
+# The generator's exact versions. grpcio-tools brings its own protoc (30, gencode
+# 6.30.0) and the grpc plugin (GRPC_GENERATED_VERSION 1.72.1): changing it
+# changes the client's floors, to be updated in clients/python/pyproject.toml and
+# the Makefile's FLOOR_PINS. The protobuf runtime here only runs the mypy-protobuf
+# plugin (which needs >= 6.32.1) and does not change the generated code.
+STUB_TOOLS = (
+    "grpcio-tools==1.72.1",
+    "grpcio==1.72.1",
+    "protobuf==6.33.6",
+    "mypy-protobuf==5.1.0",
+    "types-protobuf==6.30.2.20250516",
+)
+STUBS_VENV = REPO_ROOT / ".venv-stubs"
+PINS_FILE = STUBS_VENV / "stub-tools.txt"
+
 
 def proto_files() -> list[Path]:
     """The contract's ``.proto`` files, relative to ``protos/``, in a stable order."""
     return sorted(path.relative_to(PROTO_ROOT) for path in PROTO_ROOT.rglob("*.proto"))
 
 
-def find_plugin(name: str) -> str:
-    """A protoc plugin installed next to this interpreter (the venv), else on PATH."""
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.exists():
-        return str(beside_python)
-    on_path = shutil.which(name)
-    if on_path is None:
-        sys.exit(f"{name} not found: install mypy-protobuf in this environment")
-    return on_path
+def stubs_python() -> Path:
+    """The interpreter of ``.venv-stubs``, (re)created with ``STUB_TOOLS`` if needed."""
+    python = STUBS_VENV / "bin" / "python"
+    wanted = "\n".join(STUB_TOOLS) + "\n"
+    if python.exists() and PINS_FILE.exists() and PINS_FILE.read_text() == wanted:
+        return python
+    print(f"creating {STUBS_VENV.name} with {' '.join(STUB_TOOLS)}", file=sys.stderr)
+    shutil.rmtree(STUBS_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(STUBS_VENV)], check=True)  # noqa: S603
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--only-binary=:all:", *STUB_TOOLS], check=True)  # noqa: S603
+    PINS_FILE.write_text(wanted)
+    return python
 
 
-def protoc_command(out_dir: Path) -> list[str]:
-    """The ``grpc_tools.protoc`` invocation writing every stub under ``out_dir``."""
-    bundled_protos = resources.files("grpc_tools") / "_proto"
+def protoc_command(python: Path, out_dir: Path) -> list[str]:
+    """The ``grpc_tools.protoc`` invocation writing every stub under ``out_dir``.
+
+    ``python -m grpc_tools.protoc`` adds the well-known types bundled with
+    grpcio-tools (google/protobuf/timestamp.proto...) to the include path.
+    """
+    bin_dir = python.parent
     return [
-        sys.executable,
+        str(python),
         "-m",
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
-        f"--proto_path={bundled_protos}",
-        f"--plugin=protoc-gen-mypy={find_plugin('protoc-gen-mypy')}",
-        f"--plugin=protoc-gen-mypy_grpc={find_plugin('protoc-gen-mypy_grpc')}",
+        f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         f"--mypy_out=quiet:{out_dir}",
@@ -65,7 +95,8 @@ def protoc_command(out_dir: Path) -> list[str]:
 
 def generate(out_dir: Path) -> dict[Path, bytes]:
     """Run protoc into ``out_dir``; return the generated files by relative path."""
-    subprocess.run(protoc_command(out_dir), check=True, cwd=PROTO_ROOT)  # noqa: S603
+    command = protoc_command(stubs_python(), out_dir)
+    subprocess.run(command, check=True, cwd=PROTO_ROOT)  # noqa: S603
     return {
         path.relative_to(out_dir): path.read_bytes()
         for path in sorted(out_dir.rglob("*"))

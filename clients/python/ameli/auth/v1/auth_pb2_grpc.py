@@ -5,7 +5,7 @@ import warnings
 
 from ameli.auth.v1 import auth_pb2 as ameli_dot_auth_dot_v1_dot_auth__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in ameli/auth/v1/auth_pb2_grpc.py depends on'
+        + f' but the generated code in ameli/auth/v1/auth_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class AuthServiceStub:
+class AuthServiceStub(object):
     """AuthService performs the ameli account login: NIR + password, then a
     6-digit security code sent by email, with lockouts, quotas, trusted devices
     and the identity-registry (RFI) check.
@@ -83,7 +83,7 @@ class AuthServiceStub:
                 _registered_method=True)
 
 
-class AuthServiceServicer:
+class AuthServiceServicer(object):
     """AuthService performs the ameli account login: NIR + password, then a
     6-digit security code sent by email, with lockouts, quotas, trusted devices
     and the identity-registry (RFI) check.
@@ -207,7 +207,7 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AuthService:
+class AuthService(object):
     """AuthService performs the ameli account login: NIR + password, then a
     6-digit security code sent by email, with lockouts, quotas, trusted devices
     and the identity-registry (RFI) check.
