@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -25,3 +25,25 @@ def add_calendar_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+class AdjustableClock:
+    """The real time plus an offset that only grows: ``advance(minutes=15)`` jumps ahead.
+
+    For tests (``ameli_grpc.testing``): locks and codes expire without sleeping.
+    It follows the wall clock (so Redis key lifetimes, which run in real
+    time, stay longer than what the rules compute from it) and never goes back.
+    """
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta | None = None, /, **units: float) -> datetime:
+        step = (delta or timedelta()) + timedelta(**units)
+        if step < timedelta():
+            raise ValueError("the clock only moves forward")
+        self._offset += step
+        return self.now()
