@@ -13,10 +13,12 @@ code is ``UNAUTHENTICATED`` and a lock ``RESOURCE_EXHAUSTED`` or
 ``FAILED_PRECONDITION``: never retried, so one attempt of the insured person is
 counted once. The service's own ``SERVICE_UNAVAILABLE`` refusal (a database or
 store that does not answer, with a RetryInfo) is ``UNAVAILABLE`` too and may be
-retried by gRPC within the same deadline; that is accepted, as the service
-refuses it before it checks or counts anything, and it is what a gateway
-would do by hand. ``DEADLINE_EXCEEDED`` is never retried: the deadline is the
-whole call's, attempts included.
+retried by gRPC within the same deadline. That is accepted: it is never a wrong
+entry's answer, and trying again shortly is what a gateway would do by hand;
+the deadline bounds it (gRPC gives up as soon as the service's status carries
+``grpc-retry-pushback-ms`` with a negative value, should the service ever want
+to forbid it). ``DEADLINE_EXCEEDED`` is never retried: the deadline is the whole
+call's, attempts included.
 """
 
 from __future__ import annotations

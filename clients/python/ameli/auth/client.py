@@ -1,11 +1,15 @@
-"""Async client of ``ameli.auth.v1.AuthService`` with typed exceptions.
+"""Clients of ``ameli.auth.v1.AuthService`` (async and sync) with typed exceptions.
 
 Every refusal of the service is a gRPC status carrying, AIP-193 style, a
 ``google.rpc.ErrorInfo`` (reason, domain ``auth.ameli.fr``, metadata
 ``attemptsRemaining`` / ``lockExpireTime``), a ``google.rpc.LocalizedMessage``
 in fr-FR and, for locks and the quota, a ``google.rpc.RetryInfo``.
-``AuthClient`` turns it into one ``AuthServiceError`` subclass per family, so a
-portal can branch on the exception type and show ``error.message`` as is.
+``AuthClient`` (async) and ``SyncAuthClient`` turn it into one ``AuthServiceError``
+subclass per family, so a portal can branch on the exception type and show
+``error.message`` as is. ``connect()`` / ``connect_sync()`` open them on a channel
+of their own (``ameli.auth.channel``: TLS, keepalive, round robin, retries of
+transport failures only); both clients share one table of the RPCs (the
+``_check_credentials``... request builders), so their methods cannot drift.
 
 The exception family (reasons are ``ErrorInfo.reason``; a status without one
 is classified by its gRPC code)::
