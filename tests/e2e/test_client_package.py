@@ -205,21 +205,23 @@ async def test_wrong_password_not_retried(
     ]
 
 
-async def test_transport_failure_retried(open_client: Callable[..., Client]) -> None:
-    """An ``UNAVAILABLE`` without an answer of the service (a proxy's, a dropped connection)
-    is tried again by the channel: the call succeeds on the second attempt."""
-    attempts: list[str] = []
+async def fake_service(
+    answer: Callable[[int], Awaitable[auth_pb2.CheckCredentialsResponse | None]],
+    seen: list[str],
+) -> tuple[grpc.aio.Server, int]:
+    """A bare gRPC server whose CheckCredentials records each call's request id in ``seen``
+    and answers ``answer(n)`` for the n-th call (``None``: UNAVAILABLE, as a proxy would)."""
 
     async def check_credentials(
         request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
         metadata = dict(context.invocation_metadata() or ())
-        attempts.append(str(metadata.get("x-request-id")))
-        if len(attempts) == 1:
+        seen.append(str(metadata.get("x-request-id")))
+        response = await answer(len(seen))
+        if response is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream connect error")
-        return auth_pb2.CheckCredentialsResponse(
-            code_required=auth_pb2.CodeRequired(login_id="L1")
-        ).SerializeToString()
+        assert response is not None
+        return response.SerializeToString()
 
     handler = grpc.method_handlers_generic_handler(
         "ameli.auth.v1.AuthService",
@@ -229,6 +231,22 @@ async def test_transport_failure_retried(open_client: Callable[..., Client]) -> 
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    return server, port
+
+
+def code_required(login_id: str) -> auth_pb2.CheckCredentialsResponse:
+    return auth_pb2.CheckCredentialsResponse(code_required=auth_pb2.CodeRequired(login_id=login_id))
+
+
+async def test_transport_failure_retried(open_client: Callable[..., Client]) -> None:
+    """An ``UNAVAILABLE`` without an answer of the service (a proxy's, a dropped connection)
+    is tried again by the channel: the call succeeds on the second attempt."""
+    attempts: list[str] = []
+
+    async def first_unavailable(n: int) -> auth_pb2.CheckCredentialsResponse | None:
+        return None if n == 1 else code_required("L1")
+
+    server, port = await fake_service(first_unavailable, attempts)
     try:
         client = open_client(f"127.0.0.1:{port}", request_id="gw-retry")
         checked = await rpc(client, "check_credentials")(nir=nir(7), password="x")
@@ -236,6 +254,27 @@ async def test_transport_failure_retried(open_client: Callable[..., Client]) -> 
         await server.stop(None)
     assert checked.code_required.login_id == "L1"
     assert attempts == ["gw-retry", "gw-retry"]
+
+
+async def test_round_robin(open_client: Callable[..., Client]) -> None:
+    """Calls are spread over every address of the target, not all sent to the first."""
+    seen: list[list[str]] = [[], []]
+    servers = []
+    for index, calls in enumerate(seen):
+
+        async def answer(n: int, index: int = index) -> auth_pb2.CheckCredentialsResponse:
+            return code_required(f"server-{index}")
+
+        servers.append(await fake_service(answer, calls))
+    try:
+        target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port in servers)
+        check = rpc(open_client(target), "check_credentials")
+        answers = {(await check(nir=nir(7), password="x")).code_required.login_id for _ in range(6)}
+    finally:
+        for server, _ in servers:
+            await server.stop(None)
+    assert answers == {"server-0", "server-1"}
+    assert all(calls for calls in seen)
 
 
 async def test_tls_with_a_ca_file(
