@@ -5,6 +5,7 @@ the retry policy (a transport failure tried again, a wrong password never)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from ameli import auth
+from ameli.auth.channel import channel_options
 from ameli.auth.v1 import auth_pb2
 from sqlalchemy import select
 
@@ -291,3 +293,15 @@ async def test_tls_with_a_ca_file(
     untrusted = open_client(service.address, api_key=ADVISOR_KEY, tls=True, timeout=2.0)
     with pytest.raises(auth.ServiceUnavailable):
         await rpc(untrusted, "get_lock_status")(nir=nir(8))
+
+
+def test_only_unavailable_is_retried() -> None:
+    """The channel's service config retries ``UNAVAILABLE`` alone, 3 attempts at most, and
+    balances by round robin; keepalive pings stay above the service's 10 s minimum."""
+    options = dict(channel_options())
+    config = json.loads(str(options["grpc.service_config"]))
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    (method,) = config["methodConfig"]
+    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert method["retryPolicy"]["maxAttempts"] == 3
+    assert int(options["grpc.keepalive_time_ms"]) >= 10_000

@@ -29,7 +29,13 @@ from typing import Any
 
 import grpc
 
-__all__ = ["SERVICE_CONFIG", "channel_credentials", "channel_options"]
+__all__ = [
+    "SERVICE_CONFIG",
+    "aio_channel",
+    "channel_credentials",
+    "channel_options",
+    "sync_channel",
+]
 
 SERVICE_NAME = "ameli.auth.v1.AuthService"
 
