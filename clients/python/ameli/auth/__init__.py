@@ -1,4 +1,5 @@
-"""Client of ameli.auth: the generated stubs (``ameli.auth.v1``) and ``AuthClient``.
+"""Client of ameli.auth: the generated stubs (``ameli.auth.v1``), ``AuthClient``,
+``SyncAuthClient`` and ``connect()`` / ``connect_sync()``.
 
 The public names are re-exported here (``from ameli.auth import AuthClient, Locked``);
 the exception family is drawn in ``ameli.auth.client``'s docstring.
@@ -16,7 +17,10 @@ from ameli.auth.client import (
     LoginRefused,
     NotFound,
     ServiceUnavailable,
+    SyncAuthClient,
     WrongEntry,
+    connect,
+    connect_sync,
     error_from_rpc_error,
 )
 
@@ -32,6 +36,9 @@ __all__ = [
     "LoginRefused",
     "NotFound",
     "ServiceUnavailable",
+    "SyncAuthClient",
     "WrongEntry",
+    "connect",
+    "connect_sync",
     "error_from_rpc_error",
 ]
