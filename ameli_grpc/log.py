@@ -47,7 +47,9 @@ def configure_logging(log_format: str = "console", level: int | str = logging.IN
         wrapper_class=structlog.make_filtering_bound_logger(
             LEVELS[level] if isinstance(level, str) else level
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write() per line (line and newline together): the workers share stderr, and
+        # print()'s two writes could interleave two JSON lines into one.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     _route_standard_logging(renderer, timestamper)
