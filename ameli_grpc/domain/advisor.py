@@ -98,16 +98,19 @@ class AdvisorUseCases:
         if account is None:
             raise _account_not_found()
         nir_ref, now = self._p.keyring.nir_ref(nir.value), self._p.clock.now()
-        revoked = await self._p.devices.delete_for_account(account.account_id, now)
-        await self._audit.record(
-            AuditKind.DEVICES_REVOKED,
-            nir_ref,
-            now,
-            account.account_id,
-            advisor_id,
-            f"revoked_count={revoked}",
-            reason=reason,
-        )
+
+        def audit_row(revoked: int) -> AuditEvent:  # written in the deletion's transaction
+            return self._audit.event(
+                AuditKind.DEVICES_REVOKED,
+                nir_ref,
+                now,
+                account.account_id,
+                advisor_id,
+                f"revoked_count={revoked}",
+                reason=reason,
+            )
+
+        revoked = await self._p.devices.delete_for_account(account.account_id, now, audit_row)
         return DevicesRevoked(now, revoked)
 
     async def unlock_account(self, raw_nir: str, advisor_id: str, reason: str) -> AccountUnlocked:

@@ -8,7 +8,7 @@ fails closed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,11 +77,14 @@ class TrustedDeviceRepository(Protocol):
         """Store the device found by ``token_hash`` under ``new_token_hash`` instead (its
         token hashed under the current key after a rotation); the rest of it stays."""
 
-    async def delete_for_account(self, account_id: str, now: datetime) -> int:
-        """Delete every device of the account, expired ones included, in one transaction.
+    async def delete_for_account(
+        self, account_id: str, now: datetime, audit_row: Callable[[int], AuditEvent]
+    ) -> int:
+        """Delete every device of the account, expired ones included, and write the audit
+        row ``audit_row(revoked)``, in one transaction (all of it, or nothing).
 
-        Returns how many of them were still trusted at ``now``: those that
-        stopped being trusted (an expired device was trusted no more).
+        ``revoked`` (returned) is how many of them were still trusted at ``now``:
+        those that stopped being trusted (an expired device was trusted no more).
         """
 
 

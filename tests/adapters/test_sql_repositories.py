@@ -371,9 +371,10 @@ async def test_the_devices_listed_are_the_accounts_still_trusted_oldest_first(
 
 
 async def test_deleting_an_accounts_devices_counts_those_still_trusted(
-    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository, database: Database
 ) -> None:
-    """Every device of the account goes, expired ones too; the count is of the trusted ones."""
+    """Every device of the account goes, expired ones too; the count is of the trusted ones,
+    and the audit row built from it is written with them."""
     account, other = make_account(), make_account(OTHER_NIR)
     await accounts.add(account)
     await accounts.add(other)
@@ -382,13 +383,40 @@ async def test_deleting_an_accounts_devices_counts_those_still_trusted(
     await devices.add(make_device(account.account_id, "c" * 64, expire_time=NOW))
     await devices.add(make_device(other.account_id, "d" * 64))
 
-    assert await devices.delete_for_account(account.account_id, NOW) == 2
+    assert await devices.delete_for_account(account.account_id, NOW, _revoked_row) == 2
 
     for token_hash in ("a" * 64, "b" * 64, "c" * 64):
         assert await devices.find(token_hash) is None
     assert await devices.find("d" * 64) is not None
     assert await accounts.get(account.account_id) == account
-    assert await devices.delete_for_account(account.account_id, NOW) == 0
+    assert await devices.delete_for_account(account.account_id, NOW, _revoked_row) == 0
+    async with database.session() as session:
+        details = (await session.execute(select(audit_events.c.detail))).scalars().all()
+    assert details == ["revoked_count=2", "revoked_count=0"]
+
+
+async def test_a_revocation_whose_audit_row_fails_deletes_nothing(
+    accounts: SqlAccountRepository, devices: SqlTrustedDeviceRepository, database: Database
+) -> None:
+    """The devices and their audit row are one transaction: a row the database refuses (one
+    without its NOT NULL nir_ref) leaves every device trusted."""
+    account = make_account()
+    await accounts.add(account)
+    await devices.add(make_device(account.account_id, "a" * 64))
+
+    def refused_row(revoked: int) -> AuditEvent:
+        return replace(_revoked_row(revoked), nir_ref=None)  # type: ignore[arg-type]  # NOT NULL
+
+    with pytest.raises(IntegrityError):
+        await devices.delete_for_account(account.account_id, NOW, refused_row)
+
+    assert await devices.find("a" * 64) is not None
+    async with database.session() as session:
+        assert (await session.execute(select(audit_events))).all() == []
+
+
+def _revoked_row(revoked: int) -> AuditEvent:
+    return AuditEvent("devices_revoked", "ref-1", NOW, detail=f"revoked_count={revoked}")
 
 
 async def test_provisional_code_put_replaces_the_earlier_one(

@@ -97,6 +97,7 @@ class FakeTrustedDeviceRepository:
     def __init__(self) -> None:
         self.devices: dict[str, TrustedDevice] = {}
         self.account_ids: Callable[[], Iterable[str]] | None = None  # set by the accounts fake
+        self.audit: FakeAuditLog | None = None  # the audit log of the same "database", likewise
 
     async def add(self, device: TrustedDevice) -> bool:
         await checkpoint()
@@ -128,11 +129,17 @@ class FakeTrustedDeviceRepository:
         if device is not None:
             self.devices[new_token_hash] = replace(device, token_hash=new_token_hash)
 
-    async def delete_for_account(self, account_id: str, now: datetime) -> int:
+    async def delete_for_account(
+        self, account_id: str, now: datetime, audit_row: Callable[[int], AuditEvent]
+    ) -> int:
         await checkpoint()
         mine = [d for d in self.devices.values() if d.account_id == account_id]
+        revoked = sum(d.expire_time > now for d in mine)
+        row = audit_row(revoked)  # built first: a failure here deletes nothing
         self.forget_account(account_id)
-        return sum(d.expire_time > now for d in mine)
+        if self.audit is not None:
+            self.audit.events.append(row)
+        return revoked
 
     def forget_account(self, account_id: str) -> None:
         for token_hash in [h for h, d in self.devices.items() if d.account_id == account_id]:
@@ -156,6 +163,7 @@ class FakeAccountRepository:
         self._provisional_codes = provisional_codes or FakeProvisionalCodeRepository()
         self._audit = audit or FakeAuditLog()
         devices.account_ids = self.accounts.keys
+        devices.audit = self._audit
 
     def put(self, account: Account) -> None:
         """Seed ``account`` as it is (its own id), replacing any account of the same NIR."""

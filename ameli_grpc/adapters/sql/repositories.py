@@ -8,7 +8,7 @@ domain decides what an expiry means.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -239,8 +239,10 @@ class SqlTrustedDeviceRepository:
         async with self._database.session() as session:
             await session.execute(statement)
 
-    async def delete_for_account(self, account_id: str, now: datetime) -> int:
-        """Two DELETEs in one transaction: the devices still trusted (counted), then the rest."""
+    async def delete_for_account(
+        self, account_id: str, now: datetime, audit_row: Callable[[int], AuditEvent]
+    ) -> int:
+        """One transaction: the devices still trusted (counted), the rest, the audit row."""
         of_account = trusted_devices.c.account_id == account_id
         still_trusted = delete(trusted_devices).where(
             of_account, trusted_devices.c.expire_time > now
@@ -248,6 +250,7 @@ class SqlTrustedDeviceRepository:
         async with self._database.session() as session:
             revoked = await _rowcount(session, still_trusted)
             await session.execute(delete(trusted_devices).where(of_account))
+            await session.execute(_audit_row(audit_row(revoked)))
         return revoked
 
 
