@@ -20,6 +20,7 @@ import grpc
 import structlog
 
 from ameli_grpc.accounts_import import AccountRow, ImportCounts, load_accounts
+from ameli_grpc.adapters.affiliation_cache import AffiliationCache, CachedIdentityRegistry
 from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
 from ameli_grpc.adapters.http.identity_registry import HttpIdentityRegistry
 from ameli_grpc.adapters.http.sms_sender import HttpSmsSender
@@ -381,9 +382,13 @@ def build_store(
 def build_registry(
     settings: Settings, database: Database, clock: Clock
 ) -> tuple[IdentityRegistry, list[Check], list[Closer]]:
-    """The RFI: over HTTP when ``AMELI_RFI_URL`` is set, else the SQL reference table."""
+    """The RFI: over HTTP when ``AMELI_RFI_URL`` is set, else the SQL reference table.
+
+    Either way its answers are cached for ``AMELI_RFI_CACHE_TTL`` seconds.
+    """
     if not settings.rfi_url:
-        return SqlIdentityRegistry(database, clock), [], []
+        cache = AffiliationCache(settings.rfi_cache_ttl)
+        return CachedIdentityRegistry(SqlIdentityRegistry(database, clock), cache), [], []
     registry = HttpIdentityRegistry(
         settings.rfi_url, timeout=settings.rfi_timeout, cache_ttl=settings.rfi_cache_ttl
     )

@@ -2,7 +2,10 @@
 
 A verify takes tens of milliseconds of CPU; on the event loop it would stall
 every other call, so each hash and verify runs in a thread pool sized to the
-cores (argon2-cffi releases the GIL while it computes).
+cores (argon2-cffi releases the GIL while it computes). Those threads run at a
+lower scheduling priority than the event loop (``HASH_THREAD_NICENESS``): when
+both want a core the kernel runs the loop, so cheap calls keep being answered
+while the pool is saturated, and hashing takes whatever CPU is left.
 
 The pool's queue is bounded by admission (SPEC §7.5): a request that would
 wait behind more than ``max_pending`` admitted verifications is turned away
@@ -13,7 +16,12 @@ instead of costing every caller a long wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -38,6 +46,11 @@ OWASP_PARAMETERS = argon2.Parameters(
 
 DEFAULT_MAX_PENDING = 32
 
+# Added to a hashing thread's nice value (Linux schedules each thread on its own).
+HASH_THREAD_NICENESS = 10
+# The name the hashing threads show in ``top -H`` and /proc (at most 15 bytes).
+HASH_THREAD_NAME = b"argon2"
+
 
 class Argon2PasswordHasher:
     def __init__(
@@ -51,7 +64,9 @@ class Argon2PasswordHasher:
         (the metrics' ``ameli_hash_queue_depth``)."""
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._pool = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="argon2"
+            max_workers=workers or os.cpu_count() or 1,
+            thread_name_prefix="argon2",
+            initializer=_lower_this_thread,
         )
         # A hash of a random password: what an unknown NIR is verified against.
         self._dummy_hash = self._hasher.hash(os.urandom(16).hex())
@@ -113,3 +128,34 @@ class Argon2PasswordHasher:
 
     async def _run(self, function: Callable[..., _R], *args: str) -> _R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+
+def _lower_this_thread() -> None:
+    """In a new hashing thread: lower its priority below the event loop's, and name it.
+
+    On Linux ``setpriority(PRIO_PROCESS, tid)`` changes that one thread. Elsewhere, or
+    where it is not permitted, the thread keeps the process's priority: a
+    slower cheap call under load, never a failure.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(
+            os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HASH_THREAD_NICENESS
+        )
+    _name_this_thread(HASH_THREAD_NAME)
+
+
+_PR_SET_NAME = 15
+
+
+def _name_this_thread(name: bytes) -> None:
+    """The kernel's name of the calling thread (``comm``), as ``top -H`` shows it."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(library, use_errno=True).prctl(
+            _PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0
+        )

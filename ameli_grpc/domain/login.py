@@ -119,7 +119,10 @@ class LoginUseCases:
         every lock of the NIR (those of the request's scope stop it).
         """
         client, locks = seen
-        account = await self._p.accounts.get_by_nir(nir.value)
+        # Read before the claim, so that a database outage counts nothing.
+        account, provisional = await self._p.accounts.get_with_provisional_code(nir.value)
+        if provisional is not None and provisional.expire_time <= now:
+            provisional = None
         familiar = await self._is_familiar(account, request.device_token, now)  # SPEC §7.2
         scopes = LockScope.stopping(familiar)
         raise_if_locked(tuple(lock for lock in locks if lock.scope in scopes), self._quota)  # 2
@@ -131,7 +134,7 @@ class LoginUseCases:
             )
         rule = self._policy.failure_rule(AttemptKind.PASSWORD, familiar)
         proof, ticket = await self._verify_password(  # 3
-            nir, nir_ref, account, request, (rule, scopes, client), now
+            nir_ref, (account, provisional), request, (rule, scopes, client), now
         )
         return familiar, rule, proof, ticket
 
@@ -153,9 +156,8 @@ class LoginUseCases:
 
     async def _verify_password(
         self,
-        nir: Nir,
         nir_ref: str,
-        account: Account | None,
+        stored: tuple[Account | None, ProvisionalCode | None],
         request: CredentialsInput,
         counted: tuple[FailureRule, frozenset[LockScope], RegulatedClient | None],
         now: datetime,
@@ -163,12 +165,10 @@ class LoginUseCases:
         """Step 3: the password of the account, or a provisional code, claimed in advance.
 
         An unknown NIR costs the same argon2 verify and counts the same
-        failure as a wrong password, so nobody can tell which NIRs exist. The
-        reads happen before the claim so that a database outage counts nothing.
+        failure as a wrong password, so nobody can tell which NIRs exist.
+        ``stored``: the NIR's account and its unexpired provisional code.
         """
-        provisional = await self._p.provisional_codes.get(nir.value)
-        if provisional is not None and provisional.expire_time <= now:
-            provisional = None
+        account, provisional = stored
         rule, scopes, client = counted
         ticket = await self._attempts.claim(nir_ref, rule, scopes, now)
         proof: Account | ProvisionalCode | None = account or provisional

@@ -38,6 +38,12 @@ from ameli_grpc.domain.tokens import Keyring
 class AccountRepository(Protocol):
     async def get_by_nir(self, nir: str) -> Account | None: ...
 
+    async def get_with_provisional_code(
+        self, nir: str
+    ) -> tuple[Account | None, ProvisionalCode | None]:
+        """The NIR's account and its provisional code (expired or not), in one read:
+        what a password typed at the login form can be checked against."""
+
     async def get(self, account_id: str) -> Account | None: ...
 
     async def add(self, account: Account) -> None:

@@ -433,6 +433,24 @@ async def test_provisional_code_put_replaces_the_earlier_one(
     assert await provisional_codes.get(NIR) == latest
 
 
+async def test_one_read_gives_the_account_and_the_provisional_code_of_a_nir(
+    accounts: SqlAccountRepository, provisional_codes: SqlProvisionalCodeRepository
+) -> None:
+    """The login's read finds either, both or neither, each NIR on its own."""
+    account = make_account()
+    code = ProvisionalCode(OTHER_NIR, "code-hash", NOW + timedelta(hours=1))
+    assert await accounts.get_with_provisional_code(NIR) == (None, None)
+
+    await accounts.add(account)
+    await provisional_codes.put(code)
+    assert await accounts.get_with_provisional_code(NIR) == (account, None)
+    assert await accounts.get_with_provisional_code(OTHER_NIR) == (None, code)
+
+    both = replace(code, nir=NIR)
+    await provisional_codes.put(both)
+    assert await accounts.get_with_provisional_code(NIR) == (account, both)
+
+
 async def test_provisional_code_is_consumed_once_under_concurrency(
     provisional_codes: SqlProvisionalCodeRepository,
 ) -> None:

@@ -175,6 +175,13 @@ class FakeAccountRepository:
         await checkpoint()
         return next((a for a in self.accounts.values() if a.nir == nir), None)
 
+    async def get_with_provisional_code(
+        self, nir: str
+    ) -> tuple[Account | None, ProvisionalCode | None]:
+        await checkpoint()
+        account = next((a for a in self.accounts.values() if a.nir == nir), None)
+        return account, self._provisional_codes.codes.get(nir)
+
     async def get(self, account_id: str) -> Account | None:
         await checkpoint()
         return self.accounts.get(account_id)

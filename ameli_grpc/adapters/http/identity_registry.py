@@ -17,24 +17,23 @@ wrong route, a proxy's error page, an empty body —, a body that is not JSON
 or names an unknown status) raises ``DependencyUnavailable``, never a guessed
 affiliation: an outage or a misconfiguration of the RFI fails closed.
 
-Only those definitive answers are cached, for ``cache_ttl`` seconds (0: no
-cache), keyed by the SHA-256 of the NIR, at most ``cache_size`` entries (the
-oldest go first). Concurrent lookups of one NIR share the request in flight.
+Only those definitive answers are cached (``AffiliationCache``: ``cache_ttl``
+seconds, 0 for none, at most ``cache_size`` entries). Concurrent lookups of one
+NIR share the request in flight.
 Logs carry the outcome and the duration, never the NIR nor the RFI's body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import httpx
 import structlog
 
+from ameli_grpc.adapters.affiliation_cache import DEFAULT_SIZE, AffiliationCache, cache_key
 from ameli_grpc.adapters.outages import map_outages, type_name
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.model import Affiliation
@@ -62,7 +61,6 @@ def _describe(error: BaseException) -> str:
 class HttpIdentityRegistry:
     """The ``IdentityRegistry`` port on the remote RFI (contract in the module docstring)."""
 
-    _cache: OrderedDict[str, tuple[float, Affiliation]]
     _in_flight: dict[str, asyncio.Task[Affiliation]]
 
     def __init__(
@@ -73,26 +71,23 @@ class HttpIdentityRegistry:
         cache_ttl: float,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
-        cache_size: int = 10_000,
+        cache_size: int = DEFAULT_SIZE,
     ) -> None:
-        if timeout <= 0 or cache_ttl < 0 or cache_size < 1:
-            raise ValueError("RFI: timeout and cache size must be > 0, the TTL >= 0")
+        if timeout <= 0:
+            raise ValueError("RFI: the timeout must be > 0")
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("the RFI URL must be an absolute http(s) URL")
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self._cache_ttl = cache_ttl
-        self._cache_size = cache_size
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
-        self._clock = clock
-        self._cache = OrderedDict()
+        self._cache = AffiliationCache(cache_ttl, cache_size, clock)
         self._in_flight = {}
 
     async def affiliation(self, nir: str) -> Affiliation:
-        key = hashlib.sha256(nir.encode()).hexdigest()
-        cached = self._cached(key)
+        key = cache_key(nir)
+        cached = self._cache.get(key)
         if cached is not None:
             _log.debug("rfi_lookup", outcome=cached.value, source="cache")
             return cached
@@ -133,7 +128,7 @@ class HttpIdentityRegistry:
             )
             raise
         _log.info("rfi_lookup", outcome=affiliation.value, duration_ms=_ms_since(started))
-        self._remember(key, affiliation)
+        self._cache.remember(key, affiliation)
         return affiliation
 
     async def _post(self, nir: str) -> tuple[int, bytes]:
@@ -145,24 +140,6 @@ class HttpIdentityRegistry:
                 if len(body) > _MAX_BODY_BYTES:
                     raise _UnusableAnswer("body_too_large")
             return response.status_code, bytes(body)
-
-    def _cached(self, key: str) -> Affiliation | None:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        expire_at, affiliation = entry
-        if self._clock() < expire_at:
-            return affiliation
-        del self._cache[key]
-        return None
-
-    def _remember(self, key: str, affiliation: Affiliation) -> None:
-        if self._cache_ttl == 0:
-            return
-        self._cache[key] = (self._clock() + self._cache_ttl, affiliation)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def _settled(self, key: str, task: asyncio.Task[Affiliation]) -> None:
         self._in_flight.pop(key, None)

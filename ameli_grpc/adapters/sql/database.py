@@ -16,7 +16,7 @@ from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext import asyncio as sa_asyncio
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ameli_grpc.adapters.outages import map_outages
 
@@ -65,7 +65,11 @@ def _engine_options(url: URL, pool_size: int, max_overflow: int, timeout: float)
         supported = " or ".join(sorted(f"{name}://" for name in SUPPORTED_DRIVERS))
         raise ValueError(f"unsupported database URL scheme {url.drivername}://: use {supported}")
     if url.get_backend_name() == "sqlite":
-        return {}  # the dialect picks its pool; SQLite has no server to size it for
+        if url.database in (None, "", ":memory:"):
+            return {}  # the dialect's pool: one connection holds the whole database
+        # Sized as on PostgreSQL: with the dialect's default (5) a burst of logins opens
+        # and closes overflow connections, each a new thread and a new SQLite handle.
+        return {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": timeout}
     return {
         "pool_size": pool_size,
         "max_overflow": max_overflow,
@@ -101,7 +105,6 @@ class Database:
             in_memory = self.url.database in (None, "", ":memory:")
             listener = _sqlite_on_connect(int(timeout * 1000), in_memory)
             event.listen(self.engine.sync_engine, "connect", listener)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def dialect_name(self) -> str:
@@ -109,15 +112,17 @@ class Database:
         return self.url.get_backend_name()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on exit, rolled back on error.
+    async def session(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed on exit, rolled back on error.
 
-        Any error of an unreachable database, raised inside or on exit, comes
-        out as ``DependencyUnavailable``.
+        Core statements on a connection, not an ORM session: the repositories
+        map rows to the domain's dataclasses themselves, and the ORM's unit of
+        work would only add CPU to every call. Any error of an unreachable
+        database, raised inside or on exit, comes out as ``DependencyUnavailable``.
         """
         with map_outages("database", is_unavailable_error):
-            async with self._sessions.begin() as session:
-                yield session
+            async with self.engine.begin() as connection:
+                yield connection
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:

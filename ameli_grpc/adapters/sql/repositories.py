@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, insert, or_, select, update
+from sqlalchemy import CursorResult, String, Table, delete, insert, literal, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Delete, Insert
 
 from ameli_grpc.adapters.sql.database import Database
@@ -60,7 +60,7 @@ def upsert(
     )
 
 
-async def _rowcount(session: AsyncSession, statement: Delete) -> int:
+async def _rowcount(session: AsyncConnection, statement: Delete) -> int:
     """The number of rows the statement deleted."""
     result = cast("CursorResult[Any]", await session.execute(statement))
     return result.rowcount
@@ -95,6 +95,30 @@ class SqlAccountRepository:
 
     async def get(self, account_id: str) -> Account | None:
         return await self._one(accounts.c.account_id == account_id)
+
+    async def get_with_provisional_code(
+        self, nir: str
+    ) -> tuple[Account | None, ProvisionalCode | None]:
+        """One statement: the NIR, outer-joined to its account and to its provisional code."""
+        wanted = select(literal(nir, String).label("nir")).subquery("wanted")
+        statement = select(
+            *(column.label(f"account_{column.name}") for column in _ACCOUNT_COLUMNS),
+            provisional_codes.c.code_hash,
+            provisional_codes.c.expire_time,
+        ).select_from(
+            wanted.outerjoin(accounts, accounts.c.nir == wanted.c.nir).outerjoin(
+                provisional_codes, provisional_codes.c.nir == wanted.c.nir
+            )
+        )
+        async with self._database.session() as session:
+            row = (await session.execute(statement)).one()._asdict()
+        account = None
+        if row["account_account_id"] is not None:
+            account = Account(**{c.name: row[f"account_{c.name}"] for c in _ACCOUNT_COLUMNS})
+        code = None
+        if row["code_hash"] is not None:
+            code = ProvisionalCode(nir, row["code_hash"], row["expire_time"])
+        return account, code
 
     async def add(self, account: Account) -> None:
         """Insert, or replace the account of the same NIR, keeping that account's id."""
