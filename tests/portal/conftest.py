@@ -36,7 +36,7 @@ class PortalUnderTest:
         )
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
-        self.url = "http://127.0.0.1:{}".format(self._socket.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(
             uvicorn.Config(create_app(config), log_level="warning", lifespan="on")
         )
@@ -113,4 +113,3 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = Path(wanted)
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-

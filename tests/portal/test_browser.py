@@ -225,5 +225,3 @@ def test_case_8_affiliation_pending(
         "bientôt bénéficier de votre compte ameli."
     )
     shot(browser, screenshots, "case-8")
-
-

@@ -6,35 +6,42 @@ ordinateur personnel » (step 3). Every refusal of the service is shown in the
 red box exactly as it came (``AuthServiceError.message``, the service's
 fr-FR ``LocalizedMessage``): the portal never writes a message of its own.
 
-What a gateway must get right is marked ``Gateway:`` in the comments below.
+What a gateway must get right is in ``ameli_portal.gateway`` and marked
+``Gateway:`` in the comments of both modules.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ameli.auth import AuthClient, AuthServiceError, LoginRefused, ServiceUnavailable, WrongEntry
 from ameli.auth import connect as connect_client
 from ameli.auth.v1 import auth_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+
+from ameli_portal.gateway import (
+    DEVICE_COOKIE,
+    RequestContext,
+    checked_form,
+    client_info,
+    csrf_token,
+    forbidden,
+    request_id,
+    set_device_cookie,
+)
 
 __all__ = ["DEVICE_COOKIE", "PortalConfig", "create_app"]
 
@@ -43,11 +50,9 @@ log = logging.getLogger("ameli_portal")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-DEVICE_COOKIE = "ameli_device"
 SESSION_COOKIE = "ameli_session"
 # A login lives one hour on the service (AMELI_LOGIN_TTL); the session need not outlive it.
 SESSION_MAX_AGE = 3600
-USER_AGENT_MAX = 512  # the service refuses a longer user agent (README, "Input validation")
 # Refusals after which the login can go on with another code: the code screen stays.
 CODE_SCREEN_REASONS = {"CODE_EXPIRED", "CODE_NOT_REQUESTED"}
 
@@ -60,60 +65,6 @@ class PortalConfig:
     api_key: str | None = None  # a key of AMELI_PORTAL_API_KEYS: web channel only
     session_secret: str = ""  # signs the session cookie; the same on every portal replica
     ca_file: str | None = None  # TLS to the service, checked against this authority
-
-
-# -- what the portal tells the service about the browser -------------------------------------
-
-
-def client_info(request: Request) -> dict[str, str]:
-    """The person's address and user agent, as the keyword arguments of the client's calls.
-
-    Gateway: the address must be the *person's*, never the portal's, or every person behind
-    the portal shares one wrong-entry count (README, "Client regulation"). Here it is the
-    TCP peer; behind a load balancer run uvicorn with ``--proxy-headers
-    --forwarded-allow-ips=<the balancer>`` so that the peer is the trusted
-    ``X-Forwarded-For`` hop, never a header the browser could write itself.
-    """
-    peer = request.client.host if request.client else ""
-    try:
-        ip = str(ipaddress.ip_address(peer))
-    except ValueError:
-        ip = ""  # not an address (a test transport): the service then does not regulate
-    # The service refuses a user agent over 512 characters or with a control character:
-    # the portal keeps the printable part, so that a browser's header never blocks a login.
-    agent = "".join(c for c in request.headers.get("user-agent", "") if c.isprintable())
-    return {"client_ip": ip, "user_agent": agent[:USER_AGENT_MAX]}
-
-
-def request_id(request: Request) -> str:
-    """This browser request's id, sent to the service as ``x-request-id``."""
-    return str(request.state.request_id)
-
-
-# -- CSRF: one token per session, in every form, checked on every POST ------------------------
-
-
-def csrf_token(request: Request) -> str:
-    """The session's CSRF token, created with the session (signed with it)."""
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
-
-
-async def checked_form(request: Request) -> dict[str, str] | None:
-    """The posted form, or ``None`` when its CSRF token is not the session's."""
-    form = await request.form()
-    fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    expected = request.session.get("csrf")
-    sent = fields.get("csrf", "")
-    if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
-        return None
-    return fields
-
-
-def forbidden() -> Response:
-    return PlainTextResponse("Formulaire expiré ou invalide.", status_code=403)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -244,7 +195,9 @@ def code_context(request: Request) -> dict[str, Any]:
 def refused(request: Request, template: str, refusal: AuthServiceError, **context: Any) -> Response:
     """The screen again, the service's message in the red box (never one of the portal's)."""
     # Gateway: the log names the reason and the request id, never the NIR, code or token.
-    log.info("refused %s request_id=%s", refusal.reason or type(refusal).__name__, refusal.request_id)
+    log.info(
+        "refused %s request_id=%s", refusal.reason or type(refusal).__name__, refusal.request_id
+    )
     return render(request, template, error=refusal.message, **context)
 
 
@@ -273,47 +226,7 @@ def logged_in(request: Request, account_id: str) -> Response:
     return RedirectResponse("/compte", status_code=303)
 
 
-def set_device_cookie(response: Response, token: str, expires: Timestamp) -> None:
-    """Gateway: the device token is a credential. ``Secure`` (HTTPS only; browsers treat
-    http://localhost and 127.0.0.1 as secure too), ``HttpOnly`` (no script reads it),
-    ``SameSite=Strict`` (never sent by another site's page), kept as long as the service trusts
-    the device (6 months)."""
-    until = expires.ToDatetime(UTC)
-    max_age = max(0, int((until - datetime.now(UTC)).total_seconds()))
-    response.set_cookie(
-        DEVICE_COOKIE, token, max_age=max_age, secure=True, httponly=True, samesite="strict"
-    )
-
-
 # -- the application --------------------------------------------------------------------------
-
-
-class RequestContext(BaseHTTPMiddleware):
-    """A request id per browser request, one log line per request, and the pages' headers."""
-
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Gateway: generated here, never taken from the browser; the client sends it as
-        # x-request-id, so the service's log lines and audit rows of this page share it.
-        request.state.request_id = str(uuid.uuid4())
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        response.headers["Cache-Control"] = "no-store"  # pages hold a masked email, a token
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'"
-        )
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # The path only: every form is a POST, so no NIR, code or token is ever in a URL.
-        log.info(
-            "%s %s %s request_id=%s",
-            request.method,
-            request.url.path,
-            response.status_code,
-            request.state.request_id,
-        )
-        return response
 
 
 def create_app(config: PortalConfig, client: AuthClient | None = None) -> Starlette:
