@@ -9,54 +9,18 @@ skipped, and fail under ``CI=true``.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from ameli_portal.app import PortalConfig, create_app
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from ameli_grpc.testing import AmeliTestServer
+from tests.portal.harness import PortalUnderTest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-class PortalUnderTest:
-    """The portal app served by uvicorn in a thread, on a free port of 127.0.0.1."""
-
-    def __init__(self, service: AmeliTestServer) -> None:
-        config = PortalConfig(
-            target=service.target, api_key=service.portal_key, session_secret="s" * 32
-        )
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(create_app(config), log_level="warning", lifespan="on")
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    def __enter__(self) -> PortalUnderTest:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:  # uvicorn sets it once it listens
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the portal did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(30)
-        self._socket.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +48,7 @@ def chromium() -> Iterator[webdriver.Chrome]:
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)  # --no-sandbox: CI containers run as root
-    options.add_argument("--window-size=720,720")
+    options.add_argument("--window-size=720,960")
     options.add_argument("--lang=fr-FR")
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)

@@ -18,7 +18,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from ameli_grpc.domain.messages import paris_time
 from ameli_grpc.testing import AmeliTestServer
-from tests.portal.conftest import PortalUnderTest
+from tests.portal.harness import PortalUnderTest
 
 PASSWORD = "Portail-Demo-2026!"
 WRONG_ENTRY = (
