@@ -104,19 +104,21 @@ async def test_a_post_without_the_session_csrf_token_is_refused(
 async def test_the_client_and_a_fresh_request_id_reach_the_service(
     browser: httpx.AsyncClient, fake: FakeAuth
 ) -> None:
-    """Each call carries the person's user agent (printable, 512 characters at most) and
-    the id of the browser request, which is also that response's X-Request-Id."""
+    """Each call carries the person's address (the peer, not a header the browser wrote),
+    user agent (printable, 512 characters at most) and the id of the browser request,
+    which is also that response's X-Request-Id."""
     token = csrf((await browser.get("/")).text)
     agent = "Mozilla/5.0 \x7f" + "x" * 600
     answer = await browser.post(
         "/connexion",
         data={"csrf": token, "nir": NIR, "password": PASSWORD},
-        headers={"user-agent": agent},
+        # Written by the browser, not by a trusted proxy: ignored.
+        headers={"user-agent": agent, "x-forwarded-for": "198.51.100.1"},
         follow_redirects=False,
     )
     sent = fake.calls[0][1]
     assert sent["user_agent"] == ("Mozilla/5.0 " + "x" * 600)[:512]
-    assert sent["client_ip"] == "203.0.113.7"  # the browser's address, not the portal's
+    assert sent["client_ip"] == "203.0.113.7"
     assert sent["channel"] == auth_pb2.CHANNEL_WEB
     assert sent["request_id"] == answer.headers["x-request-id"]
     again = await browser.get("/code")

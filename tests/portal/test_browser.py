@@ -1,13 +1,14 @@
 """The guide's screens in headless Chromium: the portal in front of the real service.
 
 Each refusal must reach the red box exactly as the service wrote it; the lock times are
-Paris time rounded up to the minute, so a test accepts the minute before or after its step.
+Paris time rounded up to the minute, from the service's clock (which case 2 moves forward),
+so a test accepts the minute before or after its step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ameli_portal.app import DEVICE_COOKIE
@@ -122,6 +123,27 @@ def test_case_1_no_validated_email(
     shot(browser, screenshots, "case-1")
 
 
+def test_case_2_code_expired(
+    browser: webdriver.Chrome, service: AmeliTestServer, screenshots: Path
+) -> None:
+    """Case 2: a code typed after 15 minutes; the code screen offers a new one, which works."""
+    service.add_account(nir(12), PASSWORD, email="d@example.fr")
+    fill_login(browser, nir(12))
+    submit(browser, "envoi")
+    browser.find_element(By.ID, "code").send_keys(service.last_code("d@example.fr"))
+    service.advance(minutes=15)
+    submit(browser, "connexion")
+    assert red_box(browser) == (
+        "Le code de sécurité n'a pas été saisi dans les 15 minutes. Merci d'en demander un nouveau."
+    )
+    assert browser.find_element(By.ID, "envoi").text == "RECEVOIR UN NOUVEAU CODE DE SÉCURITÉ"
+    shot(browser, screenshots, "case-2")
+    submit(browser, "envoi")
+    browser.find_element(By.ID, "code").send_keys(service.last_code("d@example.fr"))
+    submit(browser, "connexion")
+    assert browser.find_elements(By.ID, "succes")
+
+
 def test_case_3_code_quota(
     browser: webdriver.Chrome, service: AmeliTestServer, screenshots: Path
 ) -> None:
@@ -131,9 +153,9 @@ def test_case_3_code_quota(
     submit(browser, "envoi")
     for _ in range(4):
         submit(browser, "renvoi")
-    start = datetime.now(UTC)
+    start = service.clock.now()
     submit(browser, "renvoi")
-    end = datetime.now(UTC) + timedelta(seconds=1)
+    end = service.clock.now() + timedelta(seconds=1)
     assert red_box(browser) in one_of(
         lambda at: (
             "Le nombre maximum de demandes de code a été atteint. L'accès au service est "
@@ -158,12 +180,12 @@ def test_case_5_three_wrong_codes(
     wrong = "000000" if service.last_code("e@example.fr") != "000000" else "111111"
     for attempt in range(3):
         if attempt == 2:
-            start = datetime.now(UTC)
+            start = service.clock.now()
         browser.find_element(By.ID, "code").send_keys(wrong)
         submit(browser, "connexion")
         if attempt < 2:
             assert red_box(browser) == WRONG_ENTRY
-    end = datetime.now(UTC) + timedelta(seconds=1)
+    end = service.clock.now() + timedelta(seconds=1)
     assert red_box(browser) in one_of(
         lambda at: (
             "Les informations saisies sont erronées. L'accès au service est bloqué jusqu'au "
@@ -184,9 +206,9 @@ def test_case_6_three_wrong_passwords(
     assert red_box(browser) == WRONG_ENTRY
     shot(browser, screenshots, "case-4")
     fill_login(browser, nir(16), "faux")
-    start = datetime.now(UTC)
+    start = service.clock.now()
     fill_login(browser, nir(16), "faux")
-    end = datetime.now(UTC) + timedelta(seconds=1)
+    end = service.clock.now() + timedelta(seconds=1)
     assert red_box(browser) in one_of(
         lambda at: (
             "Pour des raisons de sécurité, l'accès à votre compte ameli est bloqué jusqu'au "
