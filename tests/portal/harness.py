@@ -23,7 +23,8 @@ class PortalUnderTest:
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(
-            uvicorn.Config(create_app(config), log_level="warning", lifespan="on")
+            # log_config=None: the logging of the test process stays pytest's.
+            uvicorn.Config(create_app(config), log_config=None, lifespan="on", proxy_headers=False)
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -7,7 +7,9 @@ Configuration from the environment:
 - ``PORTAL_CA_FILE``: TLS to the service, checked against this authority;
 - ``PORTAL_SESSION_SECRET``: signs the session cookie (32 characters or more, the same
   on every replica); a random one per start when empty, which logs everyone out on restart;
-- ``PORTAL_LISTEN``: ``host:port`` to serve on (default ``127.0.0.1:8080``).
+- ``PORTAL_LISTEN``: ``host:port`` to serve on (default ``127.0.0.1:8080``);
+- ``PORTAL_TRUSTED_PROXIES``: the load balancers (comma-separated addresses or CIDRs) whose
+  ``X-Forwarded-For`` names the person's address; empty (the default): none, the TCP peer is.
 
 ``PORTAL_`` and not ``AMELI_``: the service reads every ``AMELI_*`` variable and warns of
 the ones it does not know.
@@ -39,8 +41,16 @@ def main() -> None:
         ca_file=os.environ.get("PORTAL_CA_FILE") or None,
     )
     host, _, port = os.environ.get("PORTAL_LISTEN", "127.0.0.1:8080").rpartition(":")
+    proxies = os.environ.get("PORTAL_TRUSTED_PROXIES", "")
     # uvicorn's access log is left on: it shows paths only, and no form is ever sent as a GET.
-    uvicorn.run(create_app(config), host=host, port=int(port))
+    # Its proxy headers are off unless proxies are named (uvicorn trusts 127.0.0.1 by default).
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=int(port),
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 if __name__ == "__main__":

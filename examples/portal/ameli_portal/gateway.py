@@ -46,9 +46,9 @@ def client_info(request: Request) -> dict[str, str]:
 
     Gateway: the address must be the *person's*, never the portal's, or every person behind
     the portal shares one wrong-entry count (README, "Client regulation"). Here it is the
-    TCP peer; behind a load balancer run uvicorn with ``--proxy-headers
-    --forwarded-allow-ips=<the balancer>`` so that the peer is the trusted
-    ``X-Forwarded-For`` hop, never a header the browser could write itself.
+    TCP peer; behind a load balancer, ``PORTAL_TRUSTED_PROXIES`` (uvicorn's
+    ``forwarded_allow_ips``) makes it the ``X-Forwarded-For`` hop that the balancer added,
+    never a header the browser could write itself.
     """
     peer = request.client.host if request.client else ""
     try:
@@ -83,7 +83,10 @@ async def checked_form(request: Request) -> dict[str, str] | None:
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
     expected = request.session.get("csrf")
     sent = fields.get("csrf", "")
-    if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
+    # Bytes: compare_digest refuses a str that is not ASCII, and the field is the browser's.
+    if not isinstance(expected, str) or not secrets.compare_digest(
+        sent.encode(), expected.encode()
+    ):
         return None
     return fields
 
@@ -119,7 +122,7 @@ class RequestContext(BaseHTTPMiddleware):
         request.state.request_id = str(uuid.uuid4())
         response = await call_next(request)
         response.headers["X-Request-Id"] = request.state.request_id
-        response.headers["Cache-Control"] = "no-store"  # pages hold a masked email, a token
+        response.headers["Cache-Control"] = "no-store"  # pages hold a masked email, a CSRF token
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'"
         )
