@@ -6,6 +6,7 @@ PY      := $(VENV)/bin/python
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
+PORTAL_STAMP := $(VENV)/.portal-stamp
 BASELINE := protos/baseline/ameli-auth-v1.binpb
 
 # The client package's floors (clients/python/pyproject.toml), which follow from the
@@ -20,7 +21,7 @@ FLOOR_STAMP := $(FLOOR_VENV)/.floor-stamp
 # the contract tooling (buf, stub regeneration) that the main venv runs.
 FLOOR_TESTS := tests/contract/test_contract.py -k "not buf and not regenerating_the_stubs"
 
-.PHONY: install install-runtime run test test-floor lint typecheck stubs check-stubs buf baseline bench clean
+.PHONY: install install-runtime run demo browser screenshots test test-floor lint typecheck stubs check-stubs buf baseline bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +33,17 @@ $(RUNTIME_STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -e clients/python -e .
 	touch $(RUNTIME_STAMP)
 
-# With the development extras: test, lint, type and stub tools.
-$(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml
+# With the development extras: test, lint, type and stub tools, and the reference portal
+# (examples/portal, its own package), which tests/portal drives in a browser.
+$(STAMP): $(PY) pyproject.toml clients/python/pyproject.toml examples/portal/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e clients/python -e '.[dev,otel]'
-	touch $(STAMP) $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet -e clients/python -e '.[dev,otel]' -e examples/portal
+	touch $(STAMP) $(RUNTIME_STAMP) $(PORTAL_STAMP)
+
+# The runtime and the reference portal (what `make demo` needs).
+$(PORTAL_STAMP): $(RUNTIME_STAMP) examples/portal/pyproject.toml
+	$(PY) -m pip install --quiet -e clients/python -e examples/portal
+	touch $(PORTAL_STAMP)
 
 install-runtime: $(RUNTIME_STAMP)
 
@@ -48,8 +55,40 @@ run: install-runtime
 	$(BIN)/ameli-grpc demo-data
 	AMELI_METRICS_LISTEN=$${AMELI_METRICS_LISTEN-127.0.0.1:9464} $(BIN)/ameli-grpc serve
 
+# The portal's key in `make demo` (a demo value: the service listens on loopback only).
+DEMO_PORTAL_KEY ?= demo-portal-key
+
+## demo: the service as `make run` (demo data) and the reference portal on http://127.0.0.1:8080; Ctrl-C stops both
+# The service gets a portal key, so that the portal calls it as a real gateway does: the demo
+# accounts are loaded before (demo-data runs without keys only) and the outbox is kept.
+# A background job of a make recipe ignores Ctrl-C: the trap stops the service (SIGTERM).
+demo: $(PORTAL_STAMP)
+	$(BIN)/ameli-grpc migrate
+	$(BIN)/ameli-grpc demo-data
+	@echo "Portal on http://127.0.0.1:8080; the security codes are emailed to var/outbox/"
+	@trap 'kill $$service 2>/dev/null; wait $$service' EXIT INT TERM; \
+	AMELI_PORTAL_API_KEYS=portal-demo:$(DEMO_PORTAL_KEY) AMELI_ALLOW_OUTBOX=true AMELI_DRAIN_DELAY=0 \
+		$(BIN)/ameli-grpc serve & service=$$!; \
+	PORTAL_API_KEY=$(DEMO_PORTAL_KEY) PORTAL_LISTEN=127.0.0.1:8080 $(BIN)/ameli-portal
+
+## browser: Debian's chromium and chromium-driver for tests/portal, installed when missing (as root, with apt)
+# Never fails: without them the browser tests are skipped locally, and fail under CI=true.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -q && apt-get install -y --no-install-recommends chromium chromium-driver) \
+				|| echo "chromium-driver could not be installed: the browser tests will not run"; \
+		else \
+			echo "chromium-driver missing (apt-get install chromium chromium-driver as root)"; \
+		fi; \
+	fi
+
+## screenshots: regenerate docs/screenshots/ (shown in the README) with the browser tests
+screenshots: install browser
+	AMELI_TEST_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/portal/test_browser.py
+
 ## test: generated code, contract, lint, types, the client on its floor versions, then the whole pytest suite
-test: install check-stubs buf lint typecheck test-floor
+test: install browser check-stubs buf lint typecheck test-floor
 	$(PY) -m pytest
 
 # Wheels only (cp311 wheels exist for these grpcio/protobuf): installing the client

@@ -1,0 +1,1 @@
+"""A reference portal gateway of the ameli login (``ameli_portal.app``), run by ``ameli-portal``."""
