@@ -27,9 +27,16 @@ LEVELS["error"] = logging.ERROR
 _LIBRARY_LEVEL = logging.WARNING
 
 
-def configure_logging(log_format: str = "console", level: int | str = logging.INFO) -> None:
+def configure_logging(
+    log_format: str = "console", level: int | str = logging.INFO, *, cache_loggers: bool = False
+) -> None:
     """Our lines at ``level`` (a number, or ``AMELI_LOG_LEVEL``'s name), the libraries' from
-    WARNING, all rendered alike: JSON lines when ``log_format`` is ``json``."""
+    WARNING, all rendered alike: JSON lines when ``log_format`` is ``json``.
+
+    ``cache_loggers``: each module's logger is built once, on its first line, rather than
+    on every line (the server's hot path). Only for a process that will not configure
+    logging again: a cached logger keeps this configuration (and defeats
+    ``structlog.testing.capture_logs``)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -50,7 +57,7 @@ def configure_logging(log_format: str = "console", level: int | str = logging.IN
         # One write() per line (line and newline together): the workers share stderr, and
         # print()'s two writes could interleave two JSON lines into one.
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )
     _route_standard_logging(renderer, timestamper)
 

@@ -99,6 +99,8 @@ async def _serve_one(settings: Settings, reuse_port: bool, serve_metrics: bool =
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: (again if signalled.is_set() else signalled).set())
+    # The configuration is final from here on: the loggers may be built once (hot path).
+    configure_logging(settings.log_format, settings.log_level, cache_loggers=True)
     # serve() prepared the schema
     container = await build_container(settings, migrate=False, serve_metrics=serve_metrics)
     try:

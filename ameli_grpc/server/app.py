@@ -160,8 +160,7 @@ class RunningServer:
 async def start_server(app: Application, options: ServerOptions) -> RunningServer:
     gate = CallGate()
     server = grpc.aio.server(
-        # The gate innermost: it sees the servicer's methods, its refusal goes through the first.
-        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock, app.rpc_observer), gate],
+        interceptors=[AuthServiceInterceptor(app.caller_keys, app.clock, gate, app.rpc_observer)],
         options=options.grpc_options(),
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )

@@ -13,34 +13,28 @@ picked up for a moment (``settled``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, TypeAlias, cast
-
-import grpc
 
 from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.messages import Messages
 
-SERVICE_PREFIX = "/ameli.auth.v1.AuthService/"
 # Settled: nothing under way and nothing picked up for this long; the time a call waiting in
 # gRPC's queue takes to be picked up by an idle event loop is far below it.
 QUIET = 0.2
 _POLL = 0.02
 RETRY_AFTER = timedelta(seconds=1)
 
-Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Behaviour: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
 
-
-class CallGate(grpc.aio.ServerInterceptor):
+class CallGate:
     """Counts the AuthService calls under way; once closed, refuses the calls picked up after.
 
-    Placed after the caller interceptor, it wraps the servicer's methods: its
-    refusal is an ``AuthError``, translated, logged and counted like any other.
-    Health and reflection calls pass untouched, but their arrival counts for
-    ``settled`` too.
+    The caller interceptor (``server.interceptors``) tells it of every call
+    picked up (``arrived``: health and reflection calls too, they count for
+    ``settled``) and runs each servicer method inside ``entered``: its refusal
+    is an ``AuthError``, translated, logged and counted like any other. One
+    interceptor, not two: each layer of grpc.aio interception costs every call.
     """
 
     def __init__(self) -> None:
@@ -57,6 +51,25 @@ class CallGate(grpc.aio.ServerInterceptor):
         """From now on, every AuthService call picked up is refused (the ones under way go on)."""
         self._open = False
 
+    def arrived(self) -> None:
+        """A call of any service was picked up now."""
+        self._last_arrival = asyncio.get_running_loop().time()
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        """Around a servicer method: counted while it runs; refused once the gate is closed."""
+        if not self._open:
+            raise AuthError(
+                ErrorReason.SERVICE_UNAVAILABLE,
+                Messages.SERVICE_UNAVAILABLE,
+                retry_after=RETRY_AFTER,
+            )
+        self._under_way += 1
+        try:
+            yield
+        finally:
+            self._under_way -= 1
+
     async def settled(self, deadline: float, quiet: float = QUIET) -> bool:
         """Wait until no call is under way and none has been picked up for ``quiet`` seconds.
 
@@ -70,38 +83,3 @@ class CallGate(grpc.aio.ServerInterceptor):
             if now >= deadline:
                 return False
             await asyncio.sleep(min(_POLL, deadline - now))
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        self._last_arrival = asyncio.get_running_loop().time()
-        handler = await continuation(handler_call_details)
-        if (
-            handler is None
-            or handler.unary_unary is None
-            or not handler_call_details.method.startswith(SERVICE_PREFIX)
-        ):
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            self._gated(cast(Behaviour, handler.unary_unary)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _gated(self, behaviour: Behaviour) -> Behaviour:
-        async def gated(request: Any, context: Context) -> Any:
-            if not self._open:
-                raise AuthError(
-                    ErrorReason.SERVICE_UNAVAILABLE,
-                    Messages.SERVICE_UNAVAILABLE,
-                    retry_after=RETRY_AFTER,
-                )
-            self._under_way += 1
-            try:
-                return await behaviour(request, context)
-            finally:
-                self._under_way -= 1
-
-        return gated

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -42,6 +43,7 @@ from ameli_grpc.domain.context import CallContext, calling
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
+from ameli_grpc.server.drain import CallGate
 from ameli_grpc.server.errors import internal_status, refusal_status
 from ameli_grpc.server.validation import check_request
 
@@ -51,6 +53,16 @@ REQUEST_ID_KEY = "x-request-id"
 # 1 to 128 printable ASCII characters, no space at either end; anything else is replaced.
 _SANE_REQUEST_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
 log = structlog.get_logger("ameli_grpc.rpc")
+# The process's pid, read once rather than by a system call per call (and again in a fork).
+_PID = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
 
 # Strings: grpc's classes are generic only in their type stubs.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -82,10 +94,15 @@ NO_RPC_OBSERVER: RpcObserver = NoRpcObserver()
 
 class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, keys: CallerKeys, clock: Clock, observer: RpcObserver = NO_RPC_OBSERVER
+        self,
+        keys: CallerKeys,
+        clock: Clock,
+        gate: CallGate,
+        observer: RpcObserver = NO_RPC_OBSERVER,
     ) -> None:
         self._keys = keys
         self._clock = clock
+        self._gate = gate
         self._observer = observer
 
     async def intercept_service(
@@ -94,6 +111,7 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         details = handler_call_details
+        self._gate.arrived()
         handler = await continuation(details)
         if handler is None or not details.method.startswith(SERVICE_PREFIX):
             return handler
@@ -146,7 +164,8 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
                 log.info("malformed_request", method=method, error=request.error)
                 raise AuthError(ErrorReason.INVALID_REQUEST, Messages.INVALID_REQUEST)
             check_request(request)  # before the behaviour: nothing has happened yet
-            return await behaviour(request, context)
+            with self._gate.entered():  # refused once the server stops (``server.drain``)
+                return await behaviour(request, context)
         except AuthError as error:
             reason = error.reason.value
             unauthenticated = grpc.StatusCode.UNAUTHENTICATED if caller is None else None
@@ -185,6 +204,8 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         code, reason = ending
         seconds = time.perf_counter() - started
         self._observer.handled(method, code.name, reason, seconds)
+        if not log.is_enabled_for(logging.INFO):  # AMELI_LOG_LEVEL=warning: no line to build
+            return
         log.info(
             "rpc",
             method=method,
@@ -192,7 +213,7 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
             reason=reason,
             caller=_name(caller),  # also bound above; explicit for capture_logs
             peer=context.peer(),
-            pid=os.getpid(),
+            pid=_PID,
             request_id=rid,
             outcome=reason or code.name,
             duration_ms=round(seconds * 1000, 1),

@@ -1,7 +1,9 @@
 """SQL implementations of the account, device, provisional code, audit and RFI ports.
 
 One session (one transaction) per call, through ``Database.session()`` which
-turns an unreachable database into ``DependencyUnavailable``. Rows come back as
+turns an unreachable database into ``DependencyUnavailable``. The statements of
+the login's path are built once, with bound parameters: each call then only
+binds its values to an already compiled statement. Rows come back as
 the domain's frozen dataclasses; expired rows are returned as they are, the
 domain decides what an expiry means.
 """
@@ -12,14 +14,16 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, Table, delete, insert, literal, or_, select, update
+from sqlalchemy import CursorResult, String, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Delete, Insert
 
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.schema import (
+    UtcDateTime,
     account_setups,
     accounts,
     audit_events,
@@ -74,6 +78,18 @@ _ACCOUNT_COLUMNS = (
     accounts.c.email_validated,
     accounts.c.mobile_phone,
 )
+_ACCOUNT_BY_NIR = select(*_ACCOUNT_COLUMNS).where(accounts.c.nir == bindparam("nir"))
+_ACCOUNT_BY_ID = select(*_ACCOUNT_COLUMNS).where(accounts.c.account_id == bindparam("account_id"))
+_WANTED = select(bindparam("nir", type_=String).label("nir")).subquery("wanted")
+_CREDENTIALS_OF_NIR = select(
+    *(column.label(f"account_{column.name}") for column in _ACCOUNT_COLUMNS),
+    provisional_codes.c.code_hash,
+    provisional_codes.c.expire_time,
+).select_from(
+    _WANTED.outerjoin(accounts, accounts.c.nir == _WANTED.c.nir).outerjoin(
+        provisional_codes, provisional_codes.c.nir == _WANTED.c.nir
+    )
+)
 _ACCOUNT_UPDATED_ON_IMPORT = (
     "password_hash",
     "email",
@@ -91,27 +107,17 @@ class SqlAccountRepository:
         self._clock = clock or SystemClock()
 
     async def get_by_nir(self, nir: str) -> Account | None:
-        return await self._one(accounts.c.nir == nir)
+        return await self._one(_ACCOUNT_BY_NIR, nir=nir)
 
     async def get(self, account_id: str) -> Account | None:
-        return await self._one(accounts.c.account_id == account_id)
+        return await self._one(_ACCOUNT_BY_ID, account_id=account_id)
 
     async def get_with_provisional_code(
         self, nir: str
     ) -> tuple[Account | None, ProvisionalCode | None]:
         """One statement: the NIR, outer-joined to its account and to its provisional code."""
-        wanted = select(literal(nir, String).label("nir")).subquery("wanted")
-        statement = select(
-            *(column.label(f"account_{column.name}") for column in _ACCOUNT_COLUMNS),
-            provisional_codes.c.code_hash,
-            provisional_codes.c.expire_time,
-        ).select_from(
-            wanted.outerjoin(accounts, accounts.c.nir == wanted.c.nir).outerjoin(
-                provisional_codes, provisional_codes.c.nir == wanted.c.nir
-            )
-        )
         async with self._database.session() as session:
-            row = (await session.execute(statement)).one()._asdict()
+            row = (await session.execute(_CREDENTIALS_OF_NIR, {"nir": nir})).one()._asdict()
         account = None
         if row["account_account_id"] is not None:
             account = Account(**{c.name: row[f"account_{c.name}"] for c in _ACCOUNT_COLUMNS})
@@ -175,12 +181,12 @@ class SqlAccountRepository:
                 await session.execute(
                     _store_provisional_code(self._database.dialect_name, provisional_code)
                 )
-            await session.execute(_audit_row(event))
+            await session.execute(_AUDIT_INSERT, _audit_values(event))
         return True
 
-    async def _one(self, condition: Any) -> Account | None:
+    async def _one(self, statement: Select[Any], **values: str) -> Account | None:
         async with self._database.session() as session:
-            row = (await session.execute(select(*_ACCOUNT_COLUMNS).where(condition))).first()
+            row = (await session.execute(statement, values)).first()
         return None if row is None else Account(**row._asdict())
 
 
@@ -190,6 +196,21 @@ _DEVICE_COLUMNS = (
     trusted_devices.c.created_time,
     trusted_devices.c.expire_time,
     trusted_devices.c.last_use_time,
+)
+
+
+_DEVICE_BY_HASH = select(*_DEVICE_COLUMNS).where(
+    trusted_devices.c.token_hash == bindparam("token_hash")
+)
+_LAST_USE = trusted_devices.c.last_use_time
+_NOW = bindparam("now", type_=UtcDateTime)
+_TOUCH_DEVICE = (
+    update(trusted_devices)
+    .where(
+        trusted_devices.c.token_hash == bindparam("device"),
+        or_(_LAST_USE.is_(None), _LAST_USE < _NOW),
+    )
+    .values(last_use_time=_NOW)
 )
 
 
@@ -223,9 +244,8 @@ class SqlTrustedDeviceRepository:
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not."""
-        statement = select(*_DEVICE_COLUMNS).where(trusted_devices.c.token_hash == token_hash)
         async with self._database.session() as session:
-            row = (await session.execute(statement)).first()
+            row = (await session.execute(_DEVICE_BY_HASH, {"token_hash": token_hash})).first()
         return None if row is None else TrustedDevice(**row._asdict())
 
     async def list_for_account(self, account_id: str, now: datetime) -> tuple[TrustedDevice, ...]:
@@ -241,17 +261,8 @@ class SqlTrustedDeviceRepository:
 
     async def touch(self, token_hash: str, now: datetime) -> None:
         """One UPDATE; a later use already recorded (a concurrent login) is not moved back."""
-        last_use = trusted_devices.c.last_use_time
-        statement = (
-            update(trusted_devices)
-            .where(
-                trusted_devices.c.token_hash == token_hash,
-                or_(last_use.is_(None), last_use < now),
-            )
-            .values(last_use_time=now)
-        )
         async with self._database.session() as session:
-            await session.execute(statement)
+            await session.execute(_TOUCH_DEVICE, {"device": token_hash, "now": now})
 
     async def rehash(self, token_hash: str, new_token_hash: str) -> None:
         """One UPDATE of the row's key; a concurrent rehash of the same device finds no row."""
@@ -274,7 +285,7 @@ class SqlTrustedDeviceRepository:
         async with self._database.session() as session:
             revoked = await _rowcount(session, still_trusted)
             await session.execute(delete(trusted_devices).where(of_account))
-            await session.execute(_audit_row(audit_row(revoked)))
+            await session.execute(_AUDIT_INSERT, _audit_values(audit_row(revoked)))
         return revoked
 
 
@@ -336,7 +347,7 @@ class SqlAuditLog:
 
     async def record(self, event: AuditEvent) -> None:
         async with self._database.session() as session:
-            await session.execute(_audit_row(event))
+            await session.execute(_AUDIT_INSERT, _audit_values(event))
 
 
 def _store_provisional_code(dialect_name: str, code: ProvisionalCode) -> Insert:
@@ -350,21 +361,24 @@ def _store_provisional_code(dialect_name: str, code: ProvisionalCode) -> Insert:
     )
 
 
-def _audit_row(event: AuditEvent) -> Insert:
-    """The ``audit_events`` row of one event."""
-    return insert(audit_events).values(
-        kind=event.kind,
-        nir_ref=event.nir_ref,
-        account_id=event.account_id,
-        advisor_id=event.advisor_id,
-        detail=event.detail,
-        client_ip=event.client_ip,
-        occurred_time=event.occurred_time,
-        caller=event.caller,
-        reason=event.reason,
-        user_agent=event.user_agent,
-        request_id=event.request_id,
-    )
+_AUDIT_INSERT = insert(audit_events)
+
+
+def _audit_values(event: AuditEvent) -> dict[str, Any]:
+    """The ``audit_events`` row of one event, for ``_AUDIT_INSERT``."""
+    return {
+        "kind": event.kind,
+        "nir_ref": event.nir_ref,
+        "account_id": event.account_id,
+        "advisor_id": event.advisor_id,
+        "detail": event.detail,
+        "client_ip": event.client_ip,
+        "occurred_time": event.occurred_time,
+        "caller": event.caller,
+        "reason": event.reason,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+    }
 
 
 def _is_foreign_key_violation(error: sa_exc.IntegrityError) -> bool:
