@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import argon2
 import pytest
 
-from ameli_grpc.adapters.argon2_hasher import Argon2PasswordHasher
+from ameli_grpc.adapters.argon2_hasher import (
+    HASH_THREAD_NAME,
+    HASH_THREAD_NICENESS,
+    Argon2PasswordHasher,
+)
 
 # Cheap parameters: these tests are about admission and threading, not strength.
 FAST = argon2.Parameters(
@@ -92,3 +100,21 @@ async def test_concurrent_admitted_verifications_complete_and_give_their_places_
 
     assert results == [True, True, True]
     assert hasher.pending == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+async def test_hashing_threads_run_below_the_event_loop_and_are_named(
+    hasher: Argon2PasswordHasher,
+) -> None:
+    """A hashing thread is niced below the event loop's thread, and named for ``top -H``."""
+
+    def seen_from_the_hashing_thread() -> tuple[int, str]:
+        tid = threading.get_native_id()
+        name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        return os.getpriority(os.PRIO_PROCESS, tid), name
+
+    loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    priority, name = await hasher._run(seen_from_the_hashing_thread)
+
+    assert priority == min(19, loop_priority + HASH_THREAD_NICENESS)
+    assert name == HASH_THREAD_NAME.decode()
