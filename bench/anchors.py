@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeAlias
 
 import argon2
 import grpc
@@ -23,14 +25,16 @@ from redis.asyncio import Redis
 from ameli_grpc.adapters.argon2_hasher import OWASP_PARAMETERS
 from bench.common import PASSWORD
 
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
+
 KINDS = ("echo", "redis", "argon2")
 
 
 class EchoAnchor(auth_pb2_grpc.AuthServiceServicer):
     """GetLockStatus: a constant answer, at once."""
 
-    async def GetLockStatus(  # type: ignore[override]  # noqa: N802 - generated interface
-        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+    async def GetLockStatus(  # noqa: N802 - generated interface
+        self, request: auth_pb2.GetLockStatusRequest, context: Context
     ) -> auth_pb2.GetLockStatusResponse:
         return auth_pb2.GetLockStatusResponse()
 
@@ -41,8 +45,8 @@ class RedisAnchor(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def GetLockStatus(  # type: ignore[override]  # noqa: N802 - generated interface
-        self, request: auth_pb2.GetLockStatusRequest, context: grpc.aio.ServicerContext
+    async def GetLockStatus(  # noqa: N802 - generated interface
+        self, request: auth_pb2.GetLockStatusRequest, context: Context
     ) -> auth_pb2.GetLockStatusResponse:
         await self._redis.get(f"bench-anchor:{request.nir}")
         return auth_pb2.GetLockStatusResponse()
@@ -56,8 +60,8 @@ class Argon2Anchor(auth_pb2_grpc.AuthServiceServicer):
         self._digest = self._hasher.hash(PASSWORD)
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
-    async def CheckCredentials(  # type: ignore[override]  # noqa: N802 - generated interface
-        self, request: auth_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+    async def CheckCredentials(  # noqa: N802 - generated interface
+        self, request: auth_pb2.CheckCredentialsRequest, context: Context
     ) -> auth_pb2.CheckCredentialsResponse:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._hasher.verify, self._digest, request.password)
@@ -68,11 +72,12 @@ async def serve(kind: str, listen: str, redis_url: str) -> None:
     redis = Redis.from_url(redis_url) if kind == "redis" else None
     servicer: auth_pb2_grpc.AuthServiceServicer
     if redis is not None:
-        servicer = RedisAnchor(redis)
+        servicer = RedisAnchor(redis)  # type: ignore[abstract]  # the rest: UNIMPLEMENTED
     else:
-        servicer = Argon2Anchor() if kind == "argon2" else EchoAnchor()
+        anchor = Argon2Anchor if kind == "argon2" else EchoAnchor
+        servicer = anchor()  # type: ignore[abstract]
     server = grpc.aio.server()
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
     server.add_insecure_port(listen)
     await server.start()
     await server.wait_for_termination()
@@ -84,10 +89,8 @@ def main() -> None:
     parser.add_argument("--listen", required=True, help="host:port")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.kind, args.listen, args.redis_url))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

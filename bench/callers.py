@@ -135,12 +135,13 @@ async def _slot(call: Call, job: Job, result: StreamResult, shed_pause: float) -
         except Exception as error:  # a benchmark counts failures, it does not stop on one
             failure = type(error).__name__
         elapsed, ended = time.perf_counter() - started, time.time()
+        if shed:
+            await asyncio.sleep(shed_pause)
         if not job.measure_from <= ended <= job.until:
             continue
         if shed:
             result.shed += 1
             result.slowest_shed = max(result.slowest_shed, elapsed)
-            await asyncio.sleep(shed_pause)
         elif failure:
             result.errors[failure] += 1
         else:

@@ -6,8 +6,8 @@ from stdnum.fr import nir as stdnum_nir
 
 PORTAL_KEY = "bench-portal-key"
 MOBILE_KEY = "bench-mobile-key"
-PASSWORD = "Bon-Mot-de-Passe-1"
-WRONG_PASSWORD = "not-the-password"
+PASSWORD = "Bon-Mot-de-Passe-1"  # noqa: S105 - the accounts' test password
+WRONG_PASSWORD = "not-the-password"  # noqa: S105 - the flood's
 CALL_TIMEOUT = 10.0  # seconds, for every RPC and every wait for an email
 FLOOD_FIRST_SERIAL = 50_000  # unknown NIRs: never loaded as accounts
 

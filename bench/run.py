@@ -69,7 +69,8 @@ class Outcome:
 
 
 def median(samples: list[Sample]) -> Sample:
-    fields = zip(*((s.service, s.service_cpu, s.anchor, s.anchor_cpu, s.ratio) for s in samples))
+    rows = [(s.service, s.service_cpu, s.anchor, s.anchor_cpu, s.ratio) for s in samples]
+    fields = zip(*rows, strict=True)
     return Sample(*(statistics.median(values) for values in fields))
 
 
