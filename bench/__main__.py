@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     )
     parsing.add_argument("--memory-calls", type=int, default=200_000, help="the memory row's calls")
     parsing.add_argument("--processes", type=int, default=2, help="load processes (2)")
+    parsing.add_argument(
+        "--previous-key", action="store_true", help="a key rotation under way (previous key set)"
+    )
     parsing.add_argument("--flood", type=int, default=0, help="unknown-NIR logins beside one legit")
     parsing.add_argument("--max-pending", type=int, default=32, help="with --flood: the shedding")
     return parsing
@@ -63,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         parsing.error(f"none of {' '.join(keys)} applies to --backend {args.backend}")
     report.header(args.backend, int(chosen["repeat"]), chosen["seconds"], args.processes)
+    if args.previous_key:
+        print("previous key : set (a key rotation under way)")
     timing = {"warm_up": chosen["warm_up"], "seconds": chosen["seconds"]}
     run_options = {
         "timing": {**timing, "memory_calls": args.memory_calls},
         "repeat": int(chosen["repeat"]),
+        "previous_key": args.previous_key,
     }
     outcomes, errors = asyncio.run(run_rows(rows, args.backend, run_options, args.processes))
     report.table(outcomes)

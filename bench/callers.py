@@ -18,9 +18,7 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from bench.common import (
     CALL_TIMEOUT,
     FLOOD_FIRST_SERIAL,
-    MOBILE_KEY,
     PASSWORD,
-    PORTAL_KEY,
     WRONG_PASSWORD,
     bearer,
     email,
@@ -69,10 +67,10 @@ def code_of(message: EmailMessage) -> str:
     raise AssertionError("no spaced six-digit code in the email")
 
 
-def caller(stub: Any, stream: Stream, slot: int, inbox: Inbox) -> Call:
+def caller(stub: Any, stream: Stream, slot: int, inbox: Inbox, keys: tuple[str, str]) -> Call:
     """The call a slot repeats: ``stream.call`` as account ``first_account + slot``."""
     account = stream.first_account + slot
-    portal, mobile = bearer(PORTAL_KEY), bearer(MOBILE_KEY)
+    portal, mobile = bearer(keys[0]), bearer(keys[1])
 
     async def lock_status(_: int) -> None:
         request = auth_pb2.GetLockStatusRequest(nir=nir(account))
@@ -157,7 +155,7 @@ async def run_job(job: Job, inbox: Inbox) -> list[StreamResult]:
     for (stream, mine), result in zip(job.streams, results, strict=True):
         pause = SHED_PAUSE if stream.call == "login_mobile" else 0.0
         for slot in mine:
-            call = caller(stubs[slot % len(stubs)], stream, slot, inbox)
+            call = caller(stubs[slot % len(stubs)], stream, slot, inbox, job.keys)
             slots.append(_slot(call, job, result, pause))
     try:
         await asyncio.gather(*slots)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
+from bench.common import MOBILE_KEY, PORTAL_KEY
+
 CALLS = ("lock_status", "login_mobile", "login_web", "flood")
 START_MARGIN = 0.3  # seconds between sending a job and its start, for every process to get it
 
@@ -70,6 +72,7 @@ class Job:
     measure_from: float
     until: float
     channels: int = 1
+    keys: tuple[str, str] = (PORTAL_KEY, MOBILE_KEY)  # the portal's and the mobile back end's
 
 
 @dataclass
@@ -124,12 +127,13 @@ class LoadPool:
         seconds: float,
         cpu: Callable[[], float] = lambda: 0.0,
         channels: int = 1,
+        keys: tuple[str, str] = (PORTAL_KEY, MOBILE_KEY),
     ) -> Measurement:
         """Run ``streams`` against ``address``; ``cpu()`` is read at both ends of the window."""
         start = time.time() + START_MARGIN
         measure_from, until = start + warm_up, start + warm_up + seconds
         for jobs, part in zip(self._jobs, split(streams, len(self._jobs)), strict=True):
-            jobs.put(Job(address, tuple(part), start, measure_from, until, channels))
+            jobs.put(Job(address, tuple(part), start, measure_from, until, channels, keys))
         await asyncio.sleep(measure_from - time.time())
         cpu_at_start = cpu()
         await asyncio.sleep(until - time.time())

@@ -83,7 +83,9 @@ async def run_rows(
     async with AsyncExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ameli-bench-")))
         stored = await stack.enter_async_context(targets.storage(backend, directory))
-        settings = targets.service_settings(stored, directory, smtp_port, max_pending=4 * accounts)
+        settings = targets.service_settings(
+            stored, directory, smtp_port, 4 * accounts, options["previous_key"]
+        )
         await targets.load(settings, accounts)
         pool = LoadPool(processes, smtp_port)
         stack.callback(pool.close)

@@ -167,10 +167,19 @@ async def storage(backend: str, directory: Path) -> AsyncIterator[dict[str, Any]
 
 
 def service_settings(
-    stored: dict[str, Any], directory: Path, smtp_port: int, max_pending: int
+    stored: dict[str, Any],
+    directory: Path,
+    smtp_port: int,
+    max_pending: int,
+    previous_key: bool = False,
 ) -> dict[str, Any]:
-    """``AMELI_*`` of the service: production defaults but for what a local run needs."""
+    """``AMELI_*`` of the service: production defaults but for what a local run needs.
+
+    ``previous_key``: a key rotation under way (each NIR looked up under both keys).
+    """
+    previous = {"previous_secret_keys": secrets.token_hex(32)} if previous_key else {}
     return {
+        **previous,
         **stored,
         "secret_key": secrets.token_hex(32),
         "portal_api_keys": f"bench-portal:{PORTAL_KEY}",
