@@ -90,12 +90,14 @@ class Measurement:
 
 
 def split(streams: Sequence[Stream], processes: int) -> list[list[tuple[Stream, tuple[int, ...]]]]:
-    """Each process's slots of each stream, round robin; the web login's all in process 0."""
+    """Each process's slots of each stream (maybe none), round robin; the web login's all in
+    process 0."""
     parts: list[list[tuple[Stream, tuple[int, ...]]]] = [[] for _ in range(processes)]
     for stream in streams:
         ways = 1 if stream.call == "login_web" else processes
-        for index in range(ways):
-            parts[index].append((stream, tuple(range(index, stream.in_flight, ways))))
+        for index, part in enumerate(parts):
+            mine = range(index, stream.in_flight, ways) if index < ways else range(0)
+            part.append((stream, tuple(mine)))
     return parts
 
 

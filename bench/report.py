@@ -12,7 +12,7 @@ from ameli_grpc.adapters.argon2_hasher import OWASP_PARAMETERS
 from bench.common import PASSWORD
 from bench.run import Outcome
 
-LINE = "{:<14}{:<54}{:>12}{:>10}{:>12}{:>10}{:>9}  {:<11}{}"
+LINE = "{:<14}{:<60}{:>12}{:>10}{:>12}{:>10}{:>9}  {:<11}{}"
 
 
 def one_verify_ms() -> float:
@@ -57,7 +57,7 @@ def table(outcomes: list[Outcome]) -> None:
         print(
             LINE.format(
                 row.key,
-                f"{row.title} ({row.unit})"[:54],
+                f"{row.title} ({row.unit})"[:60],
                 _value(m.service, row.unit),
                 _cpu(m.service_cpu),
                 _value(m.anchor, row.unit),

@@ -67,4 +67,4 @@ def test_the_load_keeps_the_web_login_in_the_process_that_reads_the_emails() -> 
     """Slots are dealt round robin, but the web login's all go to process 0 (its SMTP)."""
     parts = split([Stream("lock_status", 5), Stream("login_web", 3)], 2)
     assert parts[0] == [(Stream("lock_status", 5), (0, 2, 4)), (Stream("login_web", 3), (0, 1, 2))]
-    assert parts[1] == [(Stream("lock_status", 5), (1, 3))]
+    assert parts[1] == [(Stream("lock_status", 5), (1, 3)), (Stream("login_web", 3), ())]
