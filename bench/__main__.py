@@ -1,7 +1,8 @@
 """``python -m bench``: the side-by-side ratio benchmark (``make bench``); ``--help``.
 
 Exit status 1 if a measurement had more than 1 % errors; with ``--quick``, also if
-a ratio fell below its gross-regression floor (``rows.QUICK_FLOORS``); with
+a ratio fell below its gross-regression floor (``rows.QUICK_FLOORS``, see
+``guarded_ratio``); with
 ``--flood``, if the legitimate login missed its target (see ``bench.flood``).
 """
 
@@ -13,7 +14,7 @@ import logging
 import sys
 
 from bench import report
-from bench.rows import QUICK_FLOORS, QUICK_ROWS, ROW_KEYS, ROWS
+from bench.rows import QUICK_FLOORS, QUICK_ROWS, ROW_KEYS, ROWS, guarded_ratio
 from bench.run import run_rows
 
 DEFAULTS = {"seconds": 10.0, "warm_up": 3.0, "repeat": 3}
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         for outcome in outcomes:
             floor = QUICK_FLOORS.get(outcome.row.key)
-            if floor is not None and not outcome.median.ratio >= floor:
-                print(f"REGRESSION: {outcome.row.key} at {outcome.median.ratio:.2f} × < {floor} ×")
+            if floor is not None and not guarded_ratio(outcome.median) >= floor:
+                print(f"REGRESSION: {outcome.row.key}, calls/s and CPU per call < {floor} × anchor")
                 status = 1
     return status
 

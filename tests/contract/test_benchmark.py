@@ -10,13 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.load import Stream, split
-from bench.rows import QUICK_FLOORS
+from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_bench(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_bench(*arguments: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 (our own module, fixed arguments, no shell)
         [sys.executable, "-m", "bench", *arguments],
         cwd=REPO_ROOT,
@@ -61,6 +63,14 @@ def test_the_full_mode_refuses_rows_of_another_backend_and_bad_sizes() -> None:
         finished = run_bench(*arguments, timeout=30)
         assert finished.returncode == 2, (arguments, finished.stdout, finished.stderr)
         assert message in finished.stderr, (arguments, finished.stderr)
+
+
+def test_the_guard_needs_both_calls_and_cpu_to_fall() -> None:
+    """A busy neighbour halves calls/s but not CPU per call: the guard keeps the better one."""
+    slowed = Sample(service=100, service_cpu=0.001, anchor=400, anchor_cpu=0.0008, ratio=0.25)
+    assert guarded_ratio(slowed) == pytest.approx(0.8)
+    regressed = Sample(service=100, service_cpu=0.004, anchor=400, anchor_cpu=0.0008, ratio=0.25)
+    assert guarded_ratio(regressed) == pytest.approx(0.25)
 
 
 def test_the_load_keeps_the_web_login_in_the_process_that_reads_the_emails() -> None:
