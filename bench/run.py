@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ async def run_rows(
             for row in rows:
                 if row.once and repetition:
                     continue
-                samples[row.key].append(await row.measure(run))
+                sample = await row.measure(run)
+                samples[row.key].append(sample)
+                # progress on stderr: a full run is long
+                print(f"{row.key} {repetition + 1}: {sample.ratio:.2f} ×", file=sys.stderr)
         outcomes = [Outcome(row, median(samples[row.key]), samples[row.key]) for row in rows]
         return outcomes, run.errors
