@@ -31,7 +31,7 @@ def header(backend: str, repeat: int, seconds: float, processes: int) -> None:
     )
     print(
         f"load         : {processes} load processes (grpc.aio); {seconds:g} s windows after a "
-        f"warm-up; medians of {repeat} repetition(s), service and anchor back to back"
+        f"warm-up; service and anchor back to back, {repeat} time(s): the run of median ratio"
     )
 
 
@@ -48,6 +48,7 @@ def _cpu(seconds: float) -> str:
 
 
 def table(outcomes: list[Outcome]) -> None:
+    """One line per row: the repetition of median ratio."""
     print()
     print(LINE.format("row", "what (unit)", "service", "CPU/call", "anchor", "CPU/call", "ratio",
                       "target", "verdict"))  # fmt: skip
