@@ -135,9 +135,9 @@ stubs: install
 baseline: install
 	$(BIN)/buf build protos -o $(BASELINE)
 
-## bench: throughput and latency of the main calls against a local server
+## bench: the service beside its anchors (bare echo, echo + Redis, argon2 in a handler), as ratios
 bench: install
-	$(PY) scripts/benchmark.py
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .venv-stubs var .pytest_cache .mypy_cache .ruff_cache

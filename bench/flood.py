@@ -1,0 +1,102 @@
+"""``python -m bench --flood N``: a legitimate login beside N unknown-NIR logins (SPEC §7.5).
+
+One caller logs in on the mobile app, first idle, then while N callers send wrong
+passwords for unknown NIRs, with the production shedding (``AMELI_MAX_PENDING_HASHES``,
+``--max-pending``) and with shedding off, side by side in one run (the service restarted
+on the same data for each). Every legitimate call must be answered within 3 × its idle
+p99 or shed at once with RetryInfo: exit status 1 otherwise (with shedding on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import report, targets
+from bench.load import LoadPool, Stream, StreamResult
+
+FLOOD_WARM_UP = 2.0  # seconds at least: the flood builds up before the window
+UNBOUNDED = 10**6
+LINE = "{:<30}{:>7}{:>7}{:>9}{:>8}{:>13}{:>14}{:>12}"
+
+
+@dataclass
+class FloodRun:
+    name: str
+    max_pending: int
+    flooding: int
+    legitimate: StreamResult | None = None
+    flood: StreamResult | None = None
+
+    def within(self, bound: float) -> float:
+        """The share of legitimate calls answered within ``bound`` or shed."""
+        result = self.legitimate or StreamResult()
+        total = result.calls + result.shed
+        ok = sum(1 for latency in result.latencies if latency <= bound) + result.shed
+        return ok / total if total else 0.0
+
+
+async def _measure(
+    backend: str, runs: list[FloodRun], timing: dict[str, float], processes: int
+) -> None:
+    smtp_port = targets.free_port()
+    async with AsyncExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ameli-bench-")))
+        stored = await stack.enter_async_context(targets.storage(backend, directory))
+        settings = targets.service_settings(stored, directory, smtp_port, max_pending=0)
+        await targets.load(settings, 1)
+        pool = LoadPool(processes, smtp_port)
+        stack.callback(pool.close)
+        for run in runs:
+            streams = [Stream("login_mobile", 1)]
+            streams += [Stream("flood", run.flooding)] if run.flooding else []
+            warm_up = max(timing["warm_up"], FLOOD_WARM_UP if run.flooding else 0.0)
+            served = {**settings, "max_pending_hashes": run.max_pending}
+            async with targets.service(served) as service:
+                done = await pool.measure(service.address, streams, warm_up, timing["seconds"])
+            run.legitimate = done.streams[0]
+            run.flood = done.streams[1] if run.flooding else None
+
+
+def _print(runs: list[FloodRun]) -> float:
+    idle_p99 = runs[0].legitimate.percentile(99) if runs[0].legitimate else 0.0
+    print()
+    print(LINE.format("legitimate login", "calls", "shed", "p99 ms", "× idle", "≤3× or shed",
+                      "slowest shed", "flood shed"))  # fmt: skip
+    for run in runs:
+        legit = run.legitimate or StreamResult()
+        flood = run.flood or StreamResult()
+        flood_total = flood.calls + flood.shed
+        p99 = legit.percentile(99)
+        print(
+            LINE.format(
+                run.name,
+                legit.calls,
+                legit.shed,
+                f"{p99 * 1000:.1f}",
+                f"{p99 / idle_p99:.1f}" if idle_p99 else "—",
+                f"{run.within(3 * idle_p99):.1%}",
+                f"{legit.slowest_shed * 1000:.1f} ms",
+                f"{flood.shed / flood_total:.1%}" if flood_total else "—",
+            )
+        )
+    return idle_p99
+
+
+def flood(
+    backend: str, flooding: int, max_pending: int, timing: dict[str, float], processes: int
+) -> int:
+    """Measure and print; 0 if the target was met with shedding on, 1 otherwise."""
+    report.header(backend, 1, timing["seconds"], processes)
+    print(f"flood        : {flooding} parallel unknown-NIR logins beside one legitimate login")
+    runs = [
+        FloodRun("idle", max_pending, 0),
+        FloodRun(f"flood, shedding at {max_pending}", max_pending, flooding),
+        FloodRun("flood, shedding off", UNBOUNDED, flooding),
+    ]
+    asyncio.run(_measure(backend, runs, timing, processes))
+    idle_p99 = _print(runs)
+    return 0 if runs[1].within(3 * idle_p99) >= 0.99 else 1

@@ -1,0 +1,80 @@
+"""``python -m bench``, run as its users run it: a subprocess of the project's Python.
+
+The quick mode is the regression guard of ``make test``: it fails only when a ratio to
+its anchor falls far below the target (``bench.rows.QUICK_FLOORS``), never on a time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.load import Stream, split
+from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*arguments: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own module, fixed arguments, no shell)
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_the_quick_benchmark_keeps_the_ratios_to_the_anchors() -> None:
+    """The login and the cheap call stay within a gross margin of their anchors (exit 0)."""
+    finished = run_bench("--quick")
+    assert "Traceback" not in finished.stderr, finished.stderr
+    for row in QUICK_FLOORS:
+        assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+
+
+def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
+    """``--flood`` measures a legitimate login idle, then beside a flood, shedding on and off.
+
+    Its exit status says whether the 3 × idle p99 target was met: a measure, not asserted.
+    """
+    finished = run_bench("--flood", "8", "--max-pending", "4", "--seconds", "0.5", "--warm-up", "0")
+    assert finished.returncode in (0, 1), finished.stdout + finished.stderr
+    assert "Traceback" not in finished.stderr
+    for row in ("idle", "flood, shedding at 4", "flood, shedding off"):
+        assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
+
+
+def test_the_full_mode_refuses_rows_of_another_backend_and_bad_sizes() -> None:
+    """Arguments are checked before anything starts: exit status 2 and a message."""
+    cases = [
+        (["--only", "lockredis16"], "applies to --backend embedded"),
+        (["--quick", "--backend", "redis_postgres"], "embedded set only"),
+        (["--seconds", "0.1"], "--seconds is 0.5 to 300"),
+        (["--repeat", "0"], "--repeat is 1 to 20"),
+        (["--only", "nonsense"], "invalid choice"),
+    ]
+    for arguments, message in cases:
+        finished = run_bench(*arguments, timeout=30)
+        assert finished.returncode == 2, (arguments, finished.stdout, finished.stderr)
+        assert message in finished.stderr, (arguments, finished.stderr)
+
+
+def test_the_guard_needs_both_calls_and_cpu_to_fall() -> None:
+    """A busy neighbour halves calls/s but not CPU per call: the guard keeps the better one."""
+    slowed = Sample(service=100, service_cpu=0.001, anchor=400, anchor_cpu=0.0008, ratio=0.25)
+    assert guarded_ratio(slowed) == pytest.approx(0.8)
+    regressed = Sample(service=100, service_cpu=0.004, anchor=400, anchor_cpu=0.0008, ratio=0.25)
+    assert guarded_ratio(regressed) == pytest.approx(0.25)
+
+
+def test_the_load_keeps_the_web_login_in_the_process_that_reads_the_emails() -> None:
+    """Slots are dealt round robin, but the web login's all go to process 0 (its SMTP)."""
+    parts = split([Stream("lock_status", 5), Stream("login_web", 3)], 2)
+    assert parts[0] == [(Stream("lock_status", 5), (0, 2, 4)), (Stream("login_web", 3), (0, 1, 2))]
+    assert parts[1] == [(Stream("lock_status", 5), (1, 3)), (Stream("login_web", 3), ())]
