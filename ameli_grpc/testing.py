@@ -238,6 +238,8 @@ class AmeliTestServer:
             "smtp_host": "",
             "sms_url": "",
             "rfi_url": "",
+            # add_account() may change a NIR's affiliation between two logins: answered at once.
+            "rfi_cache_ttl": 0,
             "metrics_listen": "",
             "outbox_dir": self.outbox_dir,
             "allow_outbox": True,

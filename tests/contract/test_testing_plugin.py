@@ -31,7 +31,7 @@ def test_another_team_runs_its_tests_with_the_installed_plugin(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 def test_the_plugin_is_found_through_its_entry_point() -> None:

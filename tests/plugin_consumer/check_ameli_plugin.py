@@ -6,7 +6,7 @@ empty directory and runs pytest there as ``test_ameli_plugin.py``.
 """
 
 import pytest
-from ameli.auth import Locked, WrongEntry
+from ameli.auth import Locked, LoginRefused, WrongEntry
 from ameli.auth.v1 import auth_pb2
 
 from ameli_grpc.testing import AmeliTestServer
@@ -56,6 +56,19 @@ async def test_an_advisor_reset_texts_a_provisional_code(ameli_service: AmeliTes
         nir=NIR, password=code, channel=auth_pb2.CHANNEL_WEB
     )
     assert checked.WhichOneof("result") == "account_setup_required"
+
+
+async def test_a_changed_affiliation_is_seen_at_the_next_login(
+    ameli_service: AmeliTestServer,
+) -> None:
+    """add_account() with another affiliation: the next login sees it, nothing cached."""
+    ameli_service.add_account(NIR, PASSWORD, email=EMAIL)
+    checked = await ameli_service.client.check_credentials(nir=NIR, password=PASSWORD)
+    assert checked.WhichOneof("result") == "code_required"
+    ameli_service.add_account(NIR, PASSWORD, email=EMAIL, affiliation="NOT_COVERED")
+    with pytest.raises(LoginRefused) as refused:
+        await ameli_service.client.check_credentials(nir=NIR, password=PASSWORD)
+    assert refused.value.reason == "NOT_COVERED"
 
 
 def test_a_synchronous_test_uses_the_helpers(ameli_service: AmeliTestServer) -> None:
