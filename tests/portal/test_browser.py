@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from ameli_portal.app import DEVICE_COOKIE
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -107,20 +109,6 @@ def test_unticked_box_keeps_asking_for_a_code(
     submit(browser, "deconnexion")
     fill_login(browser, nir(2))
     assert browser.current_url == portal.url + "/code"
-
-
-def test_case_1_no_validated_email(
-    browser: webdriver.Chrome, service: AmeliTestServer, screenshots: Path
-) -> None:
-    """Case 1: the right password, but no validated email to send a code to."""
-    service.add_account(nir(11), PASSWORD, email_validated=False)
-    fill_login(browser, nir(11))
-    assert red_box(browser) == (
-        "Désormais, un code de sécurité envoyé par mail est nécessaire pour vous connecter. "
-        "Or, vous n'avez pas d'adresse mail renseignée dans votre compte. Validez-la dans "
-        "l'application Compte ameli ou contactez votre caisse d'assurance maladie."
-    )
-    shot(browser, screenshots, "case-1")
 
 
 def test_case_2_code_expired(
@@ -222,28 +210,48 @@ def test_case_6_three_wrong_passwords(
     shot(browser, screenshots, "case-6")
 
 
-def test_case_7_not_covered(
-    browser: webdriver.Chrome, service: AmeliTestServer, screenshots: Path
-) -> None:
-    """Case 7: neither the Régime Général nor a partner scheme."""
-    service.add_account(nir(17), PASSWORD, affiliation="NOT_COVERED")
-    fill_login(browser, nir(17))
-    assert red_box(browser) == (
+# The refusals of the password step that a person cannot get past from the portal: the
+# account (no validated email) or the RFI (not covered, affiliation pending) decides.
+PASSWORD_STEP_REFUSALS = [
+    pytest.param(
+        11,
+        {"email_validated": False},
+        "Désormais, un code de sécurité envoyé par mail est nécessaire pour vous connecter. "
+        "Or, vous n'avez pas d'adresse mail renseignée dans votre compte. Validez-la dans "
+        "l'application Compte ameli ou contactez votre caisse d'assurance maladie.",
+        id="case-1",
+    ),
+    pytest.param(
+        17,
+        {"affiliation": "NOT_COVERED"},
         "D'après nos informations vous ne dépendez pas du régime général ou de l'un des "
         "régimes partenaires de l'Assurance Maladie. Veuillez consulter les services de "
-        "votre régime d'affiliation."
-    )
-    shot(browser, screenshots, "case-7")
-
-
-def test_case_8_affiliation_pending(
-    browser: webdriver.Chrome, service: AmeliTestServer, screenshots: Path
-) -> None:
-    """Case 8: the affiliation is in progress."""
-    service.add_account(nir(18), PASSWORD, affiliation="PENDING")
-    fill_login(browser, nir(18))
-    assert red_box(browser) == (
+        "votre régime d'affiliation.",
+        id="case-7",
+    ),
+    pytest.param(
+        18,
+        {"affiliation": "PENDING"},
         "Votre rattachement à votre caisse d'assurance maladie est en cours, vous pourrez "
-        "bientôt bénéficier de votre compte ameli."
-    )
-    shot(browser, screenshots, "case-8")
+        "bientôt bénéficier de votre compte ameli.",
+        id="case-8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("serial", "account", "message"), PASSWORD_STEP_REFUSALS)
+def test_cases_1_7_and_8_show_their_message_after_the_password(
+    browser: webdriver.Chrome,
+    service: AmeliTestServer,
+    screenshots: Path,
+    request: pytest.FixtureRequest,
+    serial: int,
+    account: dict[str, Any],
+    message: str,
+) -> None:
+    """Case 1 (no validated email), 7 (not covered), 8 (affiliation pending): the right
+    password, then the red box with the service's message."""
+    service.add_account(nir(serial), PASSWORD, **account)
+    fill_login(browser, nir(serial))
+    assert red_box(browser) == message
+    shot(browser, screenshots, request.node.callspec.id)
