@@ -55,6 +55,12 @@ def red_box(browser: webdriver.Chrome) -> str:
     return str(browser.find_element(By.ID, "erreur").text)
 
 
+def type_the_emailed_code(browser: webdriver.Chrome, service: AmeliTestServer, email: str) -> None:
+    """« Recevoir un code de sécurité », then the code of the email just sent typed in."""
+    submit(browser, "envoi")
+    browser.find_element(By.ID, "code").send_keys(service.last_code(email))
+
+
 def shot(browser: webdriver.Chrome, directory: Path, name: str) -> None:
     browser.save_screenshot(str(directory / f"{name}.png"))
 
@@ -77,8 +83,7 @@ def test_login_with_code_then_trusted_device(
     assert browser.current_url == portal.url + "/code"
     assert browser.find_element(By.ID, "adresse").text == "t***@e***.com"
     shot(browser, screenshots, "1-request-code")
-    submit(browser, "envoi")
-    browser.find_element(By.ID, "code").send_keys(service.last_code("tiphaine@example.com"))
+    type_the_emailed_code(browser, service, "tiphaine@example.com")
     browser.find_element(By.ID, "personal_computer").click()
     shot(browser, screenshots, "3-code")
     submit(browser, "connexion")
@@ -101,8 +106,7 @@ def test_unticked_box_keeps_asking_for_a_code(
     """Without « je me connecte avec mon ordinateur personnel » no device cookie is set."""
     service.add_account(nir(2), PASSWORD, email="b@example.fr")
     fill_login(browser, nir(2))
-    submit(browser, "envoi")
-    browser.find_element(By.ID, "code").send_keys(service.last_code("b@example.fr"))
+    type_the_emailed_code(browser, service, "b@example.fr")
     submit(browser, "connexion")
     assert browser.current_url == portal.url + "/compte"
     assert browser.get_cookie(DEVICE_COOKIE) is None
@@ -117,8 +121,7 @@ def test_case_2_code_expired(
     """Case 2: a code typed after 15 minutes; the code screen offers a new one, which works."""
     service.add_account(nir(12), PASSWORD, email="d@example.fr")
     fill_login(browser, nir(12))
-    submit(browser, "envoi")
-    browser.find_element(By.ID, "code").send_keys(service.last_code("d@example.fr"))
+    type_the_emailed_code(browser, service, "d@example.fr")
     service.advance(minutes=15)
     submit(browser, "connexion")
     assert red_box(browser) == (
@@ -126,8 +129,7 @@ def test_case_2_code_expired(
     )
     assert browser.find_element(By.ID, "envoi").text == "RECEVOIR UN NOUVEAU CODE DE SÉCURITÉ"
     shot(browser, screenshots, "case-2")
-    submit(browser, "envoi")
-    browser.find_element(By.ID, "code").send_keys(service.last_code("d@example.fr"))
+    type_the_emailed_code(browser, service, "d@example.fr")
     submit(browser, "connexion")
     assert browser.find_elements(By.ID, "succes")
 

@@ -123,14 +123,24 @@ async def code_page(request: Request) -> Response:
     return render(request, "code.html", **code_context(request))
 
 
-async def send_code(request: Request) -> Response:
-    """Step 1 posted: RequestCode emails a code (counted in the hourly quota)."""
+async def code_screen_form(request: Request) -> tuple[dict[str, str], str] | Response:
+    """A form posted from the code screen and the session's login id, or the answer instead:
+    403 without the CSRF token, the first screen when no login is under way."""
     form = await checked_form(request)
     if form is None:
         return forbidden()
     login_id = request.session.get("login_id")
     if not isinstance(login_id, str):
         return RedirectResponse("/", status_code=303)
+    return form, login_id
+
+
+async def send_code(request: Request) -> Response:
+    """Step 1 posted: RequestCode emails a code (counted in the hourly quota)."""
+    posted = await code_screen_form(request)
+    if isinstance(posted, Response):
+        return posted
+    _form, login_id = posted
     try:
         sent = await auth(request).request_code(
             login_id=login_id, request_id=request_id(request), **client_info(request)
@@ -144,12 +154,10 @@ async def send_code(request: Request) -> Response:
 
 async def verify_code(request: Request) -> Response:
     """Step 3 posted: VerifyCode; the ticked box asks for a trusted-device token."""
-    form = await checked_form(request)
-    if form is None:
-        return forbidden()
-    login_id = request.session.get("login_id")
-    if not isinstance(login_id, str):
-        return RedirectResponse("/", status_code=303)
+    posted = await code_screen_form(request)
+    if isinstance(posted, Response):
+        return posted
+    form, login_id = posted
     trust = form.get("personal_computer") == "on"
     try:
         verified = await auth(request).verify_code(
