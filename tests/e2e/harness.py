@@ -21,10 +21,12 @@ import grpc
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy import select
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
 from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
+from ameli_grpc.adapters.sql.schema import audit_events
 from ameli_grpc.bootstrap import Container, build_container, server_options
 from ameli_grpc.config import Settings
 from ameli_grpc.domain.model import Affiliation
@@ -165,6 +167,15 @@ class ServiceUnderTest:
             self.container.ports.hasher,
             update=True,  # a test may load the same NIR again with other values
         )
+
+    async def audit_request_ids(self) -> list[tuple[str, str | None]]:
+        """(kind, request id) of every audit row, oldest first."""
+        assert self.container is not None
+        statement = select(audit_events.c.kind, audit_events.c.request_id).order_by(
+            audit_events.c.id
+        )
+        async with self.container.database.session() as session:
+            return [(row.kind, row.request_id) for row in await session.execute(statement)]
 
     async def login(
         self, nir: str, password: str = PASSWORD, **fields: Any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import grpc
+import redis.asyncio as redis
 from grpc_health.v1 import health_pb2
 
 from tests.support.grpc_stubs import health_stub
 from tests.support.mail import free_port
+from tests.support.redis import delete_prefix
 from tests.support.waiting import wait_for
 
 
@@ -38,6 +41,26 @@ class ServerProcess:
     async def wait(self) -> int:
         """The exit status; a server that does not stop within 15 s fails the test."""
         return await asyncio.wait_for(asyncio.to_thread(self.process.wait), 15.0)
+
+
+@asynccontextmanager
+async def shared_backend(
+    postgres_url: str, redis_url: str, **settings: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """The settings of server processes sharing one PostgreSQL and one Redis key prefix
+    (their own, deleted on exit), one secret key, JSON logs; ``settings`` added."""
+    prefix = f"ameli-test-{secrets.token_hex(6)}"
+    yield {
+        "database_url": postgres_url,
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "secret_key": secrets.token_hex(32),
+        "log_format": "json",
+        **settings,
+    }
+    client = redis.Redis.from_url(redis_url)
+    await delete_prefix(client, prefix)
+    await client.aclose()
 
 
 def environment(settings: dict[str, Any]) -> dict[str, str]:

@@ -17,9 +17,7 @@ import pytest
 from ameli import auth
 from ameli.auth.channel import channel_options
 from ameli.auth.v1 import auth_pb2
-from sqlalchemy import select
 
-from ameli_grpc.adapters.sql.schema import audit_events
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ADVISOR_KEY, PORTAL_KEY, ServiceUnderTest, nir
 from tests.support.mail import extract_code, self_signed_tls
@@ -77,15 +75,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def audit_rows(service: ServiceUnderTest) -> list[tuple[str, str | None]]:
-    assert service.container is not None
-    async with service.container.database.session() as session:
-        statement = select(audit_events.c.kind, audit_events.c.request_id).order_by(
-            audit_events.c.id
-        )
-        return [(row.kind, row.request_id) for row in await session.execute(statement)]
-
-
 async def test_every_rpc(service: ServiceUnderTest, open_client: Callable[..., Client]) -> None:
     """Each of the eight RPCs answers its response type through either client, with the
     client's request id on every call, or a new one per call."""
@@ -120,7 +109,7 @@ async def test_every_rpc(service: ServiceUnderTest, open_client: Callable[..., C
     with pytest.raises(auth.AccountNotFound):
         await rpc(advisor, "get_account")(nir=nir(1))
 
-    rows = await audit_rows(service)
+    rows = await service.audit_request_ids()
     assert rows[:2] == [("authenticated", "gw-login-1"), ("device_trusted", "gw-login-1")]
     # without a request id of the client's, each call gets a new UUID
     advisor_ids = {str(uuid.UUID(str(request_id))) for _, request_id in rows[2:]}
@@ -202,7 +191,7 @@ async def test_wrong_password_not_retried(
         await rpc(portal, "check_credentials")(nir=nir(6), password="faux")
     status = await rpc(advisor, "get_lock_status")(nir=nir(6))
     assert status.password_failures == 1
-    assert [row for row in await audit_rows(service) if row[1] == "gw-once"] == [
+    assert [row for row in await service.audit_request_ids() if row[1] == "gw-once"] == [
         ("password_failed", "gw-once")
     ]
 

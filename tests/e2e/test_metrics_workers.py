@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import redis.asyncio as redis
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from ameli_grpc.adapters.sql.database import Database
 from tests.e2e.harness import PORTAL_KEY, nir
 from tests.e2e.metrics_scrape import scrape
-from tests.e2e.replicas import server_process
+from tests.e2e.replicas import server_process, shared_backend
 from tests.support.databases import clear_tables
 from tests.support.mail import free_port
 from tests.support.waiting import wait_for
@@ -31,20 +29,11 @@ async def settings(postgres_url: str, redis_url: str) -> AsyncIterator[dict[str,
     database = Database(postgres_url)
     await clear_tables(database)
     await database.dispose()
-    prefix = f"ameli-test-{secrets.token_hex(6)}"
-    yield {
-        "database_url": postgres_url,
-        "redis_url": redis_url,
-        "redis_prefix": prefix,
-        "secret_key": secrets.token_hex(32),
-        "portal_api_keys": PORTAL_KEY,
-        "log_format": "json",
-        "metrics_listen": f"127.0.0.1:{free_port()}",
-    }
-    client = redis.Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}:*", count=500):
-        await client.delete(key)
-    await client.aclose()
+    metrics = f"127.0.0.1:{free_port()}"
+    async with shared_backend(
+        postgres_url, redis_url, portal_api_keys=PORTAL_KEY, metrics_listen=metrics
+    ) as settings:
+        yield settings
 
 
 @pytest.mark.parametrize("workers", [1, 2])

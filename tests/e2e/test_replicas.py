@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
 import pytest
-import redis.asyncio as redis
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from ameli_grpc.accounts_import import AccountRow, load_accounts
@@ -19,7 +17,7 @@ from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdentityRegistry
 from ameli_grpc.domain.model import Affiliation
 from tests.e2e.harness import EMAIL, PASSWORD, PORTAL_KEY, nir, refused
-from tests.e2e.replicas import server_process
+from tests.e2e.replicas import server_process, shared_backend
 from tests.support.databases import clear_tables
 from tests.support.mail import SmtpTestServer, extract_code
 from tests.support.waiting import wait_for
@@ -41,23 +39,16 @@ async def shared_settings(
     await load_accounts(rows, SqlAccountRepository(database), SqlIdentityRegistry(database), hasher)
     hasher.close()
     await database.dispose()
-    prefix = f"ameli-test-{secrets.token_hex(6)}"
-    yield {
-        "database_url": postgres_url,
-        "redis_url": redis_url,
-        "redis_prefix": prefix,
-        "smtp_host": smtp.host,
-        "smtp_port": smtp.port,
-        "secret_key": secrets.token_hex(32),
-        "portal_api_keys": PORTAL_KEY,
-        "advisor_api_keys": "advisor-key",
-        "log_format": "json",
-        "allow_outbox": "true",  # the advisor's SMS, which these tests do not send
-    }
-    client = redis.Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}:*", count=500):
-        await client.delete(key)
-    await client.aclose()
+    async with shared_backend(
+        postgres_url,
+        redis_url,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        portal_api_keys=PORTAL_KEY,
+        advisor_api_keys="advisor-key",
+        allow_outbox="true",  # the advisor's SMS, which these tests do not send
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture

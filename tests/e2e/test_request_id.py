@@ -9,9 +9,7 @@ import grpc
 import pytest
 import structlog
 from ameli.auth.v1 import auth_pb2
-from sqlalchemy import select
 
-from ameli_grpc.adapters.sql.schema import audit_events
 from ameli_grpc.server.interceptors import request_id
 from tests.e2e.harness import ServiceUnderTest, nir, refused
 
@@ -27,15 +25,6 @@ def echoed(metadata: grpc.aio.Metadata | None) -> str:
     values = [value for key, value in metadata if key == "x-request-id"]
     assert len(values) == 1, metadata
     return str(values[0])
-
-
-async def audit_request_ids(service: ServiceUnderTest) -> list[tuple[str, str | None]]:
-    assert service.container is not None
-    async with service.container.database.session() as session:
-        statement = select(audit_events.c.kind, audit_events.c.request_id).order_by(
-            audit_events.c.id
-        )
-        return [(row.kind, row.request_id) for row in await session.execute(statement)]
 
 
 async def test_the_callers_request_id_is_echoed(service: ServiceUnderTest) -> None:
@@ -145,7 +134,7 @@ async def test_the_audit_row_carries_the_request_id(service: ServiceUnderTest) -
         await call
     generated = echoed(raised.value.initial_metadata())
 
-    assert await audit_request_ids(service) == [
+    assert await service.audit_request_ids() == [
         ("password_failed", REQUEST_ID),
         ("password_failed", generated),
     ]

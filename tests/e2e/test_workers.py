@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import redis.asyncio as redis
 import structlog
 from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from ameli_grpc.supervisor import Supervisor
 from tests.e2e.harness import ADVISOR_KEY, nir
-from tests.e2e.replicas import ServerProcess, server_process
+from tests.e2e.replicas import ServerProcess, server_process, shared_backend
 from tests.support.mail import SmtpTestServer
 from tests.support.waiting import wait_for
 from tests.support.workers import first_fails_others_serve
@@ -31,22 +29,9 @@ OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 async def worker_settings(
     postgres_url: str, redis_url: str, smtp: SmtpTestServer
 ) -> AsyncIterator[dict[str, Any]]:
-    prefix = f"ameli-test-{secrets.token_hex(6)}"
-    yield {
-        "database_url": postgres_url,
-        "redis_url": redis_url,
-        "redis_prefix": prefix,
-        "smtp_host": smtp.host,
-        "smtp_port": smtp.port,
-        "secret_key": secrets.token_hex(32),
-        "advisor_api_keys": ADVISOR_KEY,
-        "log_format": "json",
-        "drain_delay": 0.2,
-    }
-    client = redis.Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}:*", count=500):
-        await client.delete(key)
-    await client.aclose()
+    extra = {"smtp_host": smtp.host, "smtp_port": smtp.port, "advisor_api_keys": ADVISOR_KEY}
+    async with shared_backend(postgres_url, redis_url, **extra, drain_delay=0.2) as settings:
+        yield settings
 
 
 def _events(server: ServerProcess, name: str) -> list[dict[str, Any]]:
