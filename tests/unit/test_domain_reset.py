@@ -9,6 +9,8 @@ with a ``Gate`` that holds one fake at that point while the reset runs to its en
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 from fakes import (
     NIR,
@@ -16,6 +18,7 @@ from fakes import (
     FakeAuditLog,
     FakePasswordHasher,
     FakeSmsSender,
+    Service,
     credentials,
     make_service,
     refusal,
@@ -24,7 +27,7 @@ from fakes import (
 )
 
 from ameli_grpc.adapters.memory_challenge_store import MemoryChallengeStore
-from ameli_grpc.domain.errors import ErrorReason
+from ameli_grpc.domain.errors import AuthError, ErrorReason
 from ameli_grpc.domain.model import AuditEvent, Channel
 from ameli_grpc.domain.outcomes import Authenticated, CodeRequired, CodeVerified
 
@@ -45,6 +48,18 @@ class Gate:
 
     def open(self) -> None:
         self._opened.set()
+
+
+async def reset_while_held(
+    service: Service, gate: Gate, call: Coroutine[Any, Any, object]
+) -> AuthError:
+    """``call`` runs until ``gate`` holds it; the advisor resets the account (no code); then
+    it goes on, and its refusal is returned."""
+    task = asyncio.create_task(call)
+    await gate.reached.wait()
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
+    gate.open()
+    return await refusal(task)
 
 
 class HeldHasher(FakePasswordHasher):
@@ -187,12 +202,7 @@ async def test_a_web_login_whose_password_was_checked_during_the_reset_gets_no_l
     gate = Gate()
     service, fakes = make_service(hasher=HeldHasher(gate))
     fakes.add_account()
-    login = asyncio.create_task(service.login.check_credentials(credentials()))
-    await gate.reached.wait()
-
-    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
-    gate.open()
-    error = await refusal(login)
+    error = await reset_while_held(service, gate, service.login.check_credentials(credentials()))
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     assert (await service.advisor.get_lock_status(NIR)).password_failures == 0
@@ -204,14 +214,9 @@ async def test_a_mobile_login_whose_password_was_checked_during_the_reset_is_ref
     gate = Gate()
     service, fakes = make_service(hasher=HeldHasher(gate))
     account = fakes.add_account()
-    login = asyncio.create_task(
-        service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
+    error = await reset_while_held(
+        service, gate, service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
     )
-    await gate.reached.wait()
-
-    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
-    gate.open()
-    error = await refusal(login)
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     (voided,) = fakes.audit.of_kind("authentication_voided")
@@ -224,14 +229,9 @@ async def test_a_mobile_success_being_audited_when_the_reset_ends_is_voided() ->
     gate = Gate()
     service, fakes = make_service(audit=HeldAudit("authenticated", gate))
     fakes.add_account()
-    login = asyncio.create_task(
-        service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
+    error = await reset_while_held(
+        service, gate, service.login.check_credentials(credentials(channel=Channel.MOBILE_APP))
     )
-    await gate.reached.wait()
-
-    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
-    gate.open()
-    error = await refusal(login)
 
     assert error.reason is ErrorReason.INVALID_CREDENTIALS
     kinds = [event.kind for event in fakes.audit.events]
@@ -246,12 +246,7 @@ async def test_a_right_code_whose_login_is_ended_before_it_is_consumed_is_not_co
     fakes.add_account()
     login_id = await start_login(service)
     code = await send_code(service, fakes, login_id)
-    verify = asyncio.create_task(service.login.verify_code(login_id, code, False))
-    await gate.reached.wait()
-
-    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
-    gate.open()
-    error = await refusal(verify)
+    error = await reset_while_held(service, gate, service.login.verify_code(login_id, code, False))
 
     assert error.reason is ErrorReason.LOGIN_NOT_FOUND
     assert (await service.advisor.get_lock_status(NIR)).code_failures == 0
@@ -286,12 +281,9 @@ async def test_a_verify_code_being_audited_when_the_reset_ends_is_login_not_foun
         fakes.add_account()
         login_id = await start_login(service)
         code = await send_code(service, fakes, login_id)
-        verify = asyncio.create_task(service.login.verify_code(login_id, code, trust_device))
-        await gate.reached.wait()
-
-        await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=False)
-        gate.open()
-        error = await refusal(verify)
+        error = await reset_while_held(
+            service, gate, service.login.verify_code(login_id, code, trust_device)
+        )
 
         assert error.reason is ErrorReason.LOGIN_NOT_FOUND, trust_device
         assert fakes.devices.devices == {}
