@@ -98,8 +98,6 @@ class ProvisionalCodeRepository(Protocol):
     async def put(self, code: ProvisionalCode) -> None:
         """Store the provisional code of a NIR, replacing any earlier one."""
 
-    async def get(self, nir: str) -> ProvisionalCode | None: ...
-
     async def consume(self, nir: str, code_hash: str) -> bool:
         """Delete that exact code; True for the one caller that deleted it (single use)."""
 

@@ -225,10 +225,6 @@ class FakeProvisionalCodeRepository:
             raise self.failure
         self.codes[code.nir] = code
 
-    async def get(self, nir: str) -> ProvisionalCode | None:
-        await checkpoint()
-        return self.codes.get(nir)
-
     async def consume(self, nir: str, code_hash: str) -> bool:
         await checkpoint()
         code = self.codes.get(nir)

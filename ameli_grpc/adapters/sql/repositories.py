@@ -302,16 +302,6 @@ class SqlProvisionalCodeRepository:
         async with self._database.session() as session:
             await session.execute(statement)
 
-    async def get(self, nir: str) -> ProvisionalCode | None:
-        statement = select(
-            provisional_codes.c.nir,
-            provisional_codes.c.code_hash,
-            provisional_codes.c.expire_time,
-        ).where(provisional_codes.c.nir == nir)
-        async with self._database.session() as session:
-            row = (await session.execute(statement)).first()
-        return None if row is None else ProvisionalCode(**row._asdict())
-
     async def consume(self, nir: str, code_hash: str) -> bool:
         """Delete that exact code; the database lets only one concurrent caller delete the row."""
         statement = delete(provisional_codes).where(
