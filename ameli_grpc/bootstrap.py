@@ -111,6 +111,7 @@ async def build_container(
     clock, clock_closers = await build_clock(redis_client, clock)
     registry, registry_checks, registry_closers = build_registry(settings, database, clock)
     sms, sms_closers = build_sms(settings)
+    mailer, mailer_closers = build_mailer(settings)
     hasher = Argon2PasswordHasher(
         workers=settings.hash_workers,
         max_pending=settings.max_pending_hashes,
@@ -123,7 +124,7 @@ async def build_container(
         audit=SqlAuditLog(database),
         registry=registry,
         store=store,
-        mailer=build_mailer(settings),
+        mailer=mailer,
         sms=sms,
         hasher=hasher,
         keyring=keyring,
@@ -155,6 +156,7 @@ async def build_container(
             *clock_closers,
             *registry_closers,
             *sms_closers,
+            *mailer_closers,
             *seen.closers,
         ],
         metrics_port=seen.metrics_port,
@@ -407,10 +409,12 @@ def build_sms(settings: Settings) -> tuple[SmsSender, list[Closer]]:
     return sms, [sms.aclose]
 
 
-def build_mailer(settings: Settings) -> Mailer:
+def build_mailer(settings: Settings) -> tuple[Mailer, list[Closer]]:
+    """The security-code email: to the SMTP relay when ``AMELI_SMTP_HOST`` is set, else the
+    outbox; the relay's idle connections are closed on stop."""
     if not settings.smtp_host:
-        return OutboxMailer(settings.outbox_dir, settings.mail_from)
-    return SmtpMailer(
+        return OutboxMailer(settings.outbox_dir, settings.mail_from), []
+    mailer = SmtpMailer(
         settings.smtp_host,
         settings.smtp_port,
         settings.mail_from,
@@ -420,6 +424,7 @@ def build_mailer(settings: Settings) -> Mailer:
         password=settings.smtp_password.get_secret_value() or None,
         timeout=settings.smtp_timeout,
     )
+    return mailer, [mailer.aclose]
 
 
 def load_secret_key(settings: Settings) -> bytes:

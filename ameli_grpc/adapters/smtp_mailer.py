@@ -1,14 +1,27 @@
-"""``Mailer`` over SMTP (aiosmtplib): one connection per email, bounded by one timeout.
+"""``Mailer`` over SMTP (aiosmtplib): connections kept for the next emails, one timeout.
 
 Whatever goes wrong on the way (connection, TLS, authentication, a refusal
 of the sender, the recipient or the data, a silent server) becomes
 ``DependencyUnavailable``, so the code is never counted as sent.
+
+A connection that delivered an email is kept, idle, for the next one (at most
+``KEEP_IDLE`` of them, for ``IDLE_SECONDS``): a new connection per email costs
+a TCP and TLS handshake, the greeting, EHLO and the login, several times the
+CPU of the email itself. Each connection carries one email at a time. One
+that failed in any way is closed, never reused. A kept connection the relay
+closed meanwhile is noticed when it is taken, or by the failure of its first
+command: the email then goes once more, on a new connection (a relay that
+dropped the connection has not accepted the email; in the narrow case where
+it accepted it and dropped the connection before answering, the person
+receives the same code twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 from email.message import EmailMessage
 from email.utils import parseaddr
 
@@ -22,6 +35,11 @@ from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email
 
 _log = structlog.get_logger(__name__)
+
+KEEP_IDLE = 8  # idle connections kept at most; a burst opens more and closes the extra ones
+# Relays drop an idle client after a few minutes (RFC 5321 §4.5.3.2.7: at least 5); well
+# before that, a kept connection is closed rather than found closed.
+IDLE_SECONDS = 30.0
 
 
 class SmtpMailer:
@@ -62,6 +80,9 @@ class SmtpMailer:
         self._tls_context = tls_context
         if self._username and not (starttls or use_tls):
             _log.warning("smtp_credentials_without_tls", host=host, port=port)
+        # Our name in EHLO: looked up once (in a thread, it may query DNS), not per connection.
+        self._local_hostname: str | None = None
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # with when each became idle
 
     async def send_security_code(self, to: str, code: str, valid_minutes: int) -> None:
         message = build_security_code_email(self._sender, to, code, valid_minutes)
@@ -86,18 +107,71 @@ class SmtpMailer:
         where: dict[str, str | int] = {"server.address": self._host, "server.port": self._port}
         with span("smtp send", where):
             async with asyncio.timeout(self._timeout):
-                refused, _ = await aiosmtplib.send(
-                    message,
-                    sender=self._envelope_sender,
-                    recipients=[recipient],
-                    hostname=self._host,
-                    port=self._port,
-                    username=self._username,
-                    password=self._password,
-                    use_tls=self._use_tls,
-                    start_tls=self._starttls,
-                    tls_context=self._tls_context,
-                    timeout=self._timeout,
-                )
+                kept = self._take_idle()
+                if kept is not None:
+                    try:
+                        await self._deliver(kept, message, recipient)
+                        return
+                    except aiosmtplib.SMTPServerDisconnected:
+                        pass  # closed by the relay while idle: once more, on a new connection
+                await self._deliver(await self._connect(), message, recipient)
+
+    async def _deliver(
+        self, client: aiosmtplib.SMTP, message: EmailMessage, recipient: str
+    ) -> None:
+        """One email on ``client``, kept for the next one if all went well, else closed."""
+        try:
+            refused, _ = await client.send_message(
+                message, sender=self._envelope_sender, recipients=[recipient]
+            )
+        except BaseException:
+            client.close()
+            raise
         if refused:
+            client.close()
             raise DependencyUnavailable("smtp", "SMTPRecipientsRefused")
+        if len(self._idle) < KEEP_IDLE and client.is_connected:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        """The most recently used idle connection still open; the stale ones are closed."""
+        fresh_since = time.monotonic() - IDLE_SECONDS
+        while self._idle:
+            client, since = self._idle.pop()
+            if since >= fresh_since and client.is_connected:
+                return client
+            client.close()
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            local_hostname=self._local_hostname,
+            username=self._username,
+            password=self._password,
+            use_tls=self._use_tls,
+            start_tls=self._starttls,
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()  # with STARTTLS and the login, when configured
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def aclose(self) -> None:
+        """Say QUIT on the idle connections (the server stops)."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                async with asyncio.timeout(1.0):
+                    await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()

@@ -89,6 +89,16 @@ def test_headers_follow_the_guide() -> None:
     assert re.fullmatch(r"<[^<>@\s]+@app\.assurance-maladie\.fr>", message["Message-ID"])
 
 
+def test_each_email_keeps_its_own_headers() -> None:
+    """The header classes are made once for all emails (for speed), never their values; the
+    bytes are those the standard policy writes."""
+    first = build_security_code_email(SENDER, TO, CODE, 15)
+    second = build_security_code_email(SENDER, "autre@test.com", "123456", 15)
+    assert (roundtrip(first)["To"], roundtrip(second)["To"]) == (TO, "autre@test.com")
+    assert first["Message-ID"] != second["Message-ID"]
+    assert first.as_bytes() == first.as_bytes(policy=default)
+
+
 def test_text_and_html_alternatives_in_utf8() -> None:
     """The email is multipart/alternative with a UTF-8 text part and a UTF-8 HTML part."""
     message = roundtrip(build_security_code_email(SENDER, TO, CODE, 15))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from ameli_grpc.adapters import smtp_mailer
 from ameli_grpc.adapters.smtp_mailer import SmtpMailer
 from ameli_grpc.domain.errors import DependencyUnavailable
 from tests.support.mail import (
@@ -95,6 +98,90 @@ async def test_refusal_is_unavailable(refuse_at: Any) -> None:
         assert refusing.deliveries == []
     assert [entry["to"] for entry in logs] == ["t***@t***.com"]
     assert TO not in repr(logs)
+
+
+async def test_consecutive_emails_share_one_connection(tls: TlsContexts) -> None:
+    """The connection of an email carries the next ones: one TLS handshake and one login."""
+    async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
+        relay = mailer(
+            secure.port,
+            starttls=True,
+            username=CREDENTIALS[0],
+            password=CREDENTIALS[1],
+            tls_context=tls.client,
+        )
+        for _ in range(3):
+            await relay.send_security_code(TO, CODE, 15)
+        assert len(set(secure.mail_peers)) == 1
+        assert [(d.tls, d.login) for d in secure.deliveries] == [(True, CREDENTIALS[0])] * 3
+
+
+async def test_concurrent_emails_each_have_their_own_connection(
+    server: SmtpTestServer,
+) -> None:
+    """Emails sent at the same time go on connections of their own; the next one reuses one."""
+    relay = mailer(server.port)
+    server.delay = 0.2
+    await asyncio.gather(*(relay.send_security_code(TO, CODE, 15) for _ in range(3)))
+    server.delay = 0.0
+    await relay.send_security_code(TO, CODE, 15)
+    first_three, last = server.mail_peers[:3], server.mail_peers[3]
+    assert len(set(first_three)) == 3
+    assert last in first_three
+
+
+async def test_connection_dropped_by_the_relay_is_replaced(server: SmtpTestServer) -> None:
+    """A kept connection the relay closed meanwhile: the email goes on a new one, once."""
+    relay = mailer(server.port)
+    await relay.send_security_code(TO, CODE, 15)
+    server.hang_up_at_mail = 1  # the relay drops the idle connection as it is used again
+    await relay.send_security_code(TO, "111111", 15)
+    assert len(server.deliveries) == 2
+    assert extract_code(server.messages[1]) == "111111"
+    assert len(set(server.mail_peers)) == 2
+
+
+async def test_new_connection_dropped_is_unavailable(server: SmtpTestServer) -> None:
+    """On a new connection a hang-up is not retried: the relay is unavailable."""
+    server.hang_up_at_mail = 2
+    with fails_within(5):
+        await mailer(server.port).send_security_code(TO, CODE, 15)
+    assert server.deliveries == []
+
+
+async def test_a_refused_email_leaves_no_connection_behind(server: SmtpTestServer) -> None:
+    """A connection on which anything failed is closed: the next email opens a new one."""
+    relay = mailer(server.port)
+    server.refusing = True
+    with fails_within(5):
+        await relay.send_security_code(TO, CODE, 15)
+    server.refusing = False
+    await relay.send_security_code(TO, CODE, 15)
+    refused_on, delivered_on = server.mail_peers
+    assert refused_on != delivered_on
+
+
+async def test_idle_connections_expire_and_close_on_stop(
+    server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle for longer than IDLE_SECONDS, or kept when the server stops, is
+    not used again; the host name said in EHLO is looked up once."""
+    lookups: list[str] = []
+
+    def getfqdn() -> str:
+        lookups.append("svc.test")
+        return "svc.test"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    relay = mailer(server.port)
+    monkeypatch.setattr(smtp_mailer, "IDLE_SECONDS", -1.0)
+    await relay.send_security_code(TO, CODE, 15)
+    await relay.send_security_code(TO, CODE, 15)
+    monkeypatch.setattr(smtp_mailer, "IDLE_SECONDS", 30.0)
+    await relay.aclose()
+    await relay.send_security_code(TO, CODE, 15)
+    assert len(set(server.mail_peers)) == 3
+    assert len(lookups) == 1
 
 
 async def test_closed_port_is_unavailable_at_once() -> None:

@@ -49,6 +49,9 @@ class SmtpTestServer:
 
     ``receiving`` counts the messages whose data has started to arrive (a
     ``delay`` holds them there), ``deliveries`` those fully received.
+    ``mail_peers`` is the client's address and port at each MAIL command (one
+    per connection it came on); ``hang_up_at_mail`` closes that many
+    connections at their next MAIL command, as a relay dropping idle clients.
     """
 
     host: str
@@ -57,6 +60,8 @@ class SmtpTestServer:
     refusing: bool = False
     delay: float = 0.0
     receiving: int = 0
+    mail_peers: list[tuple[str, int]] = field(default_factory=list)
+    hang_up_at_mail: int = 0
 
     @property
     def messages(self) -> list[EmailMessage]:
@@ -82,7 +87,18 @@ class _Handler:
         self._refuse_at = refuse_at
         self._reply = reply
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook names are upper case)
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook names are upper case)
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        self._target.mail_peers.append(session.peer)
+        if self._target.hang_up_at_mail > 0:
+            self._target.hang_up_at_mail -= 1
+            server.transport.close()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802 (same)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if self._refuse_at == "RCPT":
