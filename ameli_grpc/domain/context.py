@@ -1,6 +1,7 @@
 """What is known of the call under way, beyond its request: who is calling, and its id.
 
-The server's interceptor sets it for each call (``calling``); the audit trail
+The server's interceptor sets it for each call (``enter_call``: each call runs in a
+task of its own, whose context dies with it); the audit trail
 reads it, so every audit row names the calling application and the request id
 without each use case passing them along. Outside a call (the command line,
 unit tests) it is empty.
@@ -26,6 +27,11 @@ _current: ContextVar[CallContext | None] = ContextVar("call_context", default=No
 
 def current_call() -> CallContext:
     return _current.get() or _NO_CALL
+
+
+def enter_call(context: CallContext) -> None:
+    """``context`` is the call's from now on, in the current context (the call's task)."""
+    _current.set(context)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -39,7 +40,7 @@ import grpc
 import structlog
 
 from ameli_grpc.domain.clock import Clock
-from ameli_grpc.domain.context import CallContext, calling
+from ameli_grpc.domain.context import CallContext, enter_call
 from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.server.callers import Caller, CallerKeys, current_caller
@@ -49,6 +50,7 @@ from ameli_grpc.server.validation import check_request
 
 SERVICE_NAME = "ameli.auth.v1.AuthService"
 SERVICE_PREFIX = f"/{SERVICE_NAME}/"
+_PREFIX_LENGTH = len(SERVICE_PREFIX)
 REQUEST_ID_KEY = "x-request-id"
 # 1 to 128 printable ASCII characters, no space at either end; anything else is replaced.
 _SANE_REQUEST_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
@@ -91,8 +93,20 @@ class NoRpcObserver:
 
 NO_RPC_OBSERVER: RpcObserver = NoRpcObserver()
 
+# The call under way: its caller (None: no known key) and its request id.
+_this_call: ContextVar[tuple[Caller | None, str]] = ContextVar("this_call")
+
 
 class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Per call: who calls and its request id, set in the call's own context; the wrapped
+    handler of each method is built once (``_handler_of``), not per call.
+
+    grpc.aio runs each call in a task of its own, from the lookup of its
+    handler to its answer, and a task has its own copy of the context
+    variables: what ``intercept_service`` sets there is the call's alone, seen
+    by its behaviour, its log lines and its audit rows, and needs no reset.
+    """
+
     def __init__(
         self,
         keys: CallerKeys,
@@ -104,6 +118,9 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         self._clock = clock
         self._gate = gate
         self._observer = observer
+        # By full method name and whether the caller may call it; a servicer's handlers
+        # are registered before the server starts and stay what they are.
+        self._handlers: dict[tuple[str, bool], Handler] = {}
 
     async def intercept_service(
         self,
@@ -113,33 +130,40 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         details = handler_call_details
         self._gate.arrived()
         handler = await continuation(details)
-        if handler is None or not details.method.startswith(SERVICE_PREFIX):
+        if handler is None or handler.unary_unary is None:
             return handler
-        if handler.unary_unary is None:
+        full_method = details.method
+        if not full_method.startswith(SERVICE_PREFIX):
             return handler
-        method = details.method.removeprefix(SERVICE_PREFIX)
         caller = self._keys.caller(details.invocation_metadata)
-        allowed = caller is not None and caller.may_call(method)
         rid = request_id(details.invocation_metadata)
+        name = _name(caller)
+        _this_call.set((caller, rid))  # this call's context only (see the class)
+        structlog.contextvars.bind_contextvars(caller=name, request_id=rid)
+        enter_call(CallContext(name, rid))
+        allowed = caller is not None and caller.may_call(full_method[_PREFIX_LENGTH:])
+        wrapped = self._handlers.get((full_method, allowed))
+        if wrapped is None:
+            wrapped = self._handlers[(full_method, allowed)] = self._handler_of(
+                full_method[_PREFIX_LENGTH:], handler, allowed
+            )
+        return wrapped
+
+    def _handler_of(self, method: str, handler: Handler, allowed: bool) -> Handler:
+        """``handler`` guarded; a refused caller's bytes are never parsed (``_guarded``
+        refuses it before the behaviour would see a request)."""
+        # grpc.aio hands this interceptor the servicer's coroutine method
+        behaviour = cast(Behaviour, handler.unary_unary)
+
+        async def guarded(request: Any, context: Context) -> Any:
+            caller, rid = _this_call.get()
+            return await self._guarded(method, caller, behaviour, request, context, rid)
+
         return grpc.unary_unary_rpc_method_handler(
-            # grpc.aio hands this interceptor the servicer's coroutine method
-            self._wrap(method, caller, rid, cast(Behaviour, handler.unary_unary)),
-            # A refused caller's bytes are never parsed: _guarded refuses it before the
-            # behaviour would see a request.
+            guarded,
             request_deserializer=_tolerant(handler.request_deserializer) if allowed else _unparsed,
             response_serializer=handler.response_serializer,
         )
-
-    def _wrap(
-        self, method: str, caller: Caller | None, rid: str, behaviour: Behaviour
-    ) -> Behaviour:
-        async def guarded(request: Any, context: Context) -> Any:
-            name = _name(caller)
-            bound = structlog.contextvars.bound_contextvars(caller=name, request_id=rid)
-            with bound, calling(CallContext(name, rid)):
-                return await self._guarded(method, caller, behaviour, request, context, rid)
-
-        return guarded
 
     async def _guarded(
         self,
