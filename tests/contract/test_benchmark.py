@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import pytest
 
+from ameli_grpc.adapters.security_code_email import build_security_code_email
+from bench.callers import code_in, code_of
 from bench.load import Stream, split
 from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
@@ -78,3 +82,20 @@ def test_the_load_keeps_the_web_login_in_the_process_that_reads_the_emails() -> 
     parts = split([Stream("lock_status", 5), Stream("login_web", 3)], 2)
     assert parts[0] == [(Stream("lock_status", 5), (0, 2, 4)), (Stream("login_web", 3), (0, 1, 2))]
     assert parts[1] == [(Stream("lock_status", 5), (1, 3)), (Stream("login_web", 3), ())]
+
+
+@pytest.mark.parametrize("code", ["654321", "012345"])
+def test_the_load_reads_the_code_in_the_bytes_of_the_email(code: str) -> None:
+    """The capture server finds the code without parsing the email, as parsing would."""
+    sent = build_security_code_email("Ameli <ne-pas-repondre@ameli.fr>", "a@test.com", code, 15)
+    raw = sent.as_bytes(policy=SMTP)
+    assert code_in(raw) == code_of(sent) == code
+
+
+def test_the_load_parses_an_email_whose_code_it_cannot_see() -> None:
+    """A base64 body hides the code line from the byte search: the email is parsed then."""
+    message = EmailMessage()
+    message.set_content("Votre code :\n\n1 2 3 4 5 6\n", cte="base64")
+    raw = message.as_bytes(policy=SMTP)
+    assert b"1 2 3" not in raw
+    assert code_in(raw) == "123456"
