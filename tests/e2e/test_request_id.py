@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 
@@ -138,3 +139,36 @@ async def test_the_audit_row_carries_the_request_id(service: ServiceUnderTest) -
         ("password_failed", REQUEST_ID),
         ("password_failed", generated),
     ]
+
+
+async def test_concurrent_calls_keep_their_own_request_ids(service: ServiceUnderTest) -> None:
+    """Calls in flight together each log and audit their own id, and their own caller's name
+    (the interceptor sets both in the call's own context)."""
+    await service.add_account(nir(5))
+    ids = [f"parallel-{index}" for index in range(8)]
+
+    async def wrong_password(value: str) -> None:
+        await refused(
+            service.portal.CheckCredentials(
+                auth_pb2.CheckCredentialsRequest(nir=nir(5), password="faux"),
+                metadata=with_id(value),
+            )
+        )
+
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        await asyncio.gather(*(wrong_password(value) for value in ids[:2]))
+        await asyncio.gather(
+            *(
+                service.portal.GetLockStatus(
+                    auth_pb2.GetLockStatusRequest(nir=nir(5)), metadata=with_id(value)
+                )
+                for value in ids[2:]
+            )
+        )
+    audited = [value for kind, value in await service.audit_request_ids()]
+    assert sorted(audited[-2:]) == ids[:2]
+    rpc_lines = sorted(line["request_id"] for line in logs if line["event"] == "rpc")
+    assert rpc_lines == sorted(ids)
+    assert {line["caller"] for line in logs if line["event"] == "rpc"} == {"test-portal"}
