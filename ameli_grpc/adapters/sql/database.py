@@ -8,6 +8,7 @@ of an unreachable database become ``DependencyUnavailable`` here, and only here
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,6 +58,36 @@ def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[[Any, 
     return on_connect
 
 
+# PostgreSQL: a pooled connection left unused for longer than this is pinged before it is
+# used again (a restart, a proxy or a firewall may have dropped it meanwhile). One used
+# more recently is not: a ping at every checkout (SQLAlchemy's pool_pre_ping) was a round
+# trip per statement, as much CPU as the statement itself. A connection dropped while in
+# use fails its statement (UNAVAILABLE, fail closed), and SQLAlchemy then replaces every
+# connection opened before the failure, so the calls after it get new ones.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection at checkout when it has been idle for ``idle_seconds``; a failed
+    ping discards it and the pool checks out another (``DisconnectionError``)."""
+    dialect = engine.sync_engine.dialect
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since <= idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:  # whatever the driver raises on a dead connection
+            raise sa_exc.DisconnectionError("idle connection lost") from error
+
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    event.listen(engine.sync_engine, "checkout", checked_out)
+
+
 SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
 
 
@@ -74,7 +105,6 @@ def _engine_options(url: URL, pool_size: int, max_overflow: int, timeout: float)
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": timeout,
-        "pool_pre_ping": True,
         "connect_args": {
             "timeout": timeout,
             # The server cancels a slow statement first (SQLSTATE 57014, connection kept);
@@ -105,6 +135,8 @@ class Database:
             in_memory = self.url.database in (None, "", ":memory:")
             listener = _sqlite_on_connect(int(timeout * 1000), in_memory)
             event.listen(self.engine.sync_engine, "connect", listener)
+        else:
+            _ping_when_idle(self.engine, PING_AFTER_IDLE_SECONDS)
 
     @property
     def dialect_name(self) -> str:
