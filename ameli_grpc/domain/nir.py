@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stdnum.exceptions import ValidationError
 from stdnum.fr import nir as stdnum_nir
 
 from ameli_grpc.domain.errors import AuthError, ErrorReason, FieldViolation
@@ -23,22 +22,28 @@ class Nir:
     def parse(cls, raw: str, field: str = "nir") -> Nir:
         """Accept 13 characters, or 15 with a correct key; spaces are ignored; Corsica 2A/2B too.
 
-        Raises ``AuthError(INVALID_NIR)`` otherwise.
+        Raises ``AuthError(INVALID_NIR)`` otherwise. The form is checked here (every call
+        parses a NIR, most twice: cheap checks first); the key by python-stdnum.
         """
         compact = "".join(raw.split()).upper() if len(raw) <= MAX_NIR_INPUT else ""
-        if len(compact) == 13 and compact.isascii():
-            compact += stdnum_nir.calc_check_digits(compact) if _body_is_wellformed(compact) else ""
-        try:
-            valid = stdnum_nir.validate(compact) if compact.isascii() else ""
-        except (ValidationError, ValueError):
-            valid = ""
-        if len(valid) != 15:
-            raise AuthError(
-                ErrorReason.INVALID_NIR,
-                Messages.INVALID_NIR,
-                violations=(FieldViolation(field, Messages.NIR_FORMAT),),
-            )
-        return cls(valid[:13])
+        if compact.isascii():
+            if len(compact) == 13:
+                if _body_is_wellformed(compact):
+                    return cls(compact)
+            else:
+                number = compact.replace(".", "")  # as stdnum's compact() drops dots
+                if (
+                    len(number) == 15
+                    and _body_is_wellformed(number[:13])
+                    and number[13:].isdigit()
+                    and stdnum_nir.calc_check_digits(number) == number[13:]
+                ):
+                    return cls(number[:13])
+        raise AuthError(
+            ErrorReason.INVALID_NIR,
+            Messages.INVALID_NIR,
+            violations=(FieldViolation(field, Messages.NIR_FORMAT),),
+        )
 
     def __repr__(self) -> str:  # a NIR must never end up in a log line by accident
         return "Nir(***)"
@@ -47,5 +52,6 @@ class Nir:
 
 
 def _body_is_wellformed(body: str) -> bool:
+    """13 ASCII characters: digits, but 2A or 2B (Corsica) for the department."""
     digits = body[:5] + body[7:]
     return digits.isdigit() and (body[5:7].isdigit() or body[5:7] in ("2A", "2B"))

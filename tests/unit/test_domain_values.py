@@ -11,6 +11,8 @@ import pytest
 from fakes import NIR, nir_key
 from hypothesis import given
 from hypothesis import strategies as st
+from stdnum.exceptions import ValidationError
+from stdnum.fr import nir as stdnum_nir
 
 from ameli_grpc.domain.clock import add_calendar_months
 from ameli_grpc.domain.errors import AuthError, ErrorReason
@@ -18,7 +20,7 @@ from ameli_grpc.domain.locks import governing_lock, lock_error
 from ameli_grpc.domain.masking import mask_email, mask_phone
 from ameli_grpc.domain.messages import Messages, ceil_to_minute
 from ameli_grpc.domain.model import Lock, LockKind
-from ameli_grpc.domain.nir import Nir
+from ameli_grpc.domain.nir import MAX_NIR_INPUT, Nir
 from ameli_grpc.domain.policy import QuotaRule
 from ameli_grpc.domain.tokens import (
     Keyring,
@@ -273,6 +275,43 @@ def test_any_text_is_a_nir_or_invalid_nir_never_a_crash(raw: str) -> None:
         assert outcome.value.isascii()
     else:
         assert outcome is ErrorReason.INVALID_NIR
+
+
+def _valid_for_stdnum(raw: str) -> str | None:
+    """The reference: python-stdnum's ``validate`` on the typed text without its spaces (a
+    13-character body given its key first), as ``Nir.parse`` once did it in full."""
+    compact = "".join(raw.split()).upper() if len(raw) <= MAX_NIR_INPUT else ""
+    if not compact.isascii():
+        return None
+    try:
+        if len(compact) == 13:
+            compact += stdnum_nir.calc_check_digits(compact)
+        return str(stdnum_nir.validate(compact))[:13]
+    except (ValidationError, ValueError):
+        return None
+
+
+@st.composite
+def _dotted(draw: st.DrawFn) -> str:
+    """A valid NIR with its key, dots typed anywhere in it."""
+    body = draw(_BODIES)
+    full = body + nir_key(body)
+    cuts = sorted(draw(st.lists(st.integers(0, len(full)), max_size=4)))
+    return ".".join(full[a:b] for a, b in zip([0, *cuts], [*cuts, len(full)], strict=True))
+
+
+_TYPED = st.text("0123456789AaBb2.+-_ \u00a0", min_size=11, max_size=22) | _dotted()
+
+
+@given(_TYPED | st.text(max_size=24))
+def test_the_nir_is_parsed_as_python_stdnum_validates_it(raw: str) -> None:
+    """The form is checked without stdnum for speed; what is accepted, and as what, is
+    exactly what stdnum's validation accepts (dots included)."""
+    try:
+        parsed: str | None = Nir.parse(raw).value
+    except AuthError:
+        parsed = None
+    assert parsed == _valid_for_stdnum(raw)
 
 
 def test_a_nir_never_prints_itself() -> None:
