@@ -88,3 +88,30 @@ async def test_a_busy_connection_dropped_fails_one_call_then_is_replaced(
     with pytest.raises(DependencyUnavailable):
         await backend_pid(one_connection)
     assert await backend_pid(one_connection) != first
+
+
+async def test_one_statement_commits_by_itself_without_a_transaction(
+    one_connection: Database, postgres_url: str
+) -> None:
+    """``statement()`` on PostgreSQL: autocommit, so the row is there for everyone as soon
+    as its statement ran (in a transaction, only once the block ends), and no BEGIN or
+    COMMIT costs a round trip."""
+    nir = "1990599123456"
+    other = Database(postgres_url, pool_size=1, max_overflow=0)
+    insert = text(
+        "INSERT INTO rfi_affiliations (nir, status, updated_time) VALUES (:nir, 'pending', now())"
+    )
+    seen = text("SELECT count(*) FROM rfi_affiliations WHERE nir = :nir")
+    try:
+        async with one_connection.statement() as connection:
+            await connection.execute(insert, {"nir": nir})
+            async with other.session() as session:
+                assert (await session.execute(seen, {"nir": nir})).scalar_one() == 1
+        async with one_connection.session() as connection:
+            await connection.execute(
+                text("DELETE FROM rfi_affiliations WHERE nir = :nir"), {"nir": nir}
+            )
+            async with other.session() as session:  # a session's row: not before its commit
+                assert (await session.execute(seen, {"nir": nir})).scalar_one() == 1
+    finally:
+        await other.dispose()

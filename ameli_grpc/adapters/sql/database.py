@@ -131,12 +131,15 @@ class Database:
         self.engine: AsyncEngine = sa_asyncio.create_async_engine(
             self.url, **_engine_options(self.url, pool_size, max_overflow, timeout)
         )
+        # The same engine and pool, in autocommit: ``statement``'s (PostgreSQL only).
+        self._autocommit: AsyncEngine | None = None
         if self.dialect_name == "sqlite":
             in_memory = self.url.database in (None, "", ":memory:")
             listener = _sqlite_on_connect(int(timeout * 1000), in_memory)
             event.listen(self.engine.sync_engine, "connect", listener)
         else:
             _ping_when_idle(self.engine, PING_AFTER_IDLE_SECONDS)
+            self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def dialect_name(self) -> str:
@@ -154,6 +157,24 @@ class Database:
         """
         with map_outages("database", is_unavailable_error):
             async with self.engine.begin() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for ONE statement, which commits by itself.
+
+        On PostgreSQL in autocommit: no BEGIN and no COMMIT around the statement
+        (two round trips, about 250 µs of CPU, fewer), and one statement is atomic
+        on its own. Two statements here would not be one transaction: use
+        ``session``. On SQLite, a transaction as ``session`` (autocommit there costs
+        more trips to the driver's thread than it saves).
+        """
+        if self._autocommit is None:
+            async with self.session() as connection:
+                yield connection
+            return
+        with map_outages("database", is_unavailable_error):
+            async with self._autocommit.connect() as connection:
                 yield connection
 
     @asynccontextmanager

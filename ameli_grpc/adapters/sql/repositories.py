@@ -1,7 +1,9 @@
 """SQL implementations of the account, device, provisional code, audit and RFI ports.
 
-One session (one transaction) per call, through ``Database.session()`` which
-turns an unreachable database into ``DependencyUnavailable``. The statements of
+One session (one transaction) per call, through ``Database.session()``, or
+``Database.statement()`` where the call is one statement (on PostgreSQL it then
+commits by itself, without BEGIN and COMMIT); both turn an unreachable database
+into ``DependencyUnavailable``. The statements of
 the login's path are built once, with bound parameters: each call then only
 binds its values to an already compiled statement. Rows come back as
 the domain's frozen dataclasses; expired rows are returned as they are, the
@@ -116,7 +118,7 @@ class SqlAccountRepository:
         self, nir: str
     ) -> tuple[Account | None, ProvisionalCode | None]:
         """One statement: the NIR, outer-joined to its account and to its provisional code."""
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             row = (await session.execute(_CREDENTIALS_OF_NIR, {"nir": nir})).one()._asdict()
         account = None
         if row["account_account_id"] is not None:
@@ -185,7 +187,7 @@ class SqlAccountRepository:
         return True
 
     async def _one(self, statement: Select[Any], **values: str) -> Account | None:
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             row = (await session.execute(statement, values)).first()
         return None if row is None else Account(**row._asdict())
 
@@ -234,7 +236,7 @@ class SqlTrustedDeviceRepository:
             last_use_time=device.last_use_time,
         )
         try:
-            async with self._database.session() as session:
+            async with self._database.statement() as session:
                 await session.execute(statement)
         except sa_exc.IntegrityError as error:
             if not _is_foreign_key_violation(error):
@@ -244,7 +246,7 @@ class SqlTrustedDeviceRepository:
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not."""
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             row = (await session.execute(_DEVICE_BY_HASH, {"token_hash": token_hash})).first()
         return None if row is None else TrustedDevice(**row._asdict())
 
@@ -255,13 +257,13 @@ class SqlTrustedDeviceRepository:
             .where(trusted_devices.c.account_id == account_id, trusted_devices.c.expire_time > now)
             .order_by(trusted_devices.c.created_time, trusted_devices.c.token_hash)
         )
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             rows = (await session.execute(statement)).all()
         return tuple(TrustedDevice(**row._asdict()) for row in rows)
 
     async def touch(self, token_hash: str, now: datetime) -> None:
         """One UPDATE; a later use already recorded (a concurrent login) is not moved back."""
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             await session.execute(_TOUCH_DEVICE, {"device": token_hash, "now": now})
 
     async def rehash(self, token_hash: str, new_token_hash: str) -> None:
@@ -336,7 +338,7 @@ class SqlAuditLog:
         self._database = database
 
     async def record(self, event: AuditEvent) -> None:
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             await session.execute(_AUDIT_INSERT, _audit_values(event))
 
 
@@ -390,7 +392,7 @@ class SqlIdentityRegistry:
 
     async def affiliation(self, nir: str) -> Affiliation:
         statement = select(rfi_affiliations.c.status).where(rfi_affiliations.c.nir == nir)
-        async with self._database.session() as session:
+        async with self._database.statement() as session:
             status = (await session.execute(statement)).scalar_one_or_none()
         return Affiliation.NOT_COVERED if status is None else Affiliation(status)
 
