@@ -12,7 +12,7 @@ import enum
 import hashlib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ameli_grpc.domain.model import Channel
 
@@ -44,12 +44,21 @@ class Caller:
 
     name: str
     roles: frozenset[Role]
+    # What the roles allow together, from the tables above (asked twice per call).
+    methods: frozenset[str] = field(init=False, repr=False, compare=False)
+    channels: frozenset[Channel] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        methods = frozenset[str]().union(*(ALLOWED_METHODS[role] for role in self.roles))
+        channels = frozenset[Channel]().union(*(CLAIMABLE_CHANNELS[role] for role in self.roles))
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "channels", channels)
 
     def may_call(self, method: str) -> bool:
-        return any(method in ALLOWED_METHODS[role] for role in self.roles)
+        return method in self.methods
 
     def may_claim(self, channel: Channel) -> bool:
-        return any(channel in CLAIMABLE_CHANNELS[role] for role in self.roles)
+        return channel in self.channels
 
 
 DEVELOPMENT_CALLER = Caller("development", frozenset(Role))
