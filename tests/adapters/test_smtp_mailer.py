@@ -45,6 +45,13 @@ def mailer(port: int, **overrides: Any) -> SmtpMailer:
     return SmtpMailer("127.0.0.1", port, SENDER, **options)
 
 
+def starttls_mailer(port: int, tls: TlsContexts, password: str = CREDENTIALS[1]) -> SmtpMailer:
+    """STARTTLS with the relay's credentials (or another password), trusting its certificate."""
+    return mailer(
+        port, starttls=True, username=CREDENTIALS[0], password=password, tls_context=tls.client
+    )
+
+
 @contextmanager
 def fails_within(seconds: float) -> Iterator[pytest.ExceptionInfo[DependencyUnavailable]]:
     started = time.monotonic()
@@ -103,13 +110,7 @@ async def test_refusal_is_unavailable(refuse_at: Any) -> None:
 async def test_consecutive_emails_share_one_connection(tls: TlsContexts) -> None:
     """The connection of an email carries the next ones: one TLS handshake and one login."""
     async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
-        relay = mailer(
-            secure.port,
-            starttls=True,
-            username=CREDENTIALS[0],
-            password=CREDENTIALS[1],
-            tls_context=tls.client,
-        )
+        relay = starttls_mailer(secure.port, tls)
         for _ in range(3):
             await relay.send_security_code(TO, CODE, 15)
         assert len(set(secure.mail_peers)) == 1
@@ -200,13 +201,7 @@ async def test_silent_server_is_unavailable_after_the_timeout() -> None:
 async def test_starttls_with_credentials_delivers(tls: TlsContexts) -> None:
     """With STARTTLS and credentials the email goes through an encrypted, authenticated session."""
     async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
-        relay = mailer(
-            secure.port,
-            starttls=True,
-            username=CREDENTIALS[0],
-            password=CREDENTIALS[1],
-            tls_context=tls.client,
-        )
+        relay = starttls_mailer(secure.port, tls)
         await relay.send_security_code(TO, CODE, 15)
 
         await secure.wait_for_messages(1)
@@ -218,13 +213,7 @@ async def test_starttls_with_credentials_delivers(tls: TlsContexts) -> None:
 async def test_wrong_password_is_unavailable(tls: TlsContexts) -> None:
     """Credentials the relay rejects make the mailer unavailable."""
     async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
-        relay = mailer(
-            secure.port,
-            starttls=True,
-            username=CREDENTIALS[0],
-            password="wrong",
-            tls_context=tls.client,
-        )
+        relay = starttls_mailer(secure.port, tls, password="wrong")
         with fails_within(5):
             await relay.send_security_code(TO, CODE, 15)
         assert secure.deliveries == []
