@@ -179,7 +179,9 @@ class AuthServiceInterceptor(grpc.aio.ServerInterceptor):
         status: grpc.Status | None = None
         code, reason = grpc.StatusCode.OK, ""
         try:
-            # First: every answer carries it, a refusal or an unexpected error too.
+            # First: every answer carries it, a refusal or an unexpected error too. Once these
+            # headers are out, gRPC clients no longer retry the call: the client's channel
+            # retries UNAVAILABLE for transport failures, never for a refusal of ours.
             await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
             if caller is None or not caller.may_call(method):
                 raise AuthError(ErrorReason.CALLER_NOT_ALLOWED, Messages.CALLER_NOT_ALLOWED)

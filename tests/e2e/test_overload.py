@@ -6,11 +6,22 @@ import asyncio
 
 import grpc
 import pytest
-from ameli.auth.v1 import auth_pb2
+import structlog
+from ameli.auth.channel import aio_channel
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.rpc import error_details_pb2
 
 from tests.e2e.conftest import ServiceFactory
-from tests.e2e.harness import ADVISOR_KEY, Refusal, ServiceUnderTest, nir, refused
+from tests.e2e.harness import (
+    ADVISOR_KEY,
+    PASSWORD,
+    PORTAL_KEY,
+    Refusal,
+    ServiceUnderTest,
+    nir,
+    refused,
+)
+from tests.support.mail import free_port
 
 CHECK_CREDENTIALS = "/ameli.auth.v1.AuthService/CheckCredentials"
 UNAVAILABLE_TEXT = (
@@ -105,3 +116,23 @@ async def test_a_role_refused_is_refused_before_its_bytes_are_parsed(
 
     assert refusal.code == grpc.StatusCode.PERMISSION_DENIED
     assert refusal.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_the_clients_channel_does_not_send_the_services_own_unavailable_again(
+    make_service: ServiceFactory,
+) -> None:
+    """The client's channel retries UNAVAILABLE, for transport failures (SPEC §10). The
+    service's own UNAVAILABLE (a dependency down, a shed login, a drain) is not sent
+    again: every answer's initial metadata (the request id) goes first, and gRPC
+    never retries a call whose response headers it has received. Under overload a
+    retry would only add load; the caller has its RetryInfo."""
+    service = await make_service(rfi_url=f"http://127.0.0.1:{free_port()}", rfi_timeout=0.5)
+    await service.add_account(nir(960))
+    request = auth_pb2.CheckCredentialsRequest(nir=nir(960), password=PASSWORD)
+    async with aio_channel(service.address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        with structlog.testing.capture_logs() as logs:
+            bearer = (("authorization", f"Bearer {PORTAL_KEY}"),)
+            refusal = await refused(stub.CheckCredentials(request, metadata=bearer))
+    assert refusal.reason == "SERVICE_UNAVAILABLE"
+    assert [line["method"] for line in logs if line["event"] == "rpc"] == ["CheckCredentials"]
