@@ -414,7 +414,13 @@ def build_mailer(settings: Settings) -> tuple[Mailer, list[Closer]]:
     outbox; the relay's idle connections are closed on stop."""
     if not settings.smtp_host:
         return OutboxMailer(settings.outbox_dir, settings.mail_from), []
-    mailer = SmtpMailer(
+    mailer = smtp_mailer(settings)
+    return mailer, [mailer.aclose]
+
+
+def smtp_mailer(settings: Settings) -> SmtpMailer:
+    """The mailer of the SMTP relay that ``AMELI_SMTP_*`` name (``smtp_host`` is set)."""
+    return SmtpMailer(
         settings.smtp_host,
         settings.smtp_port,
         settings.mail_from,
@@ -424,7 +430,6 @@ def build_mailer(settings: Settings) -> tuple[Mailer, list[Closer]]:
         password=settings.smtp_password.get_secret_value() or None,
         timeout=settings.smtp_timeout,
     )
-    return mailer, [mailer.aclose]
 
 
 def load_secret_key(settings: Settings) -> bytes:

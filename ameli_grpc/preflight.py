@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-import aiosmtplib
 import httpx
 from sqlalchemy.engine import make_url
 
 from ameli_grpc.adapters.http.identity_registry import HttpIdentityRegistry
 from ameli_grpc.adapters.sql.migrate import current_revision, head_revision
-from ameli_grpc.bootstrap import build_store, check_serving, open_database
+from ameli_grpc.bootstrap import build_store, check_serving, open_database, smtp_mailer
 from ameli_grpc.config import ROLES, Settings, is_loopback
 from ameli_grpc.domain.errors import DependencyUnavailable
 
@@ -195,22 +194,7 @@ async def _reach_redis(settings: Settings) -> str:
 
 
 async def _reach_smtp(settings: Settings) -> str:
-    smtp = aiosmtplib.SMTP(
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        use_tls=settings.smtp_tls,
-        start_tls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout,
-    )
-    await smtp.connect()
-    try:
-        await smtp.ehlo()
-        if settings.smtp_username:
-            await smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-            return "EHLO answered, login accepted"
-        return "EHLO answered"
-    finally:
-        smtp.close()
+    return await smtp_mailer(settings).check()
 
 
 async def _reach_rfi(settings: Settings) -> str:

@@ -166,6 +166,18 @@ class SmtpMailer:
             raise
         return client
 
+    async def check(self) -> str:
+        """Connect as a send would (TLS or STARTTLS, the login), say EHLO: what answered.
+
+        For ``check-config --connect``; the connection is not kept.
+        """
+        client = await self._connect()
+        try:
+            await client.ehlo()
+            return "EHLO answered, login accepted" if self._username else "EHLO answered"
+        finally:
+            client.close()
+
     async def aclose(self) -> None:
         """Say QUIT on the idle connections (the server stops)."""
         idle, self._idle = self._idle, []

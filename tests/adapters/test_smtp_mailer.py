@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
@@ -249,3 +250,12 @@ def test_starttls_and_implicit_tls_together_are_refused() -> None:
     """STARTTLS and implicit TLS cannot both be configured."""
     with pytest.raises(ValueError, match="not both"):
         mailer(25, starttls=True, use_tls=True)
+
+
+async def test_check_connects_as_a_send_would(tls: TlsContexts) -> None:
+    """``check-config --connect``'s probe: STARTTLS and the login as for an email, then EHLO."""
+    async with smtp_server(starttls=tls, credentials=CREDENTIALS) as secure:
+        assert await starttls_mailer(secure.port, tls).check() == "EHLO answered, login accepted"
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+            await starttls_mailer(secure.port, tls, password="wrong").check()
+        assert secure.deliveries == []
