@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import report, targets
 from bench.load import LoadPool, Stream, StreamResult
+from tests.support.mail import free_port
 
 FLOOD_WARM_UP = 2.0  # seconds at least: the flood builds up before the window
 UNBOUNDED = 10**6
@@ -42,7 +43,7 @@ class FloodRun:
 async def _measure(
     backend: str, runs: list[FloodRun], timing: dict[str, float], processes: int
 ) -> None:
-    smtp_port = targets.free_port()
+    smtp_port = free_port()
     async with AsyncExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ameli-bench-")))
         stored = await stack.enter_async_context(targets.storage(backend, directory))

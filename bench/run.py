@@ -12,6 +12,7 @@ from typing import Any
 from bench import targets
 from bench.load import LoadPool, Measurement, Stream
 from bench.rows import Row, Sample
+from tests.support.mail import free_port
 
 MAX_ERROR_RATE = 0.01
 
@@ -79,7 +80,7 @@ async def run_rows(
     rows: list[Row], backend: str, options: dict[str, Any], processes: int
 ) -> tuple[list[Outcome], list[str]]:
     """Each row ``repeat`` times (the rows in turn, so that a slow minute hits all of them)."""
-    smtp_port = targets.free_port()
+    smtp_port = free_port()
     accounts = 64
     async with AsyncExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ameli-bench-")))

@@ -13,7 +13,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from ameli_grpc.config import Settings
 from ameli_grpc.domain.model import Affiliation
 from bench.common import MOBILE_KEY, PASSWORD, PORTAL_KEY, bearer, email, nir
 from tests.support.databases import temporary_postgres_database
+from tests.support.mail import free_port
 from tests.support.redis import delete_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,13 +81,6 @@ def _tree(root: int) -> list[int]:
         pids.append(pid)
         stack += children.get(pid, [])
     return pids
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _environment(settings: dict[str, Any]) -> dict[str, str]:
