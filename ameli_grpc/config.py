@@ -103,7 +103,7 @@ Address = Annotated[str, AfterValidator(_address)]
 """A ``host:port`` to listen on, checked when the settings are read."""
 
 # The engines the SQL adapter supports (``adapters.sql.database.SUPPORTED_DRIVERS``).
-DATABASE_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+DATABASE_DRIVERS = frozenset({"sqlite", "sqlite+aiosqlite", "postgresql+asyncpg"})
 REDIS_SCHEMES = frozenset(
     {"redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"}
 )

@@ -8,26 +8,27 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import Connection
 
 from ameli_grpc.adapters.sql import database as database_module
 from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.schema import rfi_affiliations
 from ameli_grpc.domain.errors import DependencyUnavailable
+from tests.support.databases import execute, rows
 
 pytestmark = pytest.mark.postgres
 
 
 async def backend_pid(database: Database) -> int:
-    async with database.session() as session:
-        pid: int = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        return pid
+    pid: int = (await rows(database, text("SELECT pg_backend_pid()")))[0][0]
+    return pid
 
 
 async def terminate(postgres_url: str, pid: int) -> None:
     """The server drops that connection, as a restart or a proxy would."""
     other = Database(postgres_url, pool_size=1, max_overflow=0)
     try:
-        async with other.session() as session:
-            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await rows(other, text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     finally:
         await other.dispose()
 
@@ -91,27 +92,29 @@ async def test_a_busy_connection_dropped_fails_one_call_then_is_replaced(
 
 
 async def test_one_statement_commits_by_itself_without_a_transaction(
-    one_connection: Database, postgres_url: str
+    one_connection: Database,
 ) -> None:
-    """``statement()`` on PostgreSQL: autocommit, so the row is there for everyone as soon
-    as its statement ran (in a transaction, only once the block ends), and no BEGIN or
-    COMMIT costs a round trip."""
+    """``statement`` on PostgreSQL: autocommit, so no BEGIN or COMMIT costs a round trip
+    and the row stays even if the unit of work fails after its statement; in
+    ``transaction`` it is rolled back with the rest."""
     nir = "1990599123456"
-    other = Database(postgres_url, pool_size=1, max_overflow=0)
     insert = text(
         "INSERT INTO rfi_affiliations (nir, status, updated_time) VALUES (:nir, 'pending', now())"
     )
     seen = text("SELECT count(*) FROM rfi_affiliations WHERE nir = :nir")
-    try:
-        async with one_connection.statement() as connection:
-            await connection.execute(insert, {"nir": nir})
-            async with other.session() as session:
-                assert (await session.execute(seen, {"nir": nir})).scalar_one() == 1
-        async with one_connection.session() as connection:
-            await connection.execute(
-                text("DELETE FROM rfi_affiliations WHERE nir = :nir"), {"nir": nir}
-            )
-            async with other.session() as session:  # a session's row: not before its commit
-                assert (await session.execute(seen, {"nir": nir})).scalar_one() == 1
-    finally:
-        await other.dispose()
+    in_transaction: list[bool] = []
+
+    def insert_then_fail(connection: Connection) -> None:
+        connection.execute(insert, {"nir": nir})
+        driver_connection: Any = connection.connection.driver_connection
+        in_transaction.append(driver_connection.is_in_transaction())
+        raise LookupError("after the statement")
+
+    with pytest.raises(LookupError):
+        await one_connection.statement(insert_then_fail)
+    assert (await rows(one_connection, seen, {"nir": nir}))[0][0] == 1
+    await execute(one_connection, rfi_affiliations.delete())
+    with pytest.raises(LookupError):
+        await one_connection.transaction(insert_then_fail)
+    assert (await rows(one_connection, seen, {"nir": nir}))[0][0] == 0
+    assert in_transaction == [False, True]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 
@@ -36,6 +36,7 @@ from ameli_grpc.domain.model import (
     ProvisionalCode,
     TrustedDevice,
 )
+from tests.support.databases import execute, rows
 
 NIR = "1850775123456"
 OTHER_NIR = "2900475123789"
@@ -129,9 +130,8 @@ RESET_EVENT = AuditEvent(
 
 
 async def _audit_rows(database: Database) -> list[AuditEvent]:
-    async with database.session() as session:
-        rows = (await session.execute(select(audit_events).order_by(audit_events.c.id))).all()
-    return [AuditEvent(**{k: v for k, v in row._asdict().items() if k != "id"}) for row in rows]
+    audit = await rows(database, select(audit_events).order_by(audit_events.c.id))
+    return [AuditEvent(**{k: v for k, v in row._asdict().items() if k != "id"}) for row in audit]
 
 
 async def _reset_scene(
@@ -395,8 +395,7 @@ async def test_deleting_an_accounts_devices_counts_those_still_trusted(
     assert await devices.find("d" * 64) is not None
     assert await accounts.get(account.account_id) == account
     assert await devices.delete_for_account(account.account_id, NOW, _revoked_row) == 0
-    async with database.session() as session:
-        details = (await session.execute(select(audit_events.c.detail))).scalars().all()
+    details = [row.detail for row in await rows(database, select(audit_events.c.detail))]
     assert details == ["revoked_count=2", "revoked_count=0"]
 
 
@@ -416,8 +415,7 @@ async def test_a_revocation_whose_audit_row_fails_deletes_nothing(
         await devices.delete_for_account(account.account_id, NOW, refused_row)
 
     assert await devices.find("a" * 64) is not None
-    async with database.session() as session:
-        assert (await session.execute(select(audit_events))).all() == []
+    assert await rows(database, select(audit_events)) == []
 
 
 def _revoked_row(revoked: int) -> AuditEvent:
@@ -491,9 +489,8 @@ def redeemer(database: Database) -> SqlProvisionalCodeRepository:
 
 async def _setup_rows(database: Database) -> list[dict[str, Any]]:
     """Every ``account_setups`` row, by token hash."""
-    async with database.session() as session:
-        statement = select(account_setups).order_by(account_setups.c.token_hash)
-        return [row._asdict() for row in (await session.execute(statement)).all()]
+    statement = select(account_setups).order_by(account_setups.c.token_hash)
+    return [row._asdict() for row in await rows(database, statement)]
 
 
 def _setup_row(setup: AccountSetup) -> dict[str, Any]:
@@ -606,13 +603,12 @@ async def test_audit_event_is_recorded(database: Database, audit: SqlAuditLog) -
     await audit.record(event)
     await audit.record(AuditEvent(kind="login_failed", nir_ref="ref-123", occurred_time=NOW))
 
-    async with database.session() as session:
-        rows = (await session.execute(select(audit_events).order_by(audit_events.c.id))).all()
-    assert len(rows) == 2
-    first = rows[0]._asdict()
+    written = await rows(database, select(audit_events).order_by(audit_events.c.id))
+    assert len(written) == 2
+    first = written[0]._asdict()
     del first["id"]
     assert AuditEvent(**first) == event
-    assert rows[1].advisor_id is None
+    assert written[1].advisor_id is None
 
 
 @pytest.mark.parametrize("affiliation", list(Affiliation))
@@ -654,8 +650,7 @@ async def test_migrated_schema_is_the_declared_one(database: Database) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, metadata))
 
-    async with database.connection() as connection:
-        assert await connection.run_sync(differences) == []
+    assert await database.transaction(differences) == []
 
 
 async def test_ping_succeeds_on_a_reachable_database(database: Database) -> None:
@@ -680,9 +675,6 @@ async def test_unreachable_database_is_dependency_unavailable(unreachable_url: s
             await accounts.get_by_nir(NIR)
     finally:
         await database.dispose()
-        # aiosqlite stops the thread of a connection that failed to open by posting to the
-        # loop; let it do so before the test's loop closes (omnilib/aiosqlite#389).
-        await asyncio.sleep(0.05)
     assert time.monotonic() - started < 3
 
 
@@ -713,8 +705,7 @@ async def test_slow_statement_is_cancelled_as_dependency_unavailable(postgres_ur
     started = time.monotonic()
     try:
         with pytest.raises(DependencyUnavailable):
-            async with database.session() as session:
-                await session.execute(text("SELECT pg_sleep(5)"))
+            await execute(database, "SELECT pg_sleep(5)")
         await database.ping()  # the connection survived the cancelled statement
     finally:
         await database.dispose()

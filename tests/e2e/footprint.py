@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from ameli_grpc.adapters.sql.schema import metadata
 from ameli_grpc.server.callers import ALLOWED_METHODS, Role
 from tests.e2e.harness import ADVISOR_KEY, PORTAL_KEY, ServiceUnderTest
+from tests.support.databases import rows
 
 SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 
@@ -40,15 +41,14 @@ class Footprint:
 
 async def footprint(service: ServiceUnderTest, nir: str) -> Footprint:
     assert service.container is not None
-    rows: list[tuple[str, int]] = []
-    async with service.container.database.session() as session:
-        for table in metadata.sorted_tables:
-            count = (await session.execute(select(func.count()).select_from(table))).scalar_one()
-            rows.append((table.name, int(count)))
+    counts: list[tuple[str, int]] = []
+    for table in metadata.sorted_tables:
+        (count,) = await rows(service.container.database, select(func.count()).select_from(table))
+        counts.append((table.name, int(count[0])))
     status = await service.advisor.GetLockStatus(auth_pb2.GetLockStatusRequest(nir=nir))
     outbox = service.settings.outbox_dir
     return Footprint(
-        rows=tuple(rows),
+        rows=tuple(counts),
         lock_status=(
             status.locked,
             status.password_failures,

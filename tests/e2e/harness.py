@@ -32,6 +32,7 @@ from ameli_grpc.config import Settings
 from ameli_grpc.domain.model import Affiliation
 from ameli_grpc.server.app import RunningServer, start_server
 from tests.support.clock import AdjustableClock
+from tests.support.databases import rows
 from tests.support.mail import SmtpTestServer, extract_code
 
 PORTAL_KEY = "portal-test-key"
@@ -174,8 +175,9 @@ class ServiceUnderTest:
         statement = select(audit_events.c.kind, audit_events.c.request_id).order_by(
             audit_events.c.id
         )
-        async with self.container.database.session() as session:
-            return [(row.kind, row.request_id) for row in await session.execute(statement)]
+        return [
+            (row.kind, row.request_id) for row in await rows(self.container.database, statement)
+        ]
 
     async def login(
         self, nir: str, password: str = PASSWORD, **fields: Any

@@ -11,6 +11,7 @@ from ameli_grpc.adapters.sql.schema import audit_events
 from ameli_grpc.domain.model import Affiliation
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused
+from tests.support.databases import rows
 
 ADVISOR_ID = "conseiller-3646"
 REASON = "ordinateur partagé"
@@ -128,11 +129,9 @@ async def test_revocation_makes_the_old_computer_ask_for_the_code(
     assert (len(account.trusted_devices), account.email_validated) == (0, True)
     assert service.container is not None
     columns = (audit_events.c.advisor_id, audit_events.c.reason, audit_events.c.caller)
-    async with service.container.database.session() as session:
-        rows = (
-            await session.execute(select(*columns).where(audit_events.c.kind == "devices_revoked"))
-        ).all()
-    assert [tuple(row) for row in rows] == [(ADVISOR_ID, REASON, "advisor-1")]
+    statement = select(*columns).where(audit_events.c.kind == "devices_revoked")
+    audit = await rows(service.container.database, statement)
+    assert [tuple(row) for row in audit] == [(ADVISOR_ID, REASON, "advisor-1")]
 
 
 async def test_revocation_of_a_nir_without_account(service: ServiceUnderTest) -> None:

@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     nir,
     refused,
 )
+from tests.support.databases import rows
 from tests.support.grpc_stubs import health_stub, reflection_stub
 
 
@@ -155,13 +156,9 @@ async def test_each_audit_row_names_its_caller(service: ServiceUnderTest) -> Non
     )
 
     assert service.container is not None
-    async with service.container.database.session() as session:
-        rows = (
-            await session.execute(
-                select(audit_events.c.kind, audit_events.c.caller).order_by(audit_events.c.id)
-            )
-        ).all()
-    assert [tuple(row) for row in rows] == [
+    statement = select(audit_events.c.kind, audit_events.c.caller).order_by(audit_events.c.id)
+    audit = await rows(service.container.database, statement)
+    assert [tuple(row) for row in audit] == [
         *[("password_failed", "test-portal")] * 3,
         ("locked_password", "test-portal"),
         ("account_unlocked", "advisor-1"),

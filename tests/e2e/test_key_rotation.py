@@ -18,6 +18,7 @@ from ameli_grpc.adapters.sql.schema import account_setups, audit_events
 from ameli_grpc.domain.tokens import sha256_hex
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import PASSWORD, ServiceUnderTest, nir, refused
+from tests.support.databases import rows
 
 KEY_A, KEY_B = secrets.token_hex(32), secrets.token_hex(32)
 ROTATING = {"secret_key": KEY_B, "previous_secret_keys": KEY_A}
@@ -112,9 +113,8 @@ async def test_setup_tokens_and_provisional_codes_do_not_depend_on_the_key(
     await service.restart(**ROTATED)
 
     assert service.container is not None
-    async with service.container.database.session() as session:
-        hashes = (await session.execute(select(account_setups.c.token_hash))).scalars().all()
-    assert list(hashes) == [sha256_hex(setup_token)]
+    hashes = await rows(service.container.database, select(account_setups.c.token_hash))
+    assert [row.token_hash for row in hashes] == [sha256_hex(setup_token)]
     setup = await service.login(nir(6), password=second)
     assert setup.account_setup_required.setup_token
 
@@ -148,9 +148,8 @@ async def test_a_caller_key_rotates_by_listing_two_keys_under_one_name(
         wrong = auth_pb2.CheckCredentialsRequest(nir=nir(8), password="faux")
         await refused(service.stub(key).CheckCredentials(wrong))
     assert service.container is not None
-    async with service.container.database.session() as session:
-        callers = (await session.execute(select(audit_events.c.caller))).scalars().all()
-    assert list(callers) == ["portail-web", "portail-web"]
+    callers = await rows(service.container.database, select(audit_events.c.caller))
+    assert [row.caller for row in callers] == ["portail-web", "portail-web"]
 
     await service.restart(portal_api_keys="portail-web:new-key")
     refusal = await refused(service.stub("old-key").CheckCredentials(request))

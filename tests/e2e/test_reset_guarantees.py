@@ -17,13 +17,14 @@ import grpc
 from ameli.auth.v1 import auth_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.repositories import SqlAccountRepository
 from ameli_grpc.adapters.sql.schema import audit_events
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import ServiceUnderTest, nir, refused
+from tests.support.databases import execute, rows
 from tests.support.http_gateway import gateway_server
 from tests.support.waiting import wait_for
 
@@ -194,11 +195,11 @@ async def test_the_sms_leaves_only_after_the_reset_is_committed(
 
 
 async def reset_rows(database: Database) -> int:
-    async with database.session() as session:
-        rows = await session.execute(
-            select(audit_events.c.id).where(audit_events.c.kind == "account_reset")
+    return len(
+        await rows(
+            database, select(audit_events.c.id).where(audit_events.c.kind == "account_reset")
         )
-        return len(rows.all())
+    )
 
 
 _SQLITE_REFUSAL = """
@@ -242,6 +243,4 @@ async def refusing_reset_rows(database: Database) -> AsyncIterator[None]:
 
 
 async def _execute(database: Database, statements: tuple[str, ...]) -> None:
-    async with database.session() as session:
-        for statement in statements:
-            await session.execute(text(statement))
+    await execute(database, *statements)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Row, delete, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.sql import Executable
 
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.migrate import upgrade
@@ -68,13 +70,28 @@ async def temporary_postgres_database(
 
 async def clear_tables(database: Database) -> None:
     """Delete every row of the application's tables (children first), keeping the schema."""
-    async with database.session() as session:
-        for table in reversed(metadata.sorted_tables):
-            await session.execute(delete(table))
+    await execute(database, *(delete(table) for table in reversed(metadata.sorted_tables)))
+
+
+async def rows(
+    database: Database, statement: Executable, values: Mapping[str, Any] | None = None
+) -> Sequence[Row[Any]]:
+    """Every row the statement returns, read in a transaction of its own."""
+    return await database.transaction(
+        lambda connection: connection.execute(statement, values).all()
+    )
+
+
+async def execute(database: Database, *statements: Executable | str) -> None:
+    """The statements (SQL text or Core), in one transaction."""
+
+    def run(connection: Connection) -> None:
+        for statement in statements:
+            connection.execute(text(statement) if isinstance(statement, str) else statement)
+
+    await database.transaction(run)
 
 
 async def _execute_autocommit(database: Database, statement: str) -> None:
-    # CREATE and DROP DATABASE cannot run inside a transaction.
-    async with database.connection() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text(statement))
+    # CREATE and DROP DATABASE cannot run inside a transaction: ``statement`` is autocommit.
+    await database.statement(lambda connection: connection.execute(text(statement)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Delete
 
 from ameli_grpc.adapters.sql.database import Database
 from ameli_grpc.adapters.sql.schema import (
@@ -25,12 +27,14 @@ async def purge_expired(database: Database, now: datetime) -> dict[str, int]:
     The rules already ignore them; this only keeps the tables small and holds
     no data longer than it serves. Returns the number of rows deleted per table.
     """
-    deleted: dict[str, int] = {}
-    async with database.session() as session:
-        for table in EXPIRING_TABLES:
-            result = await session.execute(delete(table).where(table.c.expire_time <= now))
-            deleted[table.name] = int(getattr(result, "rowcount", 0) or 0)
-    return deleted
+
+    def purge(connection: Connection) -> dict[str, int]:
+        return {
+            table.name: _rowcount(connection, delete(table).where(table.c.expire_time <= now))
+            for table in EXPIRING_TABLES
+        }
+
+    return await database.transaction(purge)
 
 
 async def purge_audit(database: Database, before: datetime) -> int:
@@ -48,9 +52,11 @@ async def purge_audit(database: Database, before: datetime) -> int:
     statement = delete(audit_events).where(audit_events.c.id.in_(old))
     total = 0
     while True:
-        async with database.session() as session:
-            result = await session.execute(statement)
-        deleted = int(getattr(result, "rowcount", 0) or 0)
+        deleted = await database.transaction(lambda connection: _rowcount(connection, statement))
         total += deleted
         if deleted < AUDIT_PURGE_BATCH:
             return total
+
+
+def _rowcount(connection: Connection, statement: Delete) -> int:
+    return int(getattr(connection.execute(statement), "rowcount", 0) or 0)

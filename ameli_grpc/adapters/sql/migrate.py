@@ -1,7 +1,7 @@
 """Alembic, driven from code: no alembic.ini, the scripts ship inside the package.
 
 ``upgrade`` may be awaited from a running event loop (the server migrates on
-start): Alembic runs synchronously on an async connection through ``run_sync``.
+start): Alembic runs synchronously, as one unit of work of ``Database.transaction``.
 """
 
 from __future__ import annotations
@@ -56,9 +56,7 @@ async def upgrade(database_url: str) -> str:
     database = Database(database_url, pool_size=1, max_overflow=0, timeout=MIGRATION_TIMEOUT)
     config = alembic_config(database_url)
     try:
-        async with database.connection() as connection, connection.begin():
-            await connection.run_sync(_upgrade_to_head, config)
-            return str(await connection.run_sync(_revision_of))
+        return await database.transaction(lambda connection: _upgrade_to_head(connection, config))
     finally:
         await database.dispose()
 
@@ -76,8 +74,7 @@ async def current_revision(
     """The revision the database is at (None: never migrated); nothing is changed."""
     database = Database(database_url, pool_size=1, max_overflow=0, timeout=connect_timeout)
     try:
-        async with database.connection() as connection:
-            return await connection.run_sync(_revision_of)
+        return await database.transaction(_revision_of)
     finally:
         await database.dispose()
 
@@ -86,7 +83,7 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _upgrade_to_head(connection: Connection, config: Config) -> None:
+def _upgrade_to_head(connection: Connection, config: Config) -> str:
     if connection.dialect.name == "postgresql":
         # Held until the transaction ends; PostgreSQL DDL is transactional.
         connection.execute(
@@ -94,3 +91,4 @@ def _upgrade_to_head(connection: Connection, config: Config) -> None:
         )
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    return str(_revision_of(connection))

@@ -1,11 +1,12 @@
 """SQL implementations of the account, device, provisional code, audit and RFI ports.
 
-One session (one transaction) per call, through ``Database.session()``, or
-``Database.statement()`` where the call is one statement (on PostgreSQL it then
-commits by itself, without BEGIN and COMMIT); both turn an unreachable database
-into ``DependencyUnavailable``. The statements of
-the login's path are built once, with bound parameters: each call then only
-binds its values to an already compiled statement. Rows come back as
+Each call is one unit of work: a function of a connection run by
+``Database.transaction`` (one transaction), or by ``Database.statement`` where
+the call is one statement (on PostgreSQL it then commits by itself, without
+BEGIN and COMMIT); both turn an unreachable database into
+``DependencyUnavailable``. The statements of the login's path are built once,
+with bound parameters: each call then only binds its values to an already
+compiled statement. Rows come back as
 the domain's frozen dataclasses; expired rows are returned as they are, the
 domain decides what an expiry means.
 """
@@ -19,8 +20,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, String, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.dml import Delete, Insert
 
 from ameli_grpc.adapters.sql.database import Database
@@ -66,9 +67,20 @@ def upsert(
     )
 
 
-async def _rowcount(session: AsyncConnection, statement: Delete) -> int:
+def _execute(
+    statement: Executable, values: Mapping[str, Any] | None = None
+) -> Callable[[Connection], None]:
+    """The unit of work of one statement whose result is not needed."""
+
+    def work(connection: Connection) -> None:
+        connection.execute(statement, values)
+
+    return work
+
+
+def _rowcount(connection: Connection, statement: Delete) -> int:
     """The number of rows the statement deleted."""
-    result = cast("CursorResult[Any]", await session.execute(statement))
+    result = cast("CursorResult[Any]", connection.execute(statement))
     return result.rowcount
 
 
@@ -118,8 +130,9 @@ class SqlAccountRepository:
         self, nir: str
     ) -> tuple[Account | None, ProvisionalCode | None]:
         """One statement: the NIR, outer-joined to its account and to its provisional code."""
-        async with self._database.statement() as session:
-            row = (await session.execute(_CREDENTIALS_OF_NIR, {"nir": nir})).one()._asdict()
+        row = await self._database.statement(
+            lambda connection: connection.execute(_CREDENTIALS_OF_NIR, {"nir": nir}).one()._asdict()
+        )
         account = None
         if row["account_account_id"] is not None:
             account = Account(**{c.name: row[f"account_{c.name}"] for c in _ACCOUNT_COLUMNS})
@@ -148,8 +161,7 @@ class SqlAccountRepository:
             key="nir",
             update_columns=_ACCOUNT_UPDATED_ON_IMPORT,
         )
-        async with self._database.session() as session:
-            await session.execute(statement)
+        await self._database.transaction(_execute(statement))
 
     async def update_password_hash(self, account_id: str, password_hash: str) -> None:
         statement = (
@@ -157,8 +169,7 @@ class SqlAccountRepository:
             .where(accounts.c.account_id == account_id)
             .values(password_hash=password_hash, updated_time=self._clock.now())
         )
-        async with self._database.session() as session:
-            await session.execute(statement)
+        await self._database.transaction(_execute(statement))
 
     async def reset(
         self, account_id: str, provisional_code: ProvisionalCode | None, event: AuditEvent
@@ -170,25 +181,28 @@ class SqlAccountRepository:
         connection). If the account is already gone nothing else is written
         (its devices went with it); any error rolls the whole of it back.
         """
-        async with self._database.session() as session:
-            await session.execute(
+        dialect_name = self._database.dialect_name
+
+        def reset(connection: Connection) -> bool:
+            connection.execute(
                 delete(trusted_devices).where(trusted_devices.c.account_id == account_id)
             )
-            deleted = await _rowcount(
-                session, delete(accounts).where(accounts.c.account_id == account_id)
+            deleted = _rowcount(
+                connection, delete(accounts).where(accounts.c.account_id == account_id)
             )
             if deleted != 1:
                 return False
             if provisional_code is not None:
-                await session.execute(
-                    _store_provisional_code(self._database.dialect_name, provisional_code)
-                )
-            await session.execute(_AUDIT_INSERT, _audit_values(event))
-        return True
+                connection.execute(_store_provisional_code(dialect_name, provisional_code))
+            connection.execute(_AUDIT_INSERT, _audit_values(event))
+            return True
+
+        return await self._database.transaction(reset)
 
     async def _one(self, statement: Select[Any], **values: str) -> Account | None:
-        async with self._database.statement() as session:
-            row = (await session.execute(statement, values)).first()
+        row = await self._database.statement(
+            lambda connection: connection.execute(statement, values).first()
+        )
         return None if row is None else Account(**row._asdict())
 
 
@@ -236,8 +250,7 @@ class SqlTrustedDeviceRepository:
             last_use_time=device.last_use_time,
         )
         try:
-            async with self._database.statement() as session:
-                await session.execute(statement)
+            await self._database.statement(_execute(statement))
         except sa_exc.IntegrityError as error:
             if not _is_foreign_key_violation(error):
                 raise
@@ -246,8 +259,11 @@ class SqlTrustedDeviceRepository:
 
     async def find(self, token_hash: str) -> TrustedDevice | None:
         """The device of that token hash, expired or not."""
-        async with self._database.statement() as session:
-            row = (await session.execute(_DEVICE_BY_HASH, {"token_hash": token_hash})).first()
+        row = await self._database.statement(
+            lambda connection: connection.execute(
+                _DEVICE_BY_HASH, {"token_hash": token_hash}
+            ).first()
+        )
         return None if row is None else TrustedDevice(**row._asdict())
 
     async def list_for_account(self, account_id: str, now: datetime) -> tuple[TrustedDevice, ...]:
@@ -257,14 +273,14 @@ class SqlTrustedDeviceRepository:
             .where(trusted_devices.c.account_id == account_id, trusted_devices.c.expire_time > now)
             .order_by(trusted_devices.c.created_time, trusted_devices.c.token_hash)
         )
-        async with self._database.statement() as session:
-            rows = (await session.execute(statement)).all()
+        rows = await self._database.statement(
+            lambda connection: connection.execute(statement).all()
+        )
         return tuple(TrustedDevice(**row._asdict()) for row in rows)
 
     async def touch(self, token_hash: str, now: datetime) -> None:
         """One UPDATE; a later use already recorded (a concurrent login) is not moved back."""
-        async with self._database.statement() as session:
-            await session.execute(_TOUCH_DEVICE, {"device": token_hash, "now": now})
+        await self._database.statement(_execute(_TOUCH_DEVICE, {"device": token_hash, "now": now}))
 
     async def rehash(self, token_hash: str, new_token_hash: str) -> None:
         """One UPDATE of the row's key; a concurrent rehash of the same device finds no row."""
@@ -273,8 +289,7 @@ class SqlTrustedDeviceRepository:
             .where(trusted_devices.c.token_hash == token_hash)
             .values(token_hash=new_token_hash)
         )
-        async with self._database.session() as session:
-            await session.execute(statement)
+        await self._database.transaction(_execute(statement))
 
     async def delete_for_account(
         self, account_id: str, now: datetime, audit_row: Callable[[int], AuditEvent]
@@ -284,11 +299,14 @@ class SqlTrustedDeviceRepository:
         still_trusted = delete(trusted_devices).where(
             of_account, trusted_devices.c.expire_time > now
         )
-        async with self._database.session() as session:
-            revoked = await _rowcount(session, still_trusted)
-            await session.execute(delete(trusted_devices).where(of_account))
-            await session.execute(_AUDIT_INSERT, _audit_values(audit_row(revoked)))
-        return revoked
+
+        def revoke(connection: Connection) -> int:
+            revoked = _rowcount(connection, still_trusted)
+            connection.execute(delete(trusted_devices).where(of_account))
+            connection.execute(_AUDIT_INSERT, _audit_values(audit_row(revoked)))
+            return revoked
+
+        return await self._database.transaction(revoke)
 
 
 class SqlProvisionalCodeRepository:
@@ -301,16 +319,16 @@ class SqlProvisionalCodeRepository:
     async def put(self, code: ProvisionalCode) -> None:
         """Store the code of the NIR, replacing any earlier one."""
         statement = _store_provisional_code(self._database.dialect_name, code)
-        async with self._database.session() as session:
-            await session.execute(statement)
+        await self._database.transaction(_execute(statement))
 
     async def consume(self, nir: str, code_hash: str) -> bool:
         """Delete that exact code; the database lets only one concurrent caller delete the row."""
         statement = delete(provisional_codes).where(
             provisional_codes.c.nir == nir, provisional_codes.c.code_hash == code_hash
         )
-        async with self._database.session() as session:
-            deleted = await _rowcount(session, statement)
+        deleted = await self._database.transaction(
+            lambda connection: _rowcount(connection, statement)
+        )
         return deleted == 1
 
     async def redeem(self, nir: str, code_hash: str, setup: AccountSetup) -> bool:
@@ -324,11 +342,14 @@ class SqlProvisionalCodeRepository:
             "created_time": self._clock.now(),
             "expire_time": setup.expire_time,
         }
-        async with self._database.session() as session:
-            if await _rowcount(session, statement) != 1:
+
+        def redeem(connection: Connection) -> bool:
+            if _rowcount(connection, statement) != 1:
                 return False
-            await session.execute(insert(account_setups).values(row))
-        return True
+            connection.execute(insert(account_setups).values(row))
+            return True
+
+        return await self._database.transaction(redeem)
 
 
 class SqlAuditLog:
@@ -338,8 +359,7 @@ class SqlAuditLog:
         self._database = database
 
     async def record(self, event: AuditEvent) -> None:
-        async with self._database.statement() as session:
-            await session.execute(_AUDIT_INSERT, _audit_values(event))
+        await self._database.statement(_execute(_AUDIT_INSERT, _audit_values(event)))
 
 
 def _store_provisional_code(dialect_name: str, code: ProvisionalCode) -> Insert:
@@ -392,8 +412,9 @@ class SqlIdentityRegistry:
 
     async def affiliation(self, nir: str) -> Affiliation:
         statement = select(rfi_affiliations.c.status).where(rfi_affiliations.c.nir == nir)
-        async with self._database.statement() as session:
-            status = (await session.execute(statement)).scalar_one_or_none()
+        status = await self._database.statement(
+            lambda connection: connection.execute(statement).scalar_one_or_none()
+        )
         return Affiliation.NOT_COVERED if status is None else Affiliation(status)
 
     async def set_affiliation(self, nir: str, affiliation: Affiliation) -> None:
@@ -405,5 +426,4 @@ class SqlIdentityRegistry:
             key="nir",
             update_columns=("status", "updated_time"),
         )
-        async with self._database.session() as session:
-            await session.execute(statement)
+        await self._database.transaction(_execute(statement))

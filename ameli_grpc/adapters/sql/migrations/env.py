@@ -31,9 +31,7 @@ def run_migrations(connection: Connection) -> None:
 async def run_async_migrations(database_url: str) -> None:
     database = Database(database_url)
     try:
-        async with database.connection() as connection:
-            await connection.run_sync(run_migrations)
-            await connection.commit()
+        await database.transaction(run_migrations)
     finally:
         await database.dispose()
 
