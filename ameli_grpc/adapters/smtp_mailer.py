@@ -22,14 +22,13 @@ import asyncio
 import socket
 import ssl
 import time
-from email.message import EmailMessage
 from email.utils import parseaddr
 
 import aiosmtplib
 import structlog
 
 from ameli_grpc.adapters.outages import map_outages
-from ameli_grpc.adapters.security_code_email import build_security_code_email
+from ameli_grpc.adapters.security_code_email import OutgoingEmail, SecurityCodeEmails
 from ameli_grpc.adapters.tracing import span
 from ameli_grpc.domain.errors import DependencyUnavailable
 from ameli_grpc.domain.masking import mask_email
@@ -70,7 +69,7 @@ class SmtpMailer:
             raise ValueError("the SMTP timeout must be positive")
         self._host = host
         self._port = port
-        self._sender = sender
+        self._emails = SecurityCodeEmails(sender)
         self._envelope_sender = parseaddr(sender)[1]
         self._starttls = starttls
         self._use_tls = use_tls
@@ -85,13 +84,12 @@ class SmtpMailer:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # with when each became idle
 
     async def send_security_code(self, to: str, code: str, valid_minutes: int) -> None:
-        message = build_security_code_email(self._sender, to, code, valid_minutes)
-        recipient = message["To"].addresses[0].addr_spec
+        email = self._emails.email(to, code, valid_minutes)
         try:
             # OSError covers refused connections and TLS errors (ssl.SSLError is one);
             # TimeoutError the overall bound. The error's text may quote the address: not logged.
             with map_outages("smtp", (aiosmtplib.SMTPException, OSError, TimeoutError)):
-                await self._send(message, recipient)
+                await self._send(email)
         except DependencyUnavailable as error:
             _log.warning(
                 "security_code_email_failed",
@@ -103,26 +101,39 @@ class SmtpMailer:
             raise
         _log.info("security_code_email_sent", transport="smtp", to=mask_email(to))
 
-    async def _send(self, message: EmailMessage, recipient: str) -> None:
+    async def _send(self, email: OutgoingEmail) -> None:
         where: dict[str, str | int] = {"server.address": self._host, "server.port": self._port}
         with span("smtp send", where):
             async with asyncio.timeout(self._timeout):
                 kept = self._take_idle()
                 if kept is not None:
                     try:
-                        await self._deliver(kept, message, recipient)
+                        await self._deliver(kept, email)
                         return
                     except aiosmtplib.SMTPServerDisconnected:
                         pass  # closed by the relay while idle: once more, on a new connection
-                await self._deliver(await self._connect(), message, recipient)
+                await self._deliver(await self._connect(), email)
 
-    async def _deliver(
-        self, client: aiosmtplib.SMTP, message: EmailMessage, recipient: str
-    ) -> None:
-        """One email on ``client``, kept for the next one if all went well, else closed."""
+    async def _deliver(self, client: aiosmtplib.SMTP, email: OutgoingEmail) -> None:
+        """One email on ``client``, kept for the next one if all went well, else closed.
+
+        As aiosmtplib's ``send_message`` would: 8-bit bodies only for a relay that
+        offers 8BITMIME, SMTPUTF8 asked for a non-ASCII address (refused by a relay
+        that does not offer it)."""
         try:
-            refused, _ = await client.send_message(
-                message, sender=self._envelope_sender, recipients=[recipient]
+            options: list[str] = []
+            if email.smtputf8:
+                if not client.supports_extension("smtputf8"):
+                    raise aiosmtplib.SMTPNotSupported("the relay does not offer SMTPUTF8")
+                options.append("SMTPUTF8")
+            eight_bit = client.supports_extension("8bitmime")
+            if eight_bit:
+                options.append("BODY=8BITMIME")
+            refused, _ = await client.sendmail(
+                self._envelope_sender,
+                [email.recipient],
+                email.data(eight_bit=eight_bit),
+                mail_options=options,
             )
         except BaseException:
             client.close()
@@ -161,6 +172,11 @@ class SmtpMailer:
         )
         try:
             await client.connect()  # with STARTTLS and the login, when configured
+            if client.is_ehlo_or_helo_needed:  # the relay's extensions decide the email's form
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
         except BaseException:
             client.close()
             raise

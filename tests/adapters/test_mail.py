@@ -11,12 +11,20 @@ from email.policy import default
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from ameli_grpc.adapters import security_code_email
 from ameli_grpc.adapters.outbox import OutboxMailer
-from ameli_grpc.adapters.security_code_email import build_security_code_email
+from ameli_grpc.adapters.security_code_email import (
+    SecurityCodeEmails,
+    build_security_code_email,
+    smtp_bytes,
+)
 from ameli_grpc.domain.errors import DependencyUnavailable
 from tests.support.mail import extract_code, files_in, text_part
 
@@ -87,6 +95,79 @@ def test_headers_follow_the_guide() -> None:
     assert message["To"] == TO
     assert message["Date"].datetime is not None
     assert re.fullmatch(r"<[^<>@\s]+@app\.assurance-maladie\.fr>", message["Message-ID"])
+
+
+def _comparable(data: bytes) -> bytes:
+    """The email with what differs from one email to the next (its date, its id, its MIME
+    boundary) replaced by stand-ins."""
+    data = re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", data)
+    data = re.sub(rb"\r\nMessage-ID: <[0-9a-f]{32}@", b"\r\nMessage-ID: <-@", data)
+    (boundary,) = set(re.findall(rb'boundary="([^"]+)"', data))
+    return data.replace(boundary, b"-")
+
+
+PLAIN_LOCAL = st.from_regex(
+    r"[a-z0-9!#$%&'*+/?^_`{|}~-]{1,20}(\.[A-Za-z0-9_-]{1,10}){0,2}", fullmatch=True
+)
+PLAIN_DOMAIN = st.from_regex(
+    r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,10}){1,3}", fullmatch=True
+)
+ANY_ADDRESS = st.one_of(
+    st.builds(lambda local, domain: f"{local}@{domain}", PLAIN_LOCAL, PLAIN_DOMAIN),
+    st.emails(),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    to=ANY_ADDRESS,
+    code=st.from_regex(r"[0-9]{6}", fullmatch=True),
+    valid_minutes=st.sampled_from([15, 1, 90]),
+    eight_bit=st.booleans(),
+)
+def test_the_prepared_email_is_the_email_packages_byte_for_byte(
+    to: str, code: str, valid_minutes: int, eight_bit: bool
+) -> None:
+    """Whichever way an email is made (prepared bytes for plain addresses, the email
+    package for any other), its bytes are those the email package writes for SMTP, but for
+    its date, id and boundary."""
+    expected = smtp_bytes(
+        build_security_code_email(SENDER, to, code, valid_minutes), eight_bit=eight_bit
+    )
+    email = EMAILS.email(to, code, valid_minutes)
+    assert email.recipient == to
+    assert _comparable(email.data(eight_bit=eight_bit)) == _comparable(expected)
+
+
+EMAILS = SecurityCodeEmails(SENDER)
+
+
+def test_plain_addresses_are_prepared_once_per_validity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The email package writes the prepared email once (with a few codes, to find the
+    digits), then never again for plain addresses; any other address is built in full."""
+    built: list[str] = []
+    real_build = security_code_email.build_security_code_email
+
+    def build(sender: str, to: str, *args: Any, **kwargs: Any) -> EmailMessage:
+        built.append(to)
+        return real_build(sender, to, *args, **kwargs)
+
+    monkeypatch.setattr(security_code_email, "build_security_code_email", build)
+    emails = SecurityCodeEmails(SENDER)
+    for number in range(5):
+        emails.email(f"assure.{number}@test.com", f"{number:06d}", 15).data(eight_bit=True)
+    assert len(built) == 7  # the layout: one email, then one per digit of the code
+    emails.email('"quoted local"@test.com', CODE, 15).data(eight_bit=True)
+    emails.email("assure@exémple.fr", CODE, 15)
+    assert built[7:] == ['"quoted local"@test.com', "assure@exémple.fr"]
+
+
+def test_an_address_with_a_mime_boundarys_characters_is_built_in_full() -> None:
+    """An "=" in the address could spell the prepared email's boundary: never prepared."""
+    to = "===============1234567890123456789==@test.com"
+    email = SecurityCodeEmails(SENDER).email(to, CODE, 15)
+    parsed = BytesParser(policy=default, _class=EmailMessage).parsebytes(email.data(eight_bit=True))
+    assert extract_code(parsed) == CODE
 
 
 def test_each_email_keeps_its_own_headers() -> None:

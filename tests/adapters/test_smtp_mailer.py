@@ -87,6 +87,40 @@ async def test_delivers_the_email_to_the_relay(server: SmtpTestServer) -> None:
     assert "valable seulement 15 minutes" in text_part(message)
 
 
+async def test_a_plain_address_gets_the_prepared_email_with_8bit_bodies(
+    server: SmtpTestServer,
+) -> None:
+    """The usual email: prepared bytes (none of the email package's work per email), sent
+    with BODY=8BITMIME to a relay that offers it, parsed by the relay as the full email."""
+    sender = mailer(server.port)
+    await sender.send_security_code(TO, CODE, 15)
+    await sender.send_security_code("autre@test.com", "123456", 15)
+
+    first, second = server.deliveries
+    assert (first.rcpt_tos, second.rcpt_tos) == ((TO,), ("autre@test.com",))
+    assert "BODY=8BITMIME" in first.mail_options
+    assert (extract_code(first.message), extract_code(second.message)) == (CODE, "123456")
+    assert first.message["Message-ID"] != second.message["Message-ID"]
+    assert (first.message["To"], second.message["To"]) == (TO, "autre@test.com")
+    await sender.aclose()
+
+
+async def test_a_non_ascii_address_is_sent_with_smtputf8() -> None:
+    """An internationalised address (RFC 6531) goes through the email package and asks
+    for SMTPUTF8; a relay that does not offer it refuses it: unavailable, nothing sent."""
+    async with smtp_server(smtputf8=True) as server:
+        await mailer(server.port).send_security_code("assure@exémple.fr", CODE, 15)
+        (delivery,) = server.deliveries
+        assert delivery.rcpt_tos == ("assure@exémple.fr",)
+        assert {"SMTPUTF8", "BODY=8BITMIME"} <= set(delivery.mail_options)
+        assert delivery.message["To"] == "assure@exémple.fr"
+        assert extract_code(delivery.message) == CODE
+    async with smtp_server() as server:
+        with fails_within(5):
+            await mailer(server.port).send_security_code("assure@exémple.fr", CODE, 15)
+        assert server.deliveries == []
+
+
 async def test_logs_the_masked_address_only(server: SmtpTestServer) -> None:
     """A sent email is logged with the masked address, never the code or the address."""
     with capture_logs() as logs:

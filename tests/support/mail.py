@@ -41,6 +41,7 @@ class Delivery:
     message: EmailMessage
     tls: bool
     login: str | None
+    mail_options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,6 +129,7 @@ class _Handler:
                 message=message,
                 tls=tls,
                 login=login,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         return "250 Message accepted for delivery"
@@ -164,18 +166,24 @@ async def smtp_server(
     starttls: TlsContexts | None = None,
     implicit_tls: TlsContexts | None = None,
     credentials: tuple[str, str] | None = None,
+    smtputf8: bool = False,
 ) -> AsyncIterator[SmtpTestServer]:
     """An aiosmtpd server on 127.0.0.1 collecting what it accepts.
 
     ``refuse`` answers ``refuse_reply`` (554 at RCPT, 451 at DATA by default)
     instead of accepting. ``starttls`` requires STARTTLS before anything else,
     ``implicit_tls`` speaks TLS from the first byte; ``credentials`` requires
-    AUTH (over TLS) with that username and password.
+    AUTH (over TLS) with that username and password; ``smtputf8`` offers SMTPUTF8
+    (8BITMIME is always offered).
     """
     target = SmtpTestServer(host="127.0.0.1", port=free_port())
     default_reply = REFUSE_RCPT_REPLY if refuse_at == "RCPT" else REFUSE_DATA_REPLY
     handler = _Handler(target, refuse_at if refuse else None, refuse_reply or default_reply)
-    options: dict[str, Any] = {"server_hostname": "smtp.test", "ready_timeout": 5.0}
+    options: dict[str, Any] = {
+        "server_hostname": "smtp.test",
+        "ready_timeout": 5.0,
+        "enable_SMTPUTF8": smtputf8,
+    }
     if starttls is not None:
         options.update(tls_context=starttls.server, require_starttls=True)
     if implicit_tls is not None:
