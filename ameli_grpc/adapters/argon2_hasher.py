@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import sys
 import threading
@@ -29,6 +27,8 @@ from typing import TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ameli_grpc.adapters.threads import name_this_thread
 
 _R = TypeVar("_R")
 
@@ -144,18 +144,4 @@ def _lower_this_thread() -> None:
         os.setpriority(
             os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HASH_THREAD_NICENESS
         )
-    _name_this_thread(HASH_THREAD_NAME)
-
-
-_PR_SET_NAME = 15
-
-
-def _name_this_thread(name: bytes) -> None:
-    """The kernel's name of the calling thread (``comm``), as ``top -H`` shows it."""
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(library, use_errno=True).prctl(
-            _PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0
-        )
+    name_this_thread(HASH_THREAD_NAME)

@@ -22,10 +22,12 @@ async def test_a_unit_of_work_runs_on_an_sqlite_thread_in_the_callers_context(
     """Off the event loop (its thread is named for ``top -H``), and with the caller's
     context variables (tracing's current span is one)."""
     database = Database(f"sqlite:///{tmp_path / 'ameli.db'}")
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str, str]] = []
 
     def work(connection: Connection) -> int:
-        seen.append((threading.current_thread().name, _CALL.get()))
+        comm = Path(f"/proc/self/task/{threading.get_native_id()}/comm")
+        kernel_name = comm.read_text().strip() if comm.exists() else "sqlite"
+        seen.append((threading.current_thread().name, _CALL.get(), kernel_name))
         return int(connection.execute(text("SELECT 41 + 1")).scalar_one())
 
     _CALL.set("this call")
@@ -33,8 +35,9 @@ async def test_a_unit_of_work_runs_on_an_sqlite_thread_in_the_callers_context(
         assert await database.transaction(work) == 42
     finally:
         await database.dispose()
-    ((thread, call),) = seen
+    ((thread, call, kernel_name),) = seen
     assert thread.startswith("sqlite")
+    assert kernel_name == "sqlite"  # as top -H shows it
     assert thread != threading.current_thread().name
     assert call == "this call"
 

@@ -34,6 +34,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ameli_grpc.adapters.outages import map_outages
+from ameli_grpc.adapters.threads import name_this_thread
 
 T = TypeVar("T")
 
@@ -218,7 +219,12 @@ class Database:
     async def _on_sqlite_thread(self, work: Callable[[Connection], T]) -> T:
         """One trip to an SQLite thread and back, in the caller's context (tracing's span)."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._sqlite_threads, thread_name_prefix="sqlite")
+            self._executor = ThreadPoolExecutor(
+                self._sqlite_threads,
+                thread_name_prefix="sqlite",
+                initializer=name_this_thread,
+                initargs=(b"sqlite",),
+            )
         call = contextvars.copy_context().run
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, call, self._sqlite_unit, work)
