@@ -91,12 +91,15 @@ class Measurement:
 
 def split(streams: Sequence[Stream], processes: int) -> list[list[tuple[Stream, tuple[int, ...]]]]:
     """Each process's slots of each stream (maybe none), round robin; the web login's all in
-    process 0."""
+    process 0; a flood's in the other processes (when there are), so that the legitimate
+    callers' latencies are the service's, not those of a load process the flood saturates."""
     parts: list[list[tuple[Stream, tuple[int, ...]]]] = [[] for _ in range(processes)]
     for stream in streams:
-        ways = 1 if stream.call == "login_web" else processes
+        first = 1 if stream.call == "flood" and processes > 1 else 0
+        ways = 1 if stream.call == "login_web" else processes - first
         for index, part in enumerate(parts):
-            mine = range(index, stream.in_flight, ways) if index < ways else range(0)
+            position = index - first
+            mine = range(position, stream.in_flight, ways) if 0 <= position < ways else range(0)
             part.append((stream, tuple(mine)))
     return parts
 

@@ -84,6 +84,17 @@ def test_the_load_keeps_the_web_login_in_the_process_that_reads_the_emails() -> 
     assert parts[1] == [(Stream("lock_status", 5), (1, 3)), (Stream("login_web", 3), ())]
 
 
+def test_the_load_keeps_a_flood_out_of_the_legitimate_callers_process() -> None:
+    """The flood's slots go to the other processes, so the legitimate caller's latencies
+    are not those of a load process the flood keeps busy; alone, a process takes both."""
+    parts = split([Stream("login_mobile", 1), Stream("flood", 5)], 3)
+    assert parts[0] == [(Stream("login_mobile", 1), (0,)), (Stream("flood", 5), ())]
+    assert parts[1] == [(Stream("login_mobile", 1), ()), (Stream("flood", 5), (0, 2, 4))]
+    assert parts[2] == [(Stream("login_mobile", 1), ()), (Stream("flood", 5), (1, 3))]
+    (alone,) = split([Stream("login_mobile", 1), Stream("flood", 2)], 1)
+    assert alone == [(Stream("login_mobile", 1), (0,)), (Stream("flood", 2), (0, 1))]
+
+
 @pytest.mark.parametrize("code", ["654321", "012345"])
 def test_the_load_reads_the_code_in_the_bytes_of_the_email(code: str) -> None:
     """The capture server finds the code without parsing the email, as parsing would."""
