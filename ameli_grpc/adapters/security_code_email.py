@@ -117,11 +117,10 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid4().hex}@{domain}>"
 
 
-def smtp_bytes(message: EmailMessage, *, eight_bit: bool) -> bytes:
+def smtp_bytes(message: EmailMessage, *, utf8: bool, eight_bit: bool) -> bytes:
     """The email as an SMTP relay receives it (CRLF line ends), as aiosmtplib's
-    ``send_message`` writes it: UTF-8 headers only for a non-ASCII address
-    (SMTPUTF8), and 7-bit bodies for a relay without 8BITMIME."""
-    utf8 = not all(str(message[name]).isascii() for name in ("From", "To"))
+    ``send_message`` writes it: UTF-8 headers only when ``utf8`` (a non-ASCII
+    address: SMTPUTF8), and 7-bit bodies for a relay without 8BITMIME."""
     policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
     return message.as_bytes(policy=policy if eight_bit else policy.clone(cte_type="7bit"))
 
@@ -170,6 +169,7 @@ class SecurityCodeEmails:
 
     def __init__(self, sender: str) -> None:
         self._sender = sender
+        self._envelope_sender = parseaddr(sender)[1]
         self._domain = _domain_of(sender)
         id_line = f"Message-ID: {new_message_id(self._domain)}"
         self._prepares = sender.isascii() and sender.isprintable() and len(id_line) <= _MAX_LINE
@@ -182,10 +182,13 @@ class SecurityCodeEmails:
         if not (self._prepares and plain and _CODE.fullmatch(code) and valid_minutes >= 1):
             message = build_security_code_email(self._sender, to, code, valid_minutes)
             recipient = message["To"].addresses[0].addr_spec
+            # The envelope's addresses decide, as for aiosmtplib: a display name in UTF-8
+            # is encoded in the header (RFC 2047), it needs no SMTPUTF8.
+            utf8 = not (recipient + self._envelope_sender).isascii()
             return OutgoingEmail(
                 recipient,
-                not (recipient + self._sender).isascii(),
-                lambda eight_bit: smtp_bytes(message, eight_bit=eight_bit),
+                utf8,
+                lambda eight_bit: smtp_bytes(message, utf8=utf8, eight_bit=eight_bit),
             )
         filled: dict[str | int, bytes] = {
             "to": f"To: {to}\r\n".encode("ascii"),
@@ -243,7 +246,7 @@ class _Layout:
                 message_id=message_id,
             )
             message.set_boundary(boundary)
-            return smtp_bytes(message, eight_bit=eight_bit)
+            return smtp_bytes(message, utf8=False, eight_bit=eight_bit)
 
         base = written("0" * _CODE_LENGTH)
         cuts: list[tuple[int, int, str | int]] = []  # start, end, slot

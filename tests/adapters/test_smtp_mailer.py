@@ -121,6 +121,27 @@ async def test_a_non_ascii_address_is_sent_with_smtputf8() -> None:
         assert server.deliveries == []
 
 
+async def test_a_sender_named_in_utf8_needs_no_smtputf8(server: SmtpTestServer) -> None:
+    """A display name with accents is encoded in its header (RFC 2047), as aiosmtplib did:
+    ASCII addresses need no SMTPUTF8, so a relay without it takes the email."""
+    named = "Assurance Maladie – ameli <ne-pas-repondre@app.assurance-maladie.fr>"
+    await SmtpMailer(
+        "127.0.0.1",
+        server.port,
+        named,
+        starttls=False,
+        use_tls=False,
+        username=None,
+        password=None,
+        timeout=5.0,
+    ).send_security_code(TO, CODE, 15)
+
+    (delivery,) = server.deliveries
+    assert "SMTPUTF8" not in delivery.mail_options
+    assert delivery.message["From"] == named
+    assert extract_code(delivery.message) == CODE
+
+
 async def test_logs_the_masked_address_only(server: SmtpTestServer) -> None:
     """A sent email is logged with the masked address, never the code or the address."""
     with capture_logs() as logs:

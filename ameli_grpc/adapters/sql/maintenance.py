@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.dml import Delete
 
 from ameli_grpc.adapters.sql.database import Database
+from ameli_grpc.adapters.sql.repositories import deleted_rows
 from ameli_grpc.adapters.sql.schema import (
     account_setups,
     audit_events,
@@ -30,7 +30,7 @@ async def purge_expired(database: Database, now: datetime) -> dict[str, int]:
 
     def purge(connection: Connection) -> dict[str, int]:
         return {
-            table.name: _rowcount(connection, delete(table).where(table.c.expire_time <= now))
+            table.name: deleted_rows(connection, delete(table).where(table.c.expire_time <= now))
             for table in EXPIRING_TABLES
         }
 
@@ -52,11 +52,7 @@ async def purge_audit(database: Database, before: datetime) -> int:
     statement = delete(audit_events).where(audit_events.c.id.in_(old))
     total = 0
     while True:
-        deleted = await database.transaction(lambda connection: _rowcount(connection, statement))
+        deleted = await database.transaction(lambda connection: deleted_rows(connection, statement))
         total += deleted
         if deleted < AUDIT_PURGE_BATCH:
             return total
-
-
-def _rowcount(connection: Connection, statement: Delete) -> int:
-    return int(getattr(connection.execute(statement), "rowcount", 0) or 0)

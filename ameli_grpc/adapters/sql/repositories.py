@@ -78,7 +78,7 @@ def _execute(
     return work
 
 
-def _rowcount(connection: Connection, statement: Delete) -> int:
+def deleted_rows(connection: Connection, statement: Delete) -> int:
     """The number of rows the statement deleted."""
     result = cast("CursorResult[Any]", connection.execute(statement))
     return result.rowcount
@@ -187,7 +187,7 @@ class SqlAccountRepository:
             connection.execute(
                 delete(trusted_devices).where(trusted_devices.c.account_id == account_id)
             )
-            deleted = _rowcount(
+            deleted = deleted_rows(
                 connection, delete(accounts).where(accounts.c.account_id == account_id)
             )
             if deleted != 1:
@@ -301,7 +301,7 @@ class SqlTrustedDeviceRepository:
         )
 
         def revoke(connection: Connection) -> int:
-            revoked = _rowcount(connection, still_trusted)
+            revoked = deleted_rows(connection, still_trusted)
             connection.execute(delete(trusted_devices).where(of_account))
             connection.execute(_AUDIT_INSERT, _audit_values(audit_row(revoked)))
             return revoked
@@ -327,7 +327,7 @@ class SqlProvisionalCodeRepository:
             provisional_codes.c.nir == nir, provisional_codes.c.code_hash == code_hash
         )
         deleted = await self._database.transaction(
-            lambda connection: _rowcount(connection, statement)
+            lambda connection: deleted_rows(connection, statement)
         )
         return deleted == 1
 
@@ -344,7 +344,7 @@ class SqlProvisionalCodeRepository:
         }
 
         def redeem(connection: Connection) -> bool:
-            if _rowcount(connection, statement) != 1:
+            if deleted_rows(connection, statement) != 1:
                 return False
             connection.execute(insert(account_setups).values(row))
             return True
