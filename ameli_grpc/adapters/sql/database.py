@@ -142,7 +142,6 @@ class Database:
     ) -> None:
         self.url = make_url(url)
         driver_url = _driver_url(self.url)
-        self._timeout = timeout
         # PostgreSQL: the async engine, and the same pool in autocommit (``statement``'s).
         self._async_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
@@ -236,7 +235,7 @@ class Database:
 
     async def ping(self) -> None:
         """Raise ``DependencyUnavailable`` if the database cannot run a query (health)."""
-        await self.statement(lambda connection: connection.execute(text("SELECT 1")))
+        await self.statement(lambda connection: connection.execute(text("SELECT 1")).scalar_one())
 
     async def dispose(self) -> None:
         """Close every pooled connection (graceful shutdown); a later unit of work opens
