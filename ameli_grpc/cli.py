@@ -200,7 +200,7 @@ def _export_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _write_audit(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:
     events = audit_events(settings, since=args.since, until=args.until, kinds=args.kind or ())
-    async with aclosing(events):  # a broken pipe still closes the cursor and the pool
+    async with aclosing(events):  # a broken pipe still closes the reader and the pool
         async for event in events:
             out.write(audit_json_line(event) + "\n")
     out.flush()
