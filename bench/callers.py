@@ -18,12 +18,13 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from bench.common import (
     CALL_TIMEOUT,
-    FLOOD_FIRST_SERIAL,
+    FLOOD_NIRS_PER_SLOT,
     PASSWORD,
     WRONG_PASSWORD,
     bearer,
     email,
     nir,
+    unknown_nir,
 )
 from bench.load import Job, Stream, StreamResult
 
@@ -120,14 +121,18 @@ def caller(stub: Any, stream: Stream, slot: int, inbox: Inbox, keys: tuple[str, 
         assert verified.authenticated.account_id
 
     async def flood(iteration: int) -> None:
-        unknown = nir(FLOOD_FIRST_SERIAL + slot * 300 + iteration % 300)  # one try per NIR
+        serial = slot * FLOOD_NIRS_PER_SLOT + iteration % FLOOD_NIRS_PER_SLOT
+        unknown = unknown_nir(serial)  # one try per NIR: no NIR's lock refuses them
         request = auth_pb2.CheckCredentialsRequest(nir=unknown, password=WRONG_PASSWORD)
         try:
             await stub.CheckCredentials(request, metadata=portal, timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAVAILABLE:
-                raise  # counted as shed
-            # any other refusal is the flood's expected answer
+            # INVALID_CREDENTIALS after a verify is the flood's answer; UNAVAILABLE is counted
+            # as shed, anything else as an error (the flood would not be what it claims)
+            if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise
+        else:
+            raise AssertionError("an unknown NIR logged in")
 
     calls: dict[str, Call] = {
         "lock_status": lock_status,

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from ameli_grpc.adapters.security_code_email import build_security_code_email
+from ameli_grpc.domain.nir import Nir
 from bench.callers import code_in, code_of
+from bench.common import FLOOD_NIRS_PER_SLOT, nir, unknown_nir
 from bench.load import Stream, split
 from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
@@ -52,6 +54,23 @@ def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
     assert "Traceback" not in finished.stderr
     for row in ("idle", "flood, shedding at 4", "flood, shedding off"):
         assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
+    assert "answers other than its own" not in finished.stdout, finished.stdout
+
+
+def test_every_slot_of_a_large_flood_tries_valid_nirs_that_no_account_has() -> None:
+    """A flood's callers send wrong passwords for unknown NIRs, each NIR once: none of them
+    may be refused for its form (an answer that costs no verify) or be an account's."""
+    slots = 256
+    serials = [
+        slot * FLOOD_NIRS_PER_SLOT + iteration
+        for slot in (0, 1, slots - 1)
+        for iteration in (0, FLOOD_NIRS_PER_SLOT - 1)
+    ]
+    unknown = {unknown_nir(serial) for serial in serials}
+    assert len(unknown) == len(serials)
+    for value in unknown | {nir(0), nir(99_999)}:
+        Nir.parse(value)
+    assert not unknown & {nir(serial) for serial in range(0, 100_000, 997)}
 
 
 def test_the_full_mode_refuses_rows_of_another_backend_and_bad_sizes() -> None:
