@@ -18,8 +18,18 @@ for one test and stopped after it::
 
 The server runs in a thread of its own with its own event loop, so the
 helpers are plain functions and the fixture serves synchronous and
-asynchronous tests alike. ``AmeliTestServer`` is the same server without
-pytest (``with AmeliTestServer(directory) as server: ...``).
+asynchronous tests alike: ``client``, ``mobile_client`` and ``advisor_client``
+are ``AuthClient``s for async tests, ``sync_client``, ``sync_mobile_client`` and
+``sync_advisor_client`` blocking ``SyncAuthClient``s for the others::
+
+    def test_login(ameli_service):
+        ameli_service.add_account("180017511200169", "Mot-de-passe-1", email="a@example.fr")
+        checked = ameli_service.sync_client.check_credentials(
+            nir="180017511200169", password="Mot-de-passe-1"
+        )
+
+``AmeliTestServer`` is the same server without pytest
+(``with AmeliTestServer(directory) as server: ...``).
 
 Importing this module is cheap: nothing starts unless the fixture is used.
 """
@@ -46,7 +56,7 @@ from ameli_grpc.domain.model import Affiliation
 
 if TYPE_CHECKING:
     import grpc
-    from ameli.auth.client import AuthClient
+    from ameli.auth.client import AuthClient, SyncAuthClient
 
     from ameli_grpc.bootstrap import Container
     from ameli_grpc.server.app import RunningServer
@@ -91,6 +101,7 @@ class AmeliTestServer:
         self._container: Container | None = None
         self._running: RunningServer | None = None
         self._clients: dict[tuple[int, str], AuthClient] = {}
+        self._sync_clients: dict[str, SyncAuthClient] = {}
         self._channels: list[tuple[asyncio.AbstractEventLoop, grpc.aio.Channel]] = []
 
     # -- life cycle -------------------------------------------------------------------------
@@ -217,6 +228,21 @@ class AmeliTestServer:
         """An ``AuthClient`` with the advisor key (the advisor RPCs)."""
         return self._client(self.advisor_key)
 
+    @property
+    def sync_client(self) -> SyncAuthClient:
+        """A blocking ``ameli.auth.SyncAuthClient`` with the portal key, for synchronous tests."""
+        return self._sync_client(self.portal_key)
+
+    @property
+    def sync_mobile_client(self) -> SyncAuthClient:
+        """A ``SyncAuthClient`` with the mobile back end's key (``CHANNEL_MOBILE_APP``)."""
+        return self._sync_client(self.mobile_key)
+
+    @property
+    def sync_advisor_client(self) -> SyncAuthClient:
+        """A ``SyncAuthClient`` with the advisor key (the advisor RPCs)."""
+        return self._sync_client(self.advisor_key)
+
     # -- inside ------------------------------------------------------------------------------
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -287,7 +313,8 @@ class AmeliTestServer:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError(
-                "AuthClient is asynchronous: use it in an async test (pytest-asyncio)"
+                "AuthClient is asynchronous: use it in an async test (pytest-asyncio), "
+                "or sync_client in a synchronous one"
             ) from None
         cached = self._clients.get((id(loop), key))
         if cached is None:
@@ -296,7 +323,20 @@ class AmeliTestServer:
             cached = self._clients[(id(loop), key)] = AuthClient(channel, api_key=key)
         return cached
 
+    def _sync_client(self, key: str) -> SyncAuthClient:
+        from ameli.auth.client import connect_sync
+
+        if self._loop is None:
+            raise RuntimeError("the server is not started")
+        cached = self._sync_clients.get(key)
+        if cached is None:
+            cached = self._sync_clients[key] = connect_sync(self.target, api_key=key)
+        return cached
+
     def _close_clients(self) -> None:
+        for client in self._sync_clients.values():
+            client.close()
+        self._sync_clients.clear()
         for loop, channel in self._channels:
             # A loop that is gone took its channel's calls with it; the channel closes when
             # collected. A loop that still exists (and is idle) closes it properly.

@@ -17,8 +17,9 @@ def consumer_environment() -> dict[str, str]:
 
 
 def test_another_team_runs_its_tests_with_the_installed_plugin(tmp_path: Path) -> None:
-    """Their tests (web login, lock lifted by the clock, advisor reset) pass in their own
-    directory, with no conftest, the fixture found through the ``pytest11`` entry point."""
+    """Their tests (web login, lock lifted by the clock, advisor reset, a synchronous test
+    with the blocking clients) pass in their own directory, with no conftest, the fixture
+    found through the ``pytest11`` entry point."""
     shutil.copy(CONSUMER / "pytest.ini", tmp_path / "pytest.ini")
     shutil.copy(CONSUMER / "check_ameli_plugin.py", tmp_path / "test_ameli_plugin.py")
     result = subprocess.run(  # noqa: S603 (our own interpreter, fixed arguments, no shell)
@@ -31,7 +32,7 @@ def test_another_team_runs_its_tests_with_the_installed_plugin(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "6 passed" in result.stdout
 
 
 def test_the_plugin_is_found_through_its_entry_point() -> None:

@@ -77,3 +77,23 @@ def test_a_synchronous_test_uses_the_helpers(ameli_service: AmeliTestServer) -> 
     assert ameli_service.target.startswith("127.0.0.1:")
     with pytest.raises(LookupError):
         ameli_service.last_code(EMAIL)
+
+
+def test_a_synchronous_test_logs_in_with_the_blocking_clients(
+    ameli_service: AmeliTestServer,
+) -> None:
+    """sync_client, sync_mobile_client and sync_advisor_client block: no event loop needed."""
+    ameli_service.add_account(NIR, PASSWORD, email=EMAIL)
+    client = ameli_service.sync_client
+    login_id = client.check_credentials(nir=NIR, password=PASSWORD).code_required.login_id
+    client.request_code(login_id=login_id)
+    verified = client.verify_code(login_id=login_id, code=ameli_service.last_code(EMAIL))
+    assert verified.authenticated.account_id
+    mobile = ameli_service.sync_mobile_client.check_credentials(
+        nir=NIR, password=PASSWORD, channel=auth_pb2.CHANNEL_MOBILE_APP
+    )
+    assert mobile.WhichOneof("result") == "authenticated"
+    with pytest.raises(WrongEntry):
+        client.check_credentials(nir=NIR, password="mauvais")
+    status = ameli_service.sync_advisor_client.get_account(nir=NIR)
+    assert status.password_failures == 1
