@@ -226,9 +226,12 @@ class LoginUseCases:
         if not await self._p.provisional_codes.redeem(
             provisional.nir, provisional.code_hash, setup
         ):
+            # A concurrent login redeemed it first: that code was right, so nothing is counted
+            # (its attempt is settled as right) and every attempt is left.
             raise AuthError(
                 ErrorReason.INVALID_CREDENTIALS,
-                Messages.wrong_entry(self._policy.max_password_failures),
+                Messages.wrong_entry(rule.limit),
+                attempts_remaining=rule.limit,
             )
         await self._attempts.right(nir_ref, rule, ticket, login_complete=True)
         await self._audit.record(AuditKind.PROVISIONAL_CODE_USED, nir_ref, now, client=request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -20,7 +21,7 @@ from fakes import (
     wrong_code,
 )
 
-from ameli_grpc.domain.errors import DependencyUnavailable, ErrorReason
+from ameli_grpc.domain.errors import AuthError, DependencyUnavailable, ErrorReason
 from ameli_grpc.domain.messages import Messages
 from ameli_grpc.domain.model import Affiliation, Channel
 from ameli_grpc.domain.outcomes import AccountSetupRequired, Authenticated, CodeVerified, LockStatus
@@ -323,6 +324,31 @@ async def test_the_provisional_code_works_once_in_the_password_field() -> None:
     assert second.reason is ErrorReason.INVALID_CREDENTIALS
     assert second.message == Messages.wrong_entry(3)
     assert second.attempts_remaining == 2
+
+
+async def test_two_logins_racing_with_the_provisional_code_redeem_it_once() -> None:
+    """Both verify the code; one redeems it, the other is a wrong entry that counts nothing
+    and says so (every attempt left), like any wrong entry of case 4."""
+    service, fakes = make_service()
+    fakes.add_account()
+    await service.advisor.reset_account(NIR, ADVISOR, REASON, send_provisional_code=True)
+    request = credentials(password=fakes.sms.last_code)
+
+    outcomes = await asyncio.gather(
+        service.login.check_credentials(request),
+        service.login.check_credentials(request),
+        return_exceptions=True,
+    )
+
+    (won,) = [outcome for outcome in outcomes if isinstance(outcome, AccountSetupRequired)]
+    (lost,) = [outcome for outcome in outcomes if isinstance(outcome, AuthError)]
+    assert len(won.setup_token) >= 43
+    assert lost.reason is ErrorReason.INVALID_CREDENTIALS
+    assert lost.message == Messages.wrong_entry(3)
+    assert lost.attempts_remaining == 3
+    assert len(fakes.provisional_codes.setups) == 1
+    assert len(fakes.audit.of_kind("provisional_code_used")) == 1
+    assert fakes.audit.of_kind("password_failed") == []
 
 
 async def test_the_provisional_code_comes_before_channel_and_rfi() -> None:
