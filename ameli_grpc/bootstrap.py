@@ -115,6 +115,7 @@ async def build_container(
     hasher = Argon2PasswordHasher(
         workers=settings.hash_workers,
         max_pending=settings.max_pending_hashes,
+        max_wait=settings.max_hash_wait,
         on_pending=metrics.hash_queue_depth if metrics else None,
     )
     ports = Ports(

@@ -38,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
     )
     parsing.add_argument("--flood", type=int, default=0, help="unknown-NIR logins beside one legit")
     parsing.add_argument("--max-pending", type=int, default=32, help="with --flood: the shedding")
+    parsing.add_argument(
+        "--max-wait", type=float, default=1.0, help="with --flood: the shedding's wait (s)"
+    )
     return parsing
 
 
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.flood:
         from bench.flood import flood
 
-        return flood(args.backend, args.flood, args.max_pending, chosen, args.processes)
+        shedding = (args.max_pending, args.max_wait)
+        return flood(args.backend, args.flood, shedding, chosen, args.processes)
     keys = args.only or (QUICK_ROWS if args.quick else ROW_KEYS)
     rows = [row for row in ROWS if row.key in keys and args.backend in row.backends]
     if not rows:

@@ -2,9 +2,10 @@
 
 One caller logs in on the mobile app, first idle, then while N callers send wrong
 passwords for unknown NIRs, with the production shedding (``AMELI_MAX_PENDING_HASHES``,
-``--max-pending``) and with shedding off, side by side in one run (the service restarted
-on the same data for each). Every legitimate call must be answered within 3 × its idle
-p99 or shed at once with RetryInfo: exit status 1 otherwise (with shedding on).
+``--max-pending``; ``AMELI_MAX_HASH_WAIT``, ``--max-wait``) and with shedding off, side
+by side in one run (the service restarted on the same data for each). Every legitimate
+call must be answered within 3 × its idle p99 or shed at once with RetryInfo: exit status
+1 otherwise (with shedding on).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ LINE = "{:<30}{:>7}{:>7}{:>9}{:>8}{:>13}{:>14}{:>12}{:>15}"
 @dataclass
 class FloodRun:
     name: str
-    max_pending: int
+    shedding: tuple[int, float]  # AMELI_MAX_PENDING_HASHES, AMELI_MAX_HASH_WAIT
     flooding: int
     legitimate: StreamResult | None = None
     flood: StreamResult | None = None
@@ -55,7 +56,8 @@ async def _measure(
             streams = [Stream("login_mobile", 1)]
             streams += [Stream("flood", run.flooding)] if run.flooding else []
             warm_up = max(timing["warm_up"], FLOOD_WARM_UP if run.flooding else 0.0)
-            served = {**settings, "max_pending_hashes": run.max_pending}
+            max_pending, max_wait = run.shedding
+            served = {**settings, "max_pending_hashes": max_pending, "max_hash_wait": max_wait}
             async with targets.service(served) as service:
                 done = await pool.measure(service.address, streams, warm_up, timing["seconds"])
             run.legitimate = done.streams[0]
@@ -92,15 +94,23 @@ def _print(runs: list[FloodRun], seconds: float) -> float:
 
 
 def flood(
-    backend: str, flooding: int, max_pending: int, timing: dict[str, float], processes: int
+    backend: str,
+    flooding: int,
+    shedding: tuple[int, float],
+    timing: dict[str, float],
+    processes: int,
 ) -> int:
-    """Measure and print; 0 if the target was met with shedding on, 1 otherwise."""
+    """Measure and print; 0 if the target was met with shedding on, 1 otherwise.
+
+    ``shedding``: the pending verifications and the expected wait (s) beyond which a login
+    is shed (``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT``)."""
     report.header(backend, 1, timing["seconds"], processes)
     print(f"flood        : {flooding} parallel unknown-NIR logins beside one legitimate login")
+    max_pending, max_wait = shedding
     runs = [
-        FloodRun("idle", max_pending, 0),
-        FloodRun(f"flood, shedding at {max_pending}", max_pending, flooding),
-        FloodRun("flood, shedding off", UNBOUNDED, flooding),
+        FloodRun("idle", shedding, 0),
+        FloodRun(f"flood, shedding at {max_pending} / {max_wait:g} s", shedding, flooding),
+        FloodRun("flood, shedding off", (UNBOUNDED, 0.0), flooding),
     ]
     asyncio.run(_measure(backend, runs, timing, processes))
     idle_p99 = _print(runs, timing["seconds"])

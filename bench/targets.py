@@ -165,9 +165,12 @@ def service_settings(
     smtp_port: int,
     max_pending: int,
     previous_key: bool = False,
+    max_wait: float = 0.0,
 ) -> dict[str, Any]:
     """``AMELI_*`` of the service: production defaults but for what a local run needs.
 
+    ``max_pending`` and ``max_wait`` (``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT``):
+    the shedding, out of the way of the load unless a flood measures it.
     ``previous_key``: a key rotation under way (each NIR looked up under both keys).
     """
     previous = {"previous_secret_keys": secrets.token_hex(32)} if previous_key else {}
@@ -185,6 +188,7 @@ def service_settings(
         "drain_delay": 0,
         "shutdown_grace": 1,
         "max_pending_hashes": max_pending,  # throughput, not shedding (unless a flood asks)
+        "max_hash_wait": max_wait,
     }
 
 

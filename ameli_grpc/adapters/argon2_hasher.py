@@ -10,7 +10,12 @@ while the pool is saturated, and hashing takes whatever CPU is left.
 The pool's queue is bounded by admission (SPEC §7.5): a request that would
 wait behind more than ``max_pending`` admitted verifications is turned away
 at once rather than queued, so a burst costs late callers a fast refusal
-instead of costing every caller a long wait.
+instead of costing every caller a long wait. The wait is bounded in time
+too (``max_wait``): a count means a wait only at a given speed, and hashing
+slows down when the cores are taken by other work (the refusals of a flood
+that retries at once, a noisy neighbour), when 32 verifications can be
+seconds. The expected wait is the verifications ahead, per thread, times a
+verification's recent duration (measured, a moving average).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -45,6 +51,9 @@ OWASP_PARAMETERS = argon2.Parameters(
 
 
 DEFAULT_MAX_PENDING = 32
+DEFAULT_MAX_WAIT = 1.0  # seconds: beyond SPEC §7.5's count, no admitted call waits for seconds
+# The weight of the latest job's duration in the moving average.
+_DURATION_WEIGHT = 0.2
 
 # Added to a hashing thread's nice value (Linux schedules each thread on its own).
 HASH_THREAD_NICENESS = 10
@@ -59,18 +68,26 @@ class Argon2PasswordHasher:
         workers: int = 0,
         max_pending: int = DEFAULT_MAX_PENDING,
         on_pending: Callable[[int], None] | None = None,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         """``on_pending`` is told the number of pending verifications each time it changes
-        (the metrics' ``ameli_hash_queue_depth``)."""
+        (the metrics' ``ameli_hash_queue_depth``). ``max_wait`` (seconds, 0: no bound) bounds
+        the expected wait of an admitted request; ``timer`` times each job in its thread."""
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
+        self._workers = workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1,
+            max_workers=self._workers,
             thread_name_prefix="argon2",
             initializer=_lower_this_thread,
         )
+        self._max_pending = max_pending
+        self._max_wait = max_wait
+        self._timer = timer
+        # A job's recent duration in seconds (None until one is done); set on the event loop.
+        self._duration: float | None = None
         # A hash of a random password: what an unknown NIR is verified against.
         self._dummy_hash = self._hasher.hash(os.urandom(16).hex())
-        self._max_pending = max_pending
         # Admitted and not yet done, queued or running; only touched on the event loop.
         self._pending = 0
         self._on_pending = on_pending
@@ -80,15 +97,25 @@ class Argon2PasswordHasher:
         """Verifications admitted and not yet done, queued or running."""
         return self._pending
 
+    @property
+    def expected_wait(self) -> float:
+        """Seconds a request admitted now would wait before its verification starts."""
+        if self._duration is None:
+            return 0.0
+        return self._pending // self._workers * self._duration
+
     @contextmanager
     def admission(self) -> Iterator[bool]:
         """True while this request holds a place; False if it would wait behind too many.
 
         "Behind" counts the admitted verifications, queued or running alike:
         with more than ``max_pending`` of them ahead the request holds nothing
-        and the caller refuses it (so ``max_pending + 1`` run or queue at most).
+        and the caller refuses it (so ``max_pending + 1`` run or queue at most);
+        nor does it when its expected wait is above ``max_wait``.
         """
-        if self._pending > self._max_pending:
+        if self._pending > self._max_pending or (
+            self._max_wait > 0 and self.expected_wait > self._max_wait
+        ):
             yield False
             return
         self._changed(+1)
@@ -127,7 +154,21 @@ class Argon2PasswordHasher:
             return False
 
     async def _run(self, function: Callable[..., _R], *args: str) -> _R:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        loop = asyncio.get_running_loop()
+        result, seconds = await loop.run_in_executor(self._pool, self._timed, function, *args)
+        previous = self._duration
+        self._duration = (
+            seconds
+            if previous is None
+            else _DURATION_WEIGHT * seconds + (1 - _DURATION_WEIGHT) * previous
+        )
+        return result
+
+    def _timed(self, function: Callable[..., _R], *args: str) -> tuple[_R, float]:
+        """In a hashing thread: ``function``'s result and how long it took there."""
+        started = self._timer()
+        result = function(*args)
+        return result, self._timer() - started
 
 
 def _lower_this_thread() -> None:

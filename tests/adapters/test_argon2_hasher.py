@@ -86,6 +86,64 @@ def test_a_place_is_given_back_even_when_the_attempt_fails(
     assert hasher.pending == 0
 
 
+class SteppingTimer:
+    """A job's timer that says each job took ``step`` seconds (two reads per job)."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self._now = 0.0
+        self._reads = 0
+
+    def __call__(self) -> float:
+        self._reads += 1
+        if self._reads % 2 == 0:
+            self._now += self.step
+        return self._now
+
+
+async def test_admission_refuses_a_request_that_would_wait_longer_than_max_wait() -> None:
+    """Jobs that take 0.4 s on 2 threads, a bound of 1 s: admitted behind 0 to 5 pending
+    (at most 2 rounds, 0.8 s), refused behind 6 (1.2 s), though the count would allow it."""
+    timer = SteppingTimer(0.4)
+    hasher = Argon2PasswordHasher(FAST, workers=2, max_pending=32, max_wait=1.0, timer=timer)
+    try:
+        assert hasher.expected_wait == 0.0  # nothing measured yet: the count alone
+        await hasher.verify_dummy("x")
+        assert hasher.expected_wait == 0.0  # no one ahead
+        with ExitStack() as stack:
+            admitted = [stack.enter_context(hasher.admission()) for _ in range(6)]
+            assert admitted == [True] * 6
+            assert hasher.expected_wait == pytest.approx(1.2)
+            with hasher.admission() as seventh:
+                assert not seventh
+                assert hasher.pending == 6
+    finally:
+        hasher.close()
+
+
+async def test_the_expected_wait_follows_the_recent_durations() -> None:
+    """A moving average: slower jobs raise the expected wait, faster ones bring it down; with
+    ``max_wait`` 0 there is no bound in time."""
+    timer = SteppingTimer(0.1)
+    hasher = Argon2PasswordHasher(FAST, workers=1, max_pending=1000, max_wait=0, timer=timer)
+    try:
+        await hasher.verify_dummy("x")
+        with hasher.admission(), hasher.admission():
+            assert hasher.expected_wait == pytest.approx(0.2)
+            timer.step = 10.0
+            await hasher.verify_dummy("x")
+            slowed = hasher.expected_wait
+            assert slowed > 0.2
+            with hasher.admission() as admitted:  # no bound in time: admitted all the same
+                assert admitted
+            timer.step = 0.1
+            for _ in range(30):
+                await hasher.verify_dummy("x")
+            assert hasher.expected_wait < slowed / 10
+    finally:
+        hasher.close()
+
+
 async def test_concurrent_admitted_verifications_complete_and_give_their_places_back(
     hasher: Argon2PasswordHasher,
 ) -> None:

@@ -25,7 +25,7 @@ import structlog
 from ameli_grpc.adapters.sql.database import SUPPORTED_DRIVERS
 from ameli_grpc.adapters.sql.migrate import current_revision, head_revision
 from ameli_grpc.cli import main
-from ameli_grpc.config import DATABASE_DRIVERS, ConfigurationError, load_settings
+from ameli_grpc.config import DATABASE_DRIVERS, ConfigurationError, Settings, load_settings
 from tests.e2e.replicas import ServerProcess, wait_until_serving
 from tests.support.http_gateway import gateway_server
 from tests.support.mail import free_port, smtp_server
@@ -374,6 +374,19 @@ def test_load_settings_names_every_bad_variable_and_quotes_no_secret(
 def test_the_settings_accept_the_drivers_the_database_adapter_supports() -> None:
     """The URL check of the settings and the SQL adapter agree on the supported drivers."""
     assert DATABASE_DRIVERS == SUPPORTED_DRIVERS
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """Each ``AMELI_*`` setting has its row (or its place in a row "A / B") in the README."""
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    documented = {
+        name.strip()
+        for line in readme.splitlines()
+        if line.startswith("| AMELI_")
+        for name in line.split("|")[1].split("/")
+    }
+    expected = {f"AMELI_{field.upper()}" for field in Settings.model_fields}
+    assert expected <= documented, sorted(expected - documented)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

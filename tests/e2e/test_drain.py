@@ -81,6 +81,7 @@ def _server_settings(smtp: SmtpTestServer, **storage: Any) -> dict[str, Any]:
         # are still under way when the drain delay ends.
         "hash_workers": 1,
         "max_pending_hashes": 200,
+        "max_hash_wait": 0,
     }
 
 
