@@ -163,8 +163,7 @@ async def _slot(call: Call, job: Job, result: StreamResult, shed_pause: float) -
         if not job.measure_from <= ended <= job.until:
             continue
         if shed:
-            result.shed += 1
-            result.slowest_shed = max(result.slowest_shed, elapsed)
+            result.shed_latencies.append(elapsed)
         elif failure:
             result.errors[failure] += 1
         else:

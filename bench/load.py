@@ -36,14 +36,21 @@ class Stream:
 class StreamResult:
     """What one stream did within the measured window (calls that ended in it)."""
 
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # of the calls answered
     errors: Counter[str] = field(default_factory=Counter)
-    shed: int = 0
-    slowest_shed: float = 0.0
+    shed_latencies: list[float] = field(default_factory=list)  # of the calls shed
 
     @property
     def calls(self) -> int:
         return len(self.latencies)
+
+    @property
+    def shed(self) -> int:
+        return len(self.shed_latencies)
+
+    @property
+    def slowest_shed(self) -> float:
+        return max(self.shed_latencies, default=0.0)
 
     @property
     def error_rate(self) -> float:
@@ -53,8 +60,7 @@ class StreamResult:
     def merge(self, other: StreamResult) -> None:
         self.latencies += other.latencies
         self.errors.update(other.errors)
-        self.shed += other.shed
-        self.slowest_shed = max(self.slowest_shed, other.slowest_shed)
+        self.shed_latencies += other.shed_latencies
 
     def percentile(self, p: float) -> float:
         """Seconds; NaN without a call."""

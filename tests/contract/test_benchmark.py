@@ -18,7 +18,8 @@ from ameli_grpc.adapters.security_code_email import build_security_code_email
 from ameli_grpc.domain.nir import Nir
 from bench.callers import code_in, code_of
 from bench.common import FLOOD_NIRS_PER_SLOT, nir, unknown_nir
-from bench.load import Stream, split
+from bench.flood import FloodRun
+from bench.load import Stream, StreamResult, split
 from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,17 @@ def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
     for row in ("idle", "flood, shedding at 4", "flood, shedding off"):
         assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
     assert "answers other than its own" not in finished.stdout, finished.stdout
+
+
+def test_a_legitimate_call_shed_late_misses_the_flood_target() -> None:
+    """A refusal is "at once" only within the bound an answer has: one answered in time,
+    one shed in time, one shed late make two thirds."""
+    legitimate = StreamResult(latencies=[0.1], shed_latencies=[0.05, 0.5])
+    run = FloodRun("flood", (32, 1.0), 256, legitimate=legitimate)
+
+    assert run.within(0.2) == pytest.approx(2 / 3)
+    assert legitimate.shed == 2
+    assert legitimate.slowest_shed == 0.5
 
 
 def test_every_slot_of_a_large_flood_tries_valid_nirs_that_no_account_has() -> None:
