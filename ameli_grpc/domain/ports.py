@@ -142,7 +142,8 @@ class PasswordHasher(Protocol):
 
         Enters as True, or as False (holding nothing) when the request would
         wait behind more verifications, queued or running, than the process
-        allows: the caller then sheds the request instead of queueing it.
+        allows, or would expect to wait longer than it allows: the caller then
+        sheds the request instead of queueing it.
         """
 
     async def hash(self, password: str) -> str: ...
