@@ -41,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     parsing.add_argument(
         "--max-wait", type=float, default=1.0, help="with --flood: the shedding's wait (s)"
     )
+    parsing.add_argument(
+        "--flood-nice", type=int, default=0, help="with --flood: its processes' niceness (0-19)"
+    )
     return parsing
 
 
@@ -51,6 +54,8 @@ def options(args: argparse.Namespace, parsing: argparse.ArgumentParser) -> dict[
         parsing.error("--seconds is 0.5 to 300, --warm-up 0 to 60")
     if not 1 <= chosen["repeat"] <= 20 or not 1 <= args.processes <= 16:
         parsing.error("--repeat is 1 to 20, --processes 1 to 16")
+    if not 0 <= args.flood_nice <= 19:
+        parsing.error("--flood-nice is 0 to 19")
     if args.quick and args.backend != "embedded":
         parsing.error("--quick measures the embedded set only")
     return chosen
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.flood import flood
 
         shedding = (args.max_pending, args.max_wait)
-        return flood(args.backend, args.flood, shedding, chosen, args.processes)
+        return flood(args.backend, args.flood, shedding, chosen, args.processes, args.flood_nice)
     keys = args.only or (QUICK_ROWS if args.quick else ROW_KEYS)
     rows = [row for row in ROWS if row.key in keys and args.backend in row.backends]
     if not rows:

@@ -42,7 +42,11 @@ class FloodRun:
 
 
 async def _measure(
-    backend: str, runs: list[FloodRun], timing: dict[str, float], processes: int
+    backend: str,
+    runs: list[FloodRun],
+    timing: dict[str, float],
+    processes: int,
+    flood_nice: int,
 ) -> None:
     smtp_port = free_port()
     async with AsyncExitStack() as stack:
@@ -50,7 +54,7 @@ async def _measure(
         stored = await stack.enter_async_context(targets.storage(backend, directory))
         settings = targets.service_settings(stored, directory, smtp_port, max_pending=0)
         await targets.load(settings, 1)
-        pool = LoadPool(processes, smtp_port)
+        pool = LoadPool(processes, smtp_port, others_nice=flood_nice)
         stack.callback(pool.close)
         for run in runs:
             streams = [Stream("login_mobile", 1)]
@@ -99,6 +103,7 @@ def flood(
     shedding: tuple[int, float],
     timing: dict[str, float],
     processes: int,
+    flood_nice: int = 0,
 ) -> int:
     """Measure and print; 0 if the target was met with shedding on, 1 otherwise.
 
@@ -106,12 +111,14 @@ def flood(
     is shed (``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT``)."""
     report.header(backend, 1, timing["seconds"], processes)
     print(f"flood        : {flooding} parallel unknown-NIR logins beside one legitimate login")
+    if flood_nice:
+        print(f"               the flood's processes niced by {flood_nice} (its CPU elsewhere)")
     max_pending, max_wait = shedding
     runs = [
         FloodRun("idle", shedding, 0),
         FloodRun(f"flood, shedding at {max_pending} / {max_wait:g} s", shedding, flooding),
         FloodRun("flood, shedding off", (UNBOUNDED, 0.0), flooding),
     ]
-    asyncio.run(_measure(backend, runs, timing, processes))
+    asyncio.run(_measure(backend, runs, timing, processes, flood_nice))
     idle_p99 = _print(runs, timing["seconds"])
     return 0 if runs[1].within(3 * idle_p99) >= 0.99 else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -111,16 +112,22 @@ def split(streams: Sequence[Stream], processes: int) -> list[list[tuple[Stream, 
 
 
 class LoadPool:
-    """``processes`` spawned load processes, ready when constructed; ``close()`` them."""
+    """``processes`` spawned load processes, ready when constructed; ``close()`` them.
 
-    def __init__(self, processes: int = 2, smtp_port: int = 0) -> None:
+    ``others_nice``: added to the nice value of every process but the first (where a
+    flood runs, ``split``), so that they take only the cores the service leaves, as a
+    load from another machine would.
+    """
+
+    def __init__(self, processes: int = 2, smtp_port: int = 0, others_nice: int = 0) -> None:
         context = get_context("spawn")
         self._jobs = [context.Queue() for _ in range(processes)]
         self._results: Any = context.Queue()
         self._processes = [
             context.Process(
                 target=_process_main,
-                args=(index, jobs, self._results, smtp_port if index == 0 else 0),
+                args=(jobs, self._results, smtp_port if index == 0 else 0),
+                kwargs={"nice": others_nice if index else 0},
                 daemon=True,
             )
             for index, jobs in enumerate(self._jobs)
@@ -165,7 +172,9 @@ class LoadPool:
                 process.kill()
 
 
-def _process_main(index: int, jobs: Any, results: Any, smtp_port: int) -> None:
+def _process_main(jobs: Any, results: Any, smtp_port: int, nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     asyncio.run(_serve_jobs(jobs, results, smtp_port))
 
 

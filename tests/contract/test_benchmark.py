@@ -6,6 +6,7 @@ its anchor falls far below the target (``bench.rows.QUICK_FLOORS``), never on a 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -19,7 +20,7 @@ from ameli_grpc.domain.nir import Nir
 from bench.callers import code_in, code_of
 from bench.common import FLOOD_NIRS_PER_SLOT, nir, unknown_nir
 from bench.flood import FloodRun
-from bench.load import Stream, StreamResult, split
+from bench.load import LoadPool, Stream, StreamResult, split
 from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,18 @@ def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
     for row in ("idle", "flood, shedding at 4", "flood, shedding off"):
         assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
     assert "answers other than its own" not in finished.stdout, finished.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness read from Linux")
+def test_the_flood_processes_can_yield_the_cores_to_the_service() -> None:
+    """``others_nice`` lowers every load process but the first (the legitimate caller's)."""
+    pool = LoadPool(3, others_nice=5)
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        niceness = [os.getpriority(os.PRIO_PROCESS, p.pid or 0) for p in pool._processes]
+    finally:
+        pool.close()
+    assert niceness == [ours, min(19, ours + 5), min(19, ours + 5)]
 
 
 def test_a_legitimate_call_shed_late_misses_the_flood_target() -> None:
