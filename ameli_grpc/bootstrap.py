@@ -117,6 +117,7 @@ async def build_container(
         max_pending=settings.max_pending_hashes,
         max_wait=settings.max_hash_wait,
         on_pending=metrics.hash_queue_depth if metrics else None,
+        on_duration=metrics.hash_duration if metrics else None,
     )
     ports = Ports(
         accounts=SqlAccountRepository(database, clock),

@@ -70,10 +70,12 @@ class Argon2PasswordHasher:
         on_pending: Callable[[int], None] | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
         timer: Callable[[], float] = time.perf_counter,
+        on_duration: Callable[[float], None] | None = None,
     ) -> None:
         """``on_pending`` is told the number of pending verifications each time it changes
         (the metrics' ``ameli_hash_queue_depth``). ``max_wait`` (seconds, 0: no bound) bounds
-        the expected wait of an admitted request; ``timer`` times each job in its thread."""
+        the expected wait of an admitted request; ``timer`` times each job in its thread,
+        and ``on_duration`` is told each job's time (``ameli_hash_duration_seconds``)."""
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._workers = workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(
@@ -84,6 +86,7 @@ class Argon2PasswordHasher:
         self._max_pending = max_pending
         self._max_wait = max_wait
         self._timer = timer
+        self._on_duration = on_duration
         # A job's recent duration in seconds (None until one is done); set on the event loop.
         self._duration: float | None = None
         # A hash of a random password: what an unknown NIR is verified against.
@@ -156,6 +159,8 @@ class Argon2PasswordHasher:
     async def _run(self, function: Callable[..., _R], *args: str) -> _R:
         loop = asyncio.get_running_loop()
         result, seconds = await loop.run_in_executor(self._pool, self._timed, function, *args)
+        if self._on_duration is not None:
+            self._on_duration(seconds)
         previous = self._duration
         self._duration = (
             seconds

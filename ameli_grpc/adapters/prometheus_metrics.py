@@ -5,7 +5,7 @@ what happens by four parts of the service, none of which imports this module:
 the interceptor (each call: ``started``, ``handled``), the use cases through
 the domain's ``Events`` port (logins, codes, locks), the adapters' outage
 idiom (``outages.listen_to_dependencies``: ``dependency``) and the argon2
-hasher (``hash_queue_depth``). The gRPC names and labels are those of
+hasher (``hash_queue_depth``, ``hash_duration``). The gRPC names and labels are those of
 go-grpc-prometheus. Every label value comes from a fixed set in the code —
 method names, status codes, error reasons, lock kinds, auth methods,
 dependency names — never from a request: no NIR, key, address or email.
@@ -90,6 +90,12 @@ class PrometheusMetrics:
             registry=into,
             multiprocess_mode="livesum",
         )
+        self._hash_seconds = Histogram(
+            "ameli_hash_duration_seconds",
+            "Time of each argon2 job (a verify or a hash) in its hashing thread, in seconds.",
+            registry=into,
+            buckets=(0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+        )
         self._last_up: dict[str, bool] = {}
 
     # --- the interceptor's RpcObserver ------------------------------------------------------
@@ -124,6 +130,9 @@ class PrometheusMetrics:
 
     def hash_queue_depth(self, pending: int) -> None:
         self._hash_depth.set(pending)
+
+    def hash_duration(self, seconds: float) -> None:
+        self._hash_seconds.observe(seconds)
 
 
 class MetricsServer:

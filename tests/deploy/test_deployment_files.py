@@ -35,8 +35,9 @@ EXPORTED = {
     "ameli_locks_total",
     "ameli_dependency_up",
     "ameli_hash_queue_depth",
+    "ameli_hash_duration_seconds",
 }
-HISTOGRAMS = {"grpc_server_handling_seconds"}
+HISTOGRAMS = {"grpc_server_handling_seconds", "ameli_hash_duration_seconds"}
 # go-grpc-prometheus names the codes in CamelCase: OK, Unavailable, DeadlineExceeded...
 GRPC_CODES = {
     "OK" if code is grpc.StatusCode.OK else code.name.title().replace("_", "")

@@ -77,6 +77,13 @@ async def test_calls_logins_codes_locks_and_refusals_are_counted(
     assert scraped.value("ameli_codes_sent_total") == 1
     assert only(scraped, "ameli_locks_total") == {frozenset({("kind", "password")}): 1}
     assert scraped.value("ameli_hash_queue_depth") == 0
+    # 4 verifies (2 right, 2 wrong; the locked ones verify nothing), and any hash of an account
+    jobs = scraped.value("ameli_hash_duration_seconds_count")
+    hashing = scraped.value("ameli_hash_duration_seconds_sum")
+    assert jobs is not None
+    assert jobs >= 4
+    assert hashing is not None
+    assert hashing > 0
     up = {
         dict(labels)["dependency"]: value
         for labels, value in only(scraped, "ameli_dependency_up").items()
