@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
+from ameli.auth import AuthServiceError
+from stdnum.fr import nir as stdnum_nir
+
+from ameli_grpc.testing import AmeliTestServer
+
 CONSUMER = Path(__file__).resolve().parents[1] / "plugin_consumer"
+NIR = "180017511200169"
+# Women born in June 1985 in Marseille: no account; each tried once (no lock refuses it).
+UNKNOWN_NIRS = [
+    body + stdnum_nir.calc_check_digits(body) for body in (f"2850613{i:06d}" for i in range(200))
+]
 
 
 def consumer_environment() -> dict[str, str]:
@@ -41,3 +53,27 @@ def test_the_plugin_is_found_through_its_entry_point() -> None:
 
     plugins = {entry.name: entry.value for entry in entry_points(group="pytest11")}
     assert plugins.get("ameli_grpc") == "ameli_grpc.testing"
+
+
+async def test_the_kit_sheds_logins_by_their_count_only(tmp_path: Path) -> None:
+    """200 wrong passwords at once on two hashing threads are seconds of wait, which a
+    production server sheds (AMELI_MAX_HASH_WAIT); the kit answers them all, so that a slow
+    CI machine never changes a test's answers. Its count bound is set out of the way here."""
+    with AmeliTestServer(tmp_path, max_pending_hashes=1000, hash_workers=2) as server:
+        server.add_account(NIR, "Mot-de-passe-1", email="a@example.fr")
+        client = server.client
+        await _refusal(client.check_credentials(nir=UNKNOWN_NIRS[0], password="faux"))
+
+        reasons = await asyncio.gather(
+            *(_refusal(client.check_credentials(nir=n, password="faux")) for n in UNKNOWN_NIRS)
+        )
+
+    assert set(reasons) == {"INVALID_CREDENTIALS"}
+
+
+async def _refusal(call: Awaitable[object]) -> str:
+    try:
+        await call
+    except AuthServiceError as error:
+        return error.reason
+    raise AssertionError("a wrong password was accepted")
