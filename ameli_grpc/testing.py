@@ -329,8 +329,6 @@ class AmeliTestServer:
     def _sync_client(self, key: str) -> SyncAuthClient:
         from ameli.auth.client import connect_sync
 
-        if self._loop is None:
-            raise RuntimeError("the server is not started")
         cached = self._sync_clients.get(key)
         if cached is None:
             cached = self._sync_clients[key] = connect_sync(self.target, api_key=key)

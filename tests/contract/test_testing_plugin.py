@@ -11,15 +11,13 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from ameli.auth import AuthServiceError
-from stdnum.fr import nir as stdnum_nir
 
 from ameli_grpc.testing import AmeliTestServer
+from bench.common import unknown_nir
 
 CONSUMER = Path(__file__).resolve().parents[1] / "plugin_consumer"
-# Women born in June 1985 in Marseille: no account; each tried once (no lock refuses it).
-UNKNOWN_NIRS = [
-    body + stdnum_nir.calc_check_digits(body) for body in (f"2850613{i:06d}" for i in range(200))
-]
+# NIRs without an account, each tried once (no lock refuses it).
+UNKNOWN_NIRS = [unknown_nir(serial) for serial in range(200)]
 
 
 def consumer_environment() -> dict[str, str]:
