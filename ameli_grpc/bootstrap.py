@@ -216,6 +216,7 @@ def server_options(
         credentials=_listening_credentials(settings, keys),
         max_message_bytes=settings.max_message_bytes,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_concurrent_streams=settings.max_concurrent_streams,
         shutdown_grace=settings.shutdown_grace,
         drain_delay=settings.drain_delay,
         max_connection_age=settings.max_connection_age,

@@ -238,6 +238,8 @@ class Settings(BaseSettings):
     # SPEC §7.5: requests are small; a busy process refuses at once rather than queue.
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    # Beyond SPEC §7.5: calls in flight on one connection (HTTP/2); 0: gRPC's own (no bound).
+    max_concurrent_streams: int = Field(default=32, ge=0)
     max_pending_hashes: int = Field(default=32, ge=0)
     # Beyond SPEC §7.5: nor may an admitted CheckCredentials expect a longer wait (0: no bound).
     max_hash_wait: float = Field(default=1.0, ge=0)

@@ -21,14 +21,37 @@ from bench.load import LoadPool, Stream, StreamResult
 from tests.support.mail import free_port
 
 FLOOD_WARM_UP = 2.0  # seconds at least: the flood builds up before the window
-UNBOUNDED = 10**6
-LINE = "{:<30}{:>7}{:>7}{:>9}{:>8}{:>13}{:>14}{:>12}{:>15}"
+LINE = "{:<48}{:>7}{:>7}{:>9}{:>8}{:>13}{:>14}{:>12}{:>15}"
+
+
+@dataclass(frozen=True)
+class Shedding:
+    """The service's bounds: ``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT`` (seconds)
+    and ``AMELI_MAX_CONCURRENT_STREAMS`` (0: none)."""
+
+    max_pending: int
+    max_wait: float
+    max_streams: int
+
+    def settings(self) -> dict[str, float]:
+        return {
+            "max_pending_hashes": self.max_pending,
+            "max_hash_wait": self.max_wait,
+            "max_concurrent_streams": self.max_streams,
+        }
+
+    def __str__(self) -> str:
+        streams = f" / {self.max_streams} a connection" if self.max_streams else ""
+        return f"{self.max_pending} / {self.max_wait:g} s{streams}"
+
+
+OFF = Shedding(10**6, 0.0, 0)
 
 
 @dataclass
 class FloodRun:
     name: str
-    shedding: tuple[int, float]  # AMELI_MAX_PENDING_HASHES, AMELI_MAX_HASH_WAIT
+    shedding: Shedding
     flooding: int
     legitimate: StreamResult | None = None
     flood: StreamResult | None = None
@@ -60,8 +83,7 @@ async def _measure(
             streams = [Stream("login_mobile", 1)]
             streams += [Stream("flood", run.flooding)] if run.flooding else []
             warm_up = max(timing["warm_up"], FLOOD_WARM_UP if run.flooding else 0.0)
-            max_pending, max_wait = run.shedding
-            served = {**settings, "max_pending_hashes": max_pending, "max_hash_wait": max_wait}
+            served = {**settings, **run.shedding.settings()}
             async with targets.service(served) as service:
                 done = await pool.measure(service.address, streams, warm_up, timing["seconds"])
             run.legitimate = done.streams[0]
@@ -100,24 +122,20 @@ def _print(runs: list[FloodRun], seconds: float) -> float:
 def flood(
     backend: str,
     flooding: int,
-    shedding: tuple[int, float],
+    shedding: Shedding,
     timing: dict[str, float],
     processes: int,
     flood_nice: int = 0,
 ) -> int:
-    """Measure and print; 0 if the target was met with shedding on, 1 otherwise.
-
-    ``shedding``: the pending verifications and the expected wait (s) beyond which a login
-    is shed (``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT``)."""
+    """Measure and print; 0 if the target was met with ``shedding``, 1 otherwise."""
     report.header(backend, 1, timing["seconds"], processes)
     print(f"flood        : {flooding} parallel unknown-NIR logins beside one legitimate login")
     if flood_nice:
         print(f"               the flood's processes niced by {flood_nice} (its CPU elsewhere)")
-    max_pending, max_wait = shedding
     runs = [
         FloodRun("idle", shedding, 0),
-        FloodRun(f"flood, shedding at {max_pending} / {max_wait:g} s", shedding, flooding),
-        FloodRun("flood, shedding off", (UNBOUNDED, 0.0), flooding),
+        FloodRun(f"flood, shedding at {shedding}", shedding, flooding),
+        FloodRun("flood, shedding off", OFF, flooding),
     ]
     asyncio.run(_measure(backend, runs, timing, processes, flood_nice))
     idle_p99 = _print(runs, timing["seconds"])

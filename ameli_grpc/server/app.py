@@ -67,6 +67,9 @@ class ServerOptions:
     credentials: grpc.ServerCredentials | None = None
     max_message_bytes: int = 64 * 1024
     max_concurrent_rpcs: int = 1000
+    # Calls in flight on one connection, announced to the client (HTTP/2
+    # SETTINGS_MAX_CONCURRENT_STREAMS), which holds its further calls until one ends; 0: no bound.
+    max_concurrent_streams: int = 32
     health_interval: float = 5.0
     shutdown_grace: float = 10.0
     drain_delay: float = 5.0
@@ -95,6 +98,14 @@ class ServerOptions:
             ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_client_ping_interval)),
             ("grpc.http2.max_ping_strikes", 2),
         ]
+        if self.max_concurrent_streams > 0:
+            options += [
+                ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+                # Counted as HTTP/2 counts them, so that the client's further calls wait for
+                # a stream to end; by default gRPC counts a stream until it is freed, later,
+                # and resets the calls beyond (REFUSED_STREAM), which clients do not retry.
+                ("grpc.http.overload_protection", 0),
+            ]
         if self.max_connection_age > 0:
             options += [
                 ("grpc.max_connection_age_ms", _ms(self.max_connection_age)),

@@ -89,6 +89,9 @@ def names(line: dict[str, Any]) -> list[str]:
     [
         pytest.param({"code_ttl": "abc"}, "AMELI_CODE_TTL", id="bad number"),
         pytest.param({"max_concurrent_rpcs": "0"}, "AMELI_MAX_CONCURRENT_RPCS", id="out of range"),
+        pytest.param(
+            {"max_concurrent_streams": "-1"}, "AMELI_MAX_CONCURRENT_STREAMS", id="negative"
+        ),
         pytest.param({"listen": "garbage"}, "AMELI_LISTEN", id="bad address"),
         pytest.param({"secret_key": "too-short"}, "AMELI_SECRET_KEY", id="short key"),
         pytest.param({"database_url": "not a url"}, "AMELI_DATABASE_URL", id="unparseable URL"),

@@ -82,6 +82,9 @@ def _server_settings(smtp: SmtpTestServer, **storage: Any) -> dict[str, Any]:
         "hash_workers": 1,
         "max_pending_hashes": 200,
         "max_hash_wait": 0,
+        # Every call in the server's own queue, none held by the client: the stop must answer
+        # them all (with the bound, a connection's calls beyond it would wait on its side).
+        "max_concurrent_streams": 0,
     }
 
 

@@ -93,6 +93,40 @@ async def test_calls_beyond_the_concurrency_bound_are_refused_by_grpc(
     }
 
 
+async def test_a_connection_has_its_calls_in_flight_bounded_the_caller_holds_the_rest(
+    make_service: ServiceFactory,
+) -> None:
+    """AMELI_MAX_CONCURRENT_STREAMS=1, with any verification ahead shed: ten logins at once on
+    one connection reach the service one after the other (the client holds the rest), so none
+    is shed; the same ten on ten connections arrive together, and some are."""
+    service = await make_service(max_concurrent_streams=1, max_pending_hashes=0, max_hash_wait=0)
+    await refused(service.login(nir(899), password="faux"))  # the connection's settings known
+    nirs = [nir(900 + i) for i in range(10)]
+
+    one_connection = await asyncio.gather(
+        *(refused(service.login(n, password="faux")) for n in nirs)
+    )
+
+    assert {r.reason for r in one_connection} == {"INVALID_CREDENTIALS"}
+    key = (("authorization", f"Bearer {PORTAL_KEY}"),)
+    stubs = []
+    for _ in nirs:  # a subchannel pool of its own: a connection of its own
+        channel = grpc.aio.insecure_channel(
+            service.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        service.channels.append(channel)
+        await channel.channel_ready()
+        stubs.append(auth_pb2_grpc.AuthServiceStub(channel))
+    request = auth_pb2.CheckCredentialsRequest
+    ten_connections = await asyncio.gather(
+        *(
+            refused(stub.CheckCredentials(request(nir=n, password="faux"), metadata=key))
+            for stub, n in zip(stubs, nirs, strict=True)
+        )
+    )
+    assert "SERVICE_UNAVAILABLE" in {r.reason for r in ten_connections}
+
+
 async def _raw_call(service: ServiceUnderTest, key: str | None, payload: bytes) -> Refusal:
     """CheckCredentials with ``payload`` as the request's bytes, as they are, under ``key``."""
     call = service.channel().unary_unary(
