@@ -116,6 +116,7 @@ async def build_container(
         workers=settings.hash_workers,
         max_pending=settings.max_pending_hashes,
         max_wait=settings.max_hash_wait,
+        overload_wait=settings.overload_hash_wait,
         on_pending=metrics.hash_queue_depth if metrics else None,
         on_duration=metrics.hash_duration if metrics else None,
     )

@@ -243,6 +243,8 @@ class Settings(BaseSettings):
     max_pending_hashes: int = Field(default=32, ge=0)
     # Beyond SPEC §7.5: nor may an admitted CheckCredentials expect a longer wait (0: no bound).
     max_hash_wait: float = Field(default=1.0, ge=0)
+    # ... and, once the hash queue has stood that long, this (0: no other bound).
+    overload_hash_wait: float = Field(default=0.02, ge=0)
     hash_workers: int = Field(default=0, ge=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
     # SIGTERM: health NOT_SERVING at once, still serving this long (the load balancers notice).

@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
         "--max-wait", type=float, default=1.0, help="with --flood: the shedding's wait (s)"
     )
     parsing.add_argument(
+        "--overload-wait", type=float, default=0.02, help="with --flood: that of a standing queue"
+    )
+    parsing.add_argument(
         "--max-streams", type=int, default=32, help="with --flood: calls a connection (0: off)"
     )
     parsing.add_argument(
@@ -59,8 +62,8 @@ def options(args: argparse.Namespace, parsing: argparse.ArgumentParser) -> dict[
         parsing.error("--repeat is 1 to 20, --processes 1 to 16")
     if not 0 <= args.flood_nice <= 19:
         parsing.error("--flood-nice is 0 to 19")
-    if args.max_streams < 0:
-        parsing.error("--max-streams is 0 (off) or more")
+    if args.max_streams < 0 or args.overload_wait < 0:
+        parsing.error("--max-streams and --overload-wait are 0 (off) or more")
     if args.quick and args.backend != "embedded":
         parsing.error("--quick measures the embedded set only")
     return chosen
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.flood:
         from bench.flood import Shedding, flood
 
-        shedding = Shedding(args.max_pending, args.max_wait, args.max_streams)
+        shedding = Shedding(args.max_pending, args.max_wait, args.overload_wait, args.max_streams)
         return flood(args.backend, args.flood, shedding, chosen, args.processes, args.flood_nice)
     keys = args.only or (QUICK_ROWS if args.quick else ROW_KEYS)
     rows = [row for row in ROWS if row.key in keys and args.backend in row.backends]

@@ -26,26 +26,30 @@ LINE = "{:<48}{:>7}{:>7}{:>9}{:>8}{:>13}{:>14}{:>12}{:>15}"
 
 @dataclass(frozen=True)
 class Shedding:
-    """The service's bounds: ``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT`` (seconds)
-    and ``AMELI_MAX_CONCURRENT_STREAMS`` (0: none)."""
+    """The service's bounds: ``AMELI_MAX_PENDING_HASHES``, ``AMELI_MAX_HASH_WAIT`` and
+    ``AMELI_OVERLOAD_HASH_WAIT`` (seconds, 0: none), ``AMELI_MAX_CONCURRENT_STREAMS``."""
 
     max_pending: int
     max_wait: float
+    overload_wait: float
     max_streams: int
 
     def settings(self) -> dict[str, float]:
         return {
             "max_pending_hashes": self.max_pending,
             "max_hash_wait": self.max_wait,
+            "overload_hash_wait": self.overload_wait,
             "max_concurrent_streams": self.max_streams,
         }
 
     def __str__(self) -> str:
-        streams = f" / {self.max_streams} a connection" if self.max_streams else ""
-        return f"{self.max_pending} / {self.max_wait:g} s{streams}"
+        return (
+            f"{self.max_pending} / {self.max_wait:g} / {self.overload_wait:g} / {self.max_streams}"
+        )
 
 
-OFF = Shedding(10**6, 0.0, 0)
+OFF = Shedding(10**6, 0.0, 0.0, 0)
+LEGEND = "pending / wait (s) / wait of a standing queue (s) / calls a connection"
 
 
 @dataclass
@@ -132,6 +136,7 @@ def flood(
     print(f"flood        : {flooding} parallel unknown-NIR logins beside one legitimate login")
     if flood_nice:
         print(f"               the flood's processes niced by {flood_nice} (its CPU elsewhere)")
+    print(f"shedding     : {LEGEND} (0: none)")
     runs = [
         FloodRun("idle", shedding, 0),
         FloodRun(f"flood, shedding at {shedding}", shedding, flooding),

@@ -16,12 +16,23 @@ slows down when the cores are taken by other work (the refusals of a flood
 that retries at once, a noisy neighbour), when 32 verifications can be
 seconds. The expected wait is the verifications ahead, per thread, times a
 verification's recent duration (measured, a moving average).
+
+A burst and a flood look alike for a second; they differ in how long the
+queue stands. Once the queue has not emptied for ``max_wait`` (demand above
+what the threads do, for longer than any admitted request may wait), the
+bound in time falls to ``overload_wait``, and it stays there while requests
+keep being shed and for ``max_wait`` after the last one (the controlled
+delay of "Fail at Scale", Facebook, 2015). A burst is absorbed up to
+``max_wait``; under sustained overload the few requests admitted are
+answered in about ``overload_wait`` and a verification, rather than after
+the long bound, and the threads stay busy all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -32,11 +43,13 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import argon2
+import structlog
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ameli_grpc.adapters.threads import name_this_thread
 
 _R = TypeVar("_R")
+_log = structlog.get_logger(__name__)
 
 # OWASP Password Storage Cheat Sheet, first argon2id option: m=19 MiB, t=2, p=1.
 OWASP_PARAMETERS = argon2.Parameters(
@@ -52,6 +65,9 @@ OWASP_PARAMETERS = argon2.Parameters(
 
 DEFAULT_MAX_PENDING = 32
 DEFAULT_MAX_WAIT = 1.0  # seconds: beyond SPEC §7.5's count, no admitted call waits for seconds
+# Seconds: the bound while the queue stands (see the module); shorter than a verification, so
+# in effect only a request that finds a hashing thread free is admitted.
+DEFAULT_OVERLOAD_WAIT = 0.02
 # The weight of the latest job's duration in the moving average.
 _DURATION_WEIGHT = 0.2
 
@@ -71,11 +87,15 @@ class Argon2PasswordHasher:
         max_wait: float = DEFAULT_MAX_WAIT,
         timer: Callable[[], float] = time.perf_counter,
         on_duration: Callable[[float], None] | None = None,
+        overload_wait: float = DEFAULT_OVERLOAD_WAIT,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         """``on_pending`` is told the number of pending verifications each time it changes
         (the metrics' ``ameli_hash_queue_depth``). ``max_wait`` (seconds, 0: no bound) bounds
-        the expected wait of an admitted request; ``timer`` times each job in its thread,
-        and ``on_duration`` is told each job's time (``ameli_hash_duration_seconds``)."""
+        the expected wait of an admitted request, ``overload_wait`` (0: no other) while the
+        queue stands; ``timer`` times each job in its thread, and ``on_duration`` is told
+        each job's time (``ameli_hash_duration_seconds``); ``now`` tells how long the queue
+        has stood."""
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._workers = workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(
@@ -85,6 +105,13 @@ class Argon2PasswordHasher:
         )
         self._max_pending = max_pending
         self._max_wait = max_wait
+        self._overload_wait = min(overload_wait or max_wait, max_wait)
+        self._now = now
+        # When the queue last had no request waiting for a thread, and until when the
+        # bound of a standing queue holds (``_bound``); only touched on the event loop.
+        self._short_at = now()
+        self._overloaded_until = -math.inf
+        self._overloaded = False  # as last seen by ``_bound``, for its log lines
         self._timer = timer
         self._on_duration = on_duration
         # A job's recent duration in seconds (None until one is done); set on the event loop.
@@ -114,11 +141,13 @@ class Argon2PasswordHasher:
         "Behind" counts the admitted verifications, queued or running alike:
         with more than ``max_pending`` of them ahead the request holds nothing
         and the caller refuses it (so ``max_pending + 1`` run or queue at most);
-        nor does it when its expected wait is above ``max_wait``.
+        nor does it when its expected wait is above the bound in time.
         """
-        if self._pending > self._max_pending or (
-            self._max_wait > 0 and self.expected_wait > self._max_wait
-        ):
+        now = self._now()
+        bound = self._bound(now)
+        if self._pending > self._max_pending or (bound > 0 and self.expected_wait > bound):
+            if bound < self._max_wait:  # shed while the queue stands: it stands on
+                self._overloaded_until = now + self._max_wait
             yield False
             return
         self._changed(+1)
@@ -127,8 +156,30 @@ class Argon2PasswordHasher:
         finally:
             self._changed(-1)
 
+    def _bound(self, now: float) -> float:
+        """The expected wait allowed now: ``overload_wait`` once the queue has stood for
+        ``max_wait`` and while it is shed, else ``max_wait`` (0: no bound)."""
+        if self._overload_wait >= self._max_wait:  # no other bound (or none at all)
+            return self._max_wait
+        standing = self._pending > self._workers and now - self._short_at > self._max_wait
+        overloaded = standing or now < self._overloaded_until
+        if overloaded != self._overloaded:
+            self._overloaded = overloaded
+            if overloaded:
+                _log.warning(
+                    "hash_queue_standing",
+                    pending=self._pending,
+                    expected_wait_ms=round(self.expected_wait * 1000),
+                    max_wait_ms=round(self._overload_wait * 1000),
+                )
+            else:
+                _log.info("hash_queue_drained", max_wait_ms=round(self._max_wait * 1000))
+        return self._overload_wait if overloaded else self._max_wait
+
     def _changed(self, by: int) -> None:
         self._pending += by
+        if self._pending <= self._workers:  # no request waits for a thread
+            self._short_at = self._now()
         if self._on_pending is not None:
             self._on_pending(self._pending)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import argon2
 import pytest
+from structlog.testing import capture_logs
 
 from ameli_grpc.adapters.argon2_hasher import (
     HASH_THREAD_NAME,
@@ -176,3 +177,71 @@ async def test_hashing_threads_run_below_the_event_loop_and_are_named(
 
     assert priority == min(19, loop_priority + HASH_THREAD_NICENESS)
     assert name == HASH_THREAD_NAME.decode()
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_queue_that_stands_has_its_bound_in_time_lowered_until_no_longer_shed() -> None:
+    """Jobs of 0.1 s on one thread, bounds of 1 s and 0.25 s: a fourth request (0.3 s ahead)
+    is admitted while the queue is young, refused once it has stood for over 1 s, refused
+    again after it emptied as long as requests are shed, admitted 1 s after the last."""
+    clock = ManualClock()
+    hasher = Argon2PasswordHasher(
+        FAST, workers=1, max_pending=32, max_wait=1.0, overload_wait=0.25,
+        timer=SteppingTimer(0.1), now=clock,
+    )  # fmt: skip
+
+    def fourth_admitted() -> bool:
+        """With three admitted (the queue short when the first came), whether a fourth is."""
+        with ExitStack() as stack:
+            assert all(stack.enter_context(hasher.admission()) for _ in range(3))
+            assert hasher.expected_wait == pytest.approx(0.3)
+            clock.now += 0.5
+            with hasher.admission() as young:
+                assert young  # the burst absorbed: 0.3 s ahead, within 1 s
+            clock.now += 0.6
+            with hasher.admission() as admitted:
+                return admitted
+
+    try:
+        await hasher.verify_dummy("x")
+        with capture_logs() as standing:
+            assert not fourth_admitted()  # 1.1 s without the queue emptying
+        assert [line["event"] for line in standing] == ["hash_queue_standing"]
+        clock.now += 0.5  # emptied meanwhile, but shed 0.5 s ago: it still stands
+        with ExitStack() as stack:
+            assert all(stack.enter_context(hasher.admission()) for _ in range(3))
+            with hasher.admission() as admitted:
+                assert not admitted
+        clock.now += 1.1  # nothing shed for over a second: the long bound again
+        with capture_logs() as drained, ExitStack() as stack:
+            assert all(stack.enter_context(hasher.admission()) for _ in range(3))
+            with hasher.admission() as admitted:
+                assert admitted
+        assert [line["event"] for line in drained] == ["hash_queue_drained"]
+    finally:
+        hasher.close()
+
+
+async def test_without_an_overload_bound_a_standing_queue_keeps_the_long_one() -> None:
+    """``overload_wait`` 0: a queue that has stood for seconds still admits up to ``max_wait``."""
+    clock = ManualClock()
+    hasher = Argon2PasswordHasher(
+        FAST, workers=1, max_pending=32, max_wait=1.0, overload_wait=0,
+        timer=SteppingTimer(0.1), now=clock,
+    )  # fmt: skip
+    try:
+        await hasher.verify_dummy("x")
+        with ExitStack() as stack:
+            assert all(stack.enter_context(hasher.admission()) for _ in range(3))
+            clock.now += 5
+            with hasher.admission() as admitted:
+                assert admitted
+    finally:
+        hasher.close()

@@ -55,7 +55,7 @@ def test_the_flood_benchmark_reports_the_legitimate_login() -> None:
     finished = run_bench("--flood", "8", *shedding, "--seconds", "0.5", "--warm-up", "0")
     assert finished.returncode in (0, 1), finished.stdout + finished.stderr
     assert "Traceback" not in finished.stderr
-    for row in ("idle", "flood, shedding at 4 / 1 s / 2 a connection", "flood, shedding off"):
+    for row in ("idle", "flood, shedding at 4 / 1 / 0.02 / 2", "flood, shedding off"):
         assert row in finished.stdout, f"{row} missing from:\n{finished.stdout}"
     assert "answers other than its own" not in finished.stdout, finished.stdout
 
@@ -76,7 +76,7 @@ def test_a_legitimate_call_shed_late_misses_the_flood_target() -> None:
     """A refusal is "at once" only within the bound an answer has: one answered in time,
     one shed in time, one shed late make two thirds."""
     legitimate = StreamResult(latencies=[0.1], shed_latencies=[0.05, 0.5])
-    run = FloodRun("flood", Shedding(32, 1.0, 32), 256, legitimate=legitimate)
+    run = FloodRun("flood", Shedding(32, 1.0, 0.02, 32), 256, legitimate=legitimate)
 
     assert run.within(0.2) == pytest.approx(2 / 3)
     assert legitimate.shed == 2
