@@ -6,6 +6,7 @@ import pytest
 
 from ameli_grpc.adapters.affiliation_cache import AffiliationCache, CachedIdentityRegistry
 from ameli_grpc.domain.model import Affiliation
+from tests.support.clock import Seconds
 
 NIR = "1850775123456"
 
@@ -20,16 +21,6 @@ class CountingRegistry:
     async def affiliation(self, nir: str) -> Affiliation:
         self.asked += 1
         return self.answer
-
-
-class Seconds:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_an_answer_is_reused_until_the_ttl_then_asked_again() -> None:

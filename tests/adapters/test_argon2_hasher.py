@@ -19,6 +19,7 @@ from ameli_grpc.adapters.argon2_hasher import (
     HASH_THREAD_NICENESS,
     Argon2PasswordHasher,
 )
+from tests.support.clock import Seconds
 
 # Cheap parameters: these tests are about admission and threading, not strength.
 FAST = argon2.Parameters(
@@ -179,19 +180,11 @@ async def test_hashing_threads_run_below_the_event_loop_and_are_named(
     assert name == HASH_THREAD_NAME.decode()
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_queue_that_stands_has_its_bound_in_time_lowered_until_no_longer_shed() -> None:
     """Jobs of 0.1 s on one thread, bounds of 1 s and 0.25 s: a fourth request (0.3 s ahead)
     is admitted while the queue is young, refused once it has stood for over 1 s, refused
     again after it emptied as long as requests are shed, admitted 1 s after the last."""
-    clock = ManualClock()
+    clock = Seconds()
     hasher = Argon2PasswordHasher(
         FAST, workers=1, max_pending=32, max_wait=1.0, overload_wait=0.25,
         timer=SteppingTimer(0.1), now=clock,
@@ -231,7 +224,7 @@ async def test_a_queue_that_stands_has_its_bound_in_time_lowered_until_no_longer
 
 async def test_without_an_overload_bound_a_standing_queue_keeps_the_long_one() -> None:
     """``overload_wait`` 0: a queue that has stood for seconds still admits up to ``max_wait``."""
-    clock = ManualClock()
+    clock = Seconds()
     hasher = Argon2PasswordHasher(
         FAST, workers=1, max_pending=32, max_wait=1.0, overload_wait=0,
         timer=SteppingTimer(0.1), now=clock,
