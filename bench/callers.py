@@ -27,6 +27,7 @@ from bench.common import (
     unknown_nir,
 )
 from bench.load import Job, Stream, StreamResult
+from tests.support.channels import OWN_CONNECTION
 
 Call = Callable[[int], Awaitable[None]]  # one call of a slot; its argument counts its calls
 SHED_PAUSE = 0.05  # a shed legitimate caller waits this long (a client honouring RetryInfo)
@@ -172,7 +173,10 @@ async def _slot(call: Call, job: Job, result: StreamResult, shed_pause: float) -
 
 async def run_job(job: Job, inbox: Inbox) -> list[StreamResult]:
     """This process's share of the job's streams; one result per stream."""
-    channels = [grpc.aio.insecure_channel(job.address) for _ in range(job.channels)]
+    # Each a connection of its own, so that the kernel spreads them over the workers.
+    channels = [
+        grpc.aio.insecure_channel(job.address, options=OWN_CONNECTION) for _ in range(job.channels)
+    ]
     stubs = [auth_pb2_grpc.AuthServiceStub(channel) for channel in channels]
     results = [StreamResult() for _ in job.streams]
     slots = []

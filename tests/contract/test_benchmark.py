@@ -6,21 +6,26 @@ its anchor falls far below the target (``bench.rows.QUICK_FLOORS``), never on a 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from ameli_grpc.adapters.security_code_email import build_security_code_email
 from ameli_grpc.domain.nir import Nir
-from bench.callers import code_in, code_of
+from bench.callers import Inbox, code_in, code_of, run_job
 from bench.common import FLOOD_NIRS_PER_SLOT, nir, unknown_nir
 from bench.flood import FloodRun, Shedding
-from bench.load import LoadPool, Stream, StreamResult, split
+from bench.load import Job, LoadPool, Stream, StreamResult, split
 from bench.rows import QUICK_FLOORS, Sample, guarded_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -155,3 +160,41 @@ def test_the_load_parses_an_email_whose_code_it_cannot_see() -> None:
     raw = message.as_bytes(policy=SMTP)
     assert b"1 2 3" not in raw
     assert code_in(raw) == "123456"
+
+
+async def test_a_load_process_with_several_channels_opens_as_many_connections() -> None:
+    """``--channels`` (the workers' rows, ``bench.remote``) means connections: without a
+    subchannel pool of their own, gRPC would carry all of a process's channels on one, and
+    the kernel could not spread them over the workers."""
+    peers: set[str] = set()
+
+    class Echo(auth_pb2_grpc.AuthServiceServicer):
+        async def GetLockStatus(  # noqa: N802 - generated interface
+            self,
+            request: auth_pb2.GetLockStatusRequest,
+            context: grpc.aio.ServicerContext[Any, Any],
+        ) -> auth_pb2.GetLockStatusResponse:
+            peers.add(context.peer())
+            return auth_pb2.GetLockStatusResponse()
+
+    server = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(Echo(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    inbox = Inbox(asyncio.get_running_loop(), 0)
+    try:
+        start = time.time()
+        job = Job(
+            f"127.0.0.1:{port}",
+            ((Stream("lock_status", 4), (0, 1, 2, 3)),),
+            start,
+            measure_from=start,
+            until=start + 0.3,
+            channels=4,
+        )
+        (result,) = await run_job(job, inbox)
+    finally:
+        inbox.close()
+        await server.stop(0)
+    assert result.calls > 0
+    assert len(peers) == 4

@@ -14,6 +14,7 @@ from ameli_grpc.bootstrap import build_container, server_options
 from ameli_grpc.server.app import ServerOptions, start_server
 from tests.e2e.conftest import ServiceFactory
 from tests.e2e.harness import PASSWORD, PORTAL_KEY, nir, settings_for_tests
+from tests.support.channels import OWN_CONNECTION
 from tests.support.databases import migrated_sqlite_database
 from tests.support.grpc_stubs import health_stub
 from tests.support.mail import SmtpTestServer
@@ -60,7 +61,7 @@ async def _still_ready_after_pings(address: str, seconds: float) -> bool:
         ("grpc.keepalive_timeout_ms", 1000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.use_local_subchannel_pool", 1),
+        *OWN_CONNECTION,
     ]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         await health_stub(channel).Check(health_pb2.HealthCheckRequest())

@@ -25,6 +25,7 @@ from ameli_grpc.adapters.sql.repositories import SqlAccountRepository, SqlIdenti
 from ameli_grpc.domain.model import Affiliation
 from tests.e2e.harness import ADVISOR_KEY, EMAIL, PASSWORD, PORTAL_KEY, nir
 from tests.e2e.replicas import ServerProcess, server_process
+from tests.support.channels import OWN_CONNECTION
 from tests.support.databases import clear_tables, migrated_sqlite_database
 from tests.support.grpc_stubs import health_stub
 from tests.support.mail import SmtpTestServer
@@ -37,8 +38,6 @@ DURING_DELAY = 10  # logins sent once health said NOT_SERVING
 BURST = 40  # lock status reads sent as the drain delay ends
 DRAIN_DELAY = 1.0
 SERVICE_NAMES = ("", "ameli.auth.v1.AuthService")
-# One connection each: gRPC would otherwise share one between channels to the same address.
-OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 class _OneHash:

@@ -14,6 +14,7 @@ from ameli_grpc.adapters.sql.database import Database
 from tests.e2e.harness import PORTAL_KEY, nir
 from tests.e2e.metrics_scrape import scrape
 from tests.e2e.replicas import server_process, shared_backend
+from tests.support.channels import OWN_CONNECTION
 from tests.support.databases import clear_tables
 from tests.support.mail import free_port
 from tests.support.waiting import wait_for
@@ -21,7 +22,6 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 METADATA = (("authorization", f"Bearer {PORTAL_KEY}"),)
 CALLS = 24
-OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     nir,
     refused,
 )
+from tests.support.channels import OWN_CONNECTION
 from tests.support.mail import free_port
 
 CHECK_CREDENTIALS = "/ameli.auth.v1.AuthService/CheckCredentials"
@@ -111,9 +112,7 @@ async def test_a_connection_has_its_calls_in_flight_bounded_the_caller_holds_the
     key = (("authorization", f"Bearer {PORTAL_KEY}"),)
     stubs = []
     for _ in nirs:  # a subchannel pool of its own: a connection of its own
-        channel = grpc.aio.insecure_channel(
-            service.address, options=[("grpc.use_local_subchannel_pool", 1)]
-        )
+        channel = grpc.aio.insecure_channel(service.address, options=OWN_CONNECTION)
         service.channels.append(channel)
         await channel.channel_ready()
         stubs.append(auth_pb2_grpc.AuthServiceStub(channel))

@@ -16,13 +16,12 @@ from ameli.auth.v1 import auth_pb2, auth_pb2_grpc
 from ameli_grpc.supervisor import Supervisor
 from tests.e2e.harness import ADVISOR_KEY, nir
 from tests.e2e.replicas import ServerProcess, server_process, shared_backend
+from tests.support.channels import OWN_CONNECTION
 from tests.support.mail import SmtpTestServer
 from tests.support.waiting import wait_for
 from tests.support.workers import first_fails_others_serve
 
 ADVISOR = (("authorization", f"Bearer {ADVISOR_KEY}"),)
-# One connection each: gRPC would otherwise share one between channels to the same address.
-OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 @pytest.fixture
