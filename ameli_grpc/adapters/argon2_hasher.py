@@ -111,7 +111,7 @@ class Argon2PasswordHasher:
         # bound of a standing queue holds (``_bound``); only touched on the event loop.
         self._short_at = now()
         self._overloaded_until = -math.inf
-        self._overloaded = False  # as last seen by ``_bound``, for its log lines
+        self._overloaded = False  # as ``_bound`` last found it: the log lines, the shedding
         self._timer = timer
         self._on_duration = on_duration
         # A job's recent duration in seconds (None until one is done); set on the event loop.
@@ -146,7 +146,7 @@ class Argon2PasswordHasher:
         now = self._now()
         bound = self._bound(now)
         if self._pending > self._max_pending or (bound > 0 and self.expected_wait > bound):
-            if bound < self._max_wait:  # shed while the queue stands: it stands on
+            if self._overloaded:  # shed while the queue stands: it stands on
                 self._overloaded_until = now + self._max_wait
             yield False
             return
